@@ -1,0 +1,69 @@
+import { createPgDriverFactory } from '@slonik/pg-driver';
+import {
+  createPool,
+  createTypeParserPreset,
+  SchemaValidationError,
+  type DatabasePool,
+  type Interceptor,
+  type QueryResultRow,
+} from 'slonik';
+
+/** The database role the runtime acts as: row-level security applies to it. */
+export const APP_ROLE = 'awooop_app';
+/** The explicit, audited role that may see every tenant (see `withPlatform`). */
+export const PLATFORM_ROLE = 'awooop_platform';
+
+/**
+ * `sql.type(schema)` only declares a parser; this interceptor is what runs it on every row,
+ * so a row that does not match its schema is an error instead of a silent lie.
+ */
+const resultParser: Interceptor = {
+  name: 'result-parser',
+  transformRowAsync: async (context, query, row) => {
+    const parser = context.resultParser;
+    if (!parser) return row;
+    const result = await parser['~standard'].validate(row);
+    if (result.issues) throw new SchemaValidationError(query, row, result.issues);
+    return result.value as QueryResultRow;
+  },
+};
+
+/** Options for {@link createDbPool}. */
+export type DbPoolOptions = {
+  /**
+   * `app` connects with the session role {@link APP_ROLE} so row-level security holds even
+   * for a query run outside `withProject`; `owner` is the migrating user, for migrations only.
+   * @defaultValue 'app'
+   */
+  role?: 'app' | 'owner';
+  /** @defaultValue 10 */
+  maxPoolSize?: number;
+  /** @defaultValue 'awooop' */
+  applicationName?: string;
+};
+
+/** A slonik pool with the result parser installed. */
+export async function createDbPool(
+  databaseUrl: string,
+  { role = 'app', maxPoolSize = 10, applicationName = 'awooop' }: DbPoolOptions = {},
+): Promise<DatabasePool> {
+  const url = new URL(databaseUrl);
+  url.searchParams.set('application_name', applicationName);
+  if (role === 'app') {
+    // A startup option, not a SET: it survives the DISCARD ALL slonik runs between leases.
+    const existing = url.searchParams.get('options');
+    url.searchParams.set('options', `${existing ? `${existing} ` : ''}-c role=${APP_ROLE}`);
+  }
+  return createPool(url.toString(), {
+    driverFactory: createPgDriverFactory(),
+    interceptors: [resultParser],
+    // Our int8 columns are counts, identity ids and sequence numbers, far below 2^53: read
+    // them as numbers rather than slonik's default bigint so JSON and zod treat them plainly.
+    typeParsers: [
+      ...createTypeParserPreset().filter((parser) => parser.name !== 'int8'),
+      { name: 'int8', parse: (value: string) => Number(value) },
+    ],
+    maxPoolSize,
+    captureStackTrace: false,
+  });
+}

@@ -1,0 +1,15 @@
+/** The SQLSTATE of a Postgres error, however deeply slonik wrapped it. */
+export function sqlState(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Raised by the append-only triggers (`awooop_refuse_change`, `contract_revisions_guard`). */
+export const APPEND_ONLY_VIOLATION = 'AW001';
+/** Row-level security refused a write (`new row violates row-level security policy`). */
+export const RLS_VIOLATION = '42501';

@@ -1,0 +1,92 @@
+import { z } from 'zod';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Env variables whose values are secrets: never echoed in errors, redacted by `toJSON`. */
+const SECRET_NAMES = new Set(['AWOOOP_ADMIN_TOKEN', 'AWOOOP_SECRET_KEY']);
+
+const postgresUrl = z
+  .string()
+  .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), 'must be a postgres:// URL');
+const redisUrl = z
+  .string()
+  .refine((v) => /^rediss?:\/\//.test(v) && URL.canParse(v), 'must be a redis:// URL');
+
+/** The whitelist: only these variables are read, each parsed once at start. */
+const EnvSchema = z.object({
+  DATABASE_URL: postgresUrl.default('postgres://postgres@127.0.0.1:5432/awooop'),
+  REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
+  PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  AWOOOP_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_{}-]{1,64}$/, 'must be 1-64 letters, digits, _ - { }')
+    .default('awooop'),
+  AWOOOP_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  AWOOOP_SECRET_KEY: z
+    .string()
+    .refine(
+      (v) => /^[0-9a-fA-F]{64}$/.test(v) || Buffer.from(v, 'base64').length === 32,
+      'must be 32 bytes, as 64 hex characters or base64',
+    )
+    .optional(),
+  AWOOOP_ACTOR: z.string().min(1).max(200).optional(),
+});
+
+/** Parsed, validated configuration. Secrets are present but never serialized. */
+export type Config = z.infer<typeof EnvSchema> & { toJSON(): Record<string, unknown> };
+
+/**
+ * Reads the whitelisted env variables once. A bad value throws an error naming the variable
+ * and what is wrong with it, never the value itself when the variable holds a secret.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const picked = Object.fromEntries(
+    Object.keys(EnvSchema.shape)
+      .filter((name) => env[name] !== undefined && env[name] !== '')
+      .map((name) => [name, env[name]]),
+  );
+  const result = EnvSchema.safeParse(picked);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '(env)');
+      const message = SECRET_NAMES.has(name) ? issue.message.replace(/".*"/g, '"***"') : issue.message;
+      return `${name}: ${message}`;
+    });
+    throw new ConfigError(lines);
+  }
+  const parsed = result.data;
+  return {
+    ...parsed,
+    toJSON() {
+      return Object.fromEntries(
+        Object.entries(parsed).map(([k, v]) => [
+          k,
+          SECRET_NAMES.has(k) ? '[redacted]' : k === 'DATABASE_URL' || k === 'REDIS_URL' ? redactUrl(String(v)) : v,
+        ]),
+      );
+    },
+  };
+}
+
+/** A URL with its password replaced, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '[unparseable url]';
+  }
+}
+
+/** Raised at start when an env variable is missing or malformed. */
+export class ConfigError extends Error {
+  readonly issues: readonly string[];
+  constructor(issues: readonly string[]) {
+    super(`invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}

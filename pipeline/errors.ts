@@ -1,0 +1,85 @@
+/**
+ * The error tree. Every error the platform raises on purpose is an {@link AppError} with a
+ * stable SCREAMING_SNAKE `code`; subclasses say how a caller should handle it, not where it
+ * came from. The HTTP edge maps them to `{ error: { code, message } }` by `status`.
+ */
+export class AppError extends Error {
+  /** Stable, machine-readable code that crosses process and network borders. */
+  readonly code: string;
+  /** HTTP status the edge answers with when this error reaches it. */
+  readonly status: number;
+  /** Structured, non-secret context for logs (never user input verbatim). */
+  readonly detail: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: string,
+    message: string,
+    options: { cause?: unknown; status?: number; detail?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.status = options.status ?? 500;
+    this.detail = options.detail ?? {};
+  }
+}
+
+/** Retrying cannot help (bad input, a refused policy): the job ends at once. */
+export class NonRetryableError extends AppError {}
+
+/** A peer asked us to wait (HTTP 429, `retry_after`): retry after `retryAfterMs`. */
+export class RetryAfterError extends AppError {
+  readonly retryAfterMs: number;
+  constructor(
+    code: string,
+    message: string,
+    retryAfterMs: number,
+    options: { cause?: unknown } = {},
+  ) {
+    super(code, message, { ...options, status: 503 });
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * A contract body, a CLI argument or an HTTP body failed validation. `issues` holds one
+ * `path: message` line per problem, the path naming the bad field.
+ */
+export class ContractViolationError extends NonRetryableError {
+  readonly issues: readonly string[];
+  constructor(issues: readonly string[], message?: string, options: { code?: string } = {}) {
+    super(options.code ?? 'CONTRACT_INVALID', message ?? issues.join('; '), {
+      status: 400,
+      detail: { issues },
+    });
+    this.issues = issues;
+  }
+}
+
+/** A policy gate said no (budget, rate, mode, grant). */
+export class PolicyDeniedError extends NonRetryableError {
+  constructor(code: string, message: string, options: { detail?: Record<string, unknown> } = {}) {
+    super(code, message, { status: 403, ...options });
+  }
+}
+
+/** Something tried to cross a tenant boundary. Always a bug or an attack; never retried. */
+export class TenantIsolationError extends NonRetryableError {
+  constructor(message: string, options: { detail?: Record<string, unknown> } = {}) {
+    super('TENANT_ISOLATION', message, { status: 403, ...options });
+  }
+}
+
+/** A thing that was asked for by id does not exist (or is not visible to this tenant). */
+export class NotFoundError extends NonRetryableError {
+  constructor(code: string, message: string) {
+    super(code, message, { status: 404 });
+  }
+}
+
+/** A stored value no longer matches its recorded hash: refuse to use it. */
+export class IntegrityError extends NonRetryableError {
+  constructor(code: string, message: string, options: { detail?: Record<string, unknown> } = {}) {
+    super(code, message, { status: 500, ...options });
+  }
+}
