@@ -27,6 +27,8 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 
 GRANT USAGE ON SCHEMA public TO awooop_app, awooop_platform;
+-- readiness checks ask the runtime's own connection whether migrations are current
+GRANT SELECT ON schema_migrations TO awooop_app, awooop_platform;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public
   GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO awooop_app, awooop_platform;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public

@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// The `awooop` command: the control plane's CLI and the entry point of every process type.
+import { readFile } from 'node:fs/promises';
+import { ensureDatabase, migrate } from '../db/migrate.ts';
+import { sha256Hex } from '../pipeline/contracts/canonicalJson.ts';
+import { AppError, ContractViolationError } from '../pipeline/errors.ts';
+import { applyCommand } from './cli/applyCommand.ts';
+import { auditCommand } from './cli/auditCommand.ts';
+import { createCliContext, type CliContext } from './cli/CliContext.ts';
+import { contractsCommand } from './cli/contractsCommand.ts';
+import { UsageError } from './cli/UsageError.ts';
+import { ConfigError, loadConfig } from './loadConfig.ts';
+
+const USAGE = `awooop — multi-tenant agent platform
+
+usage: awooop [--actor WHO] <command> ...
+
+  migrate                      create the database if needed and apply pending migrations
+  apply -f FILE [--dry-run]    validate a tenant YAML file, then draft, publish and activate what changed
+  contracts list|show|diff|activate|rollback ...
+  audit verify|checkpoint ...
+  hash FILE...                 print the SHA-256 of files (for prompt and schema refs)
+  web                          run the HTTP process (health and readiness)
+  dev                          migrate, then run every Procfile process under one supervisor
+
+environment: DATABASE_URL, REDIS_URL, PORT, LOG_LEVEL, AWOOOP_ADMIN_TOKEN, AWOOOP_SECRET_KEY, AWOOOP_ACTOR`;
+
+type Command = (ctx: CliContext, args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  migrate: async (ctx) => {
+    if (await ensureDatabase(ctx.config.DATABASE_URL)) ctx.print('created the database');
+    const result = await migrate(ctx.config.DATABASE_URL, { log: (line) => ctx.print(line) });
+    ctx.print(result.applied.length ? `migrated to ${result.current}` : `database is current (migration ${result.current})`);
+    return 0;
+  },
+  apply: applyCommand,
+  contracts: contractsCommand,
+  audit: auditCommand,
+  hash: async (ctx, files) => {
+    if (files.length === 0) throw new UsageError('hash: name at least one FILE');
+    for (const file of files) ctx.print(`${sha256Hex(await readFile(file))}  ${file}`);
+    return 0;
+  },
+  web: async (ctx) => {
+    const { runWeb } = await import('./runWeb.ts');
+    return runWeb(ctx.config);
+  },
+  dev: async (ctx) => {
+    const { runDev } = await import('./runDev.ts');
+    return runDev(ctx.config);
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  let args = argv;
+  let actor: string | undefined;
+  if (args[0] === '--actor') {
+    actor = args[1];
+    if (!actor) throw new UsageError('--actor: needs a value');
+    args = args.slice(2);
+  }
+  const [name, ...rest] = args;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command "${name}"\n\n${USAGE}`);
+  const ctx = createCliContext(loadConfig(), actor);
+  try {
+    return await command(ctx, rest);
+  } finally {
+    await ctx.close();
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof UsageError) {
+    process.stderr.write(`awooop: ${error.message}\n`);
+    process.exitCode = 2;
+  } else if (error instanceof ConfigError) {
+    process.stderr.write(`awooop: ${error.message}\n`);
+    process.exitCode = 2;
+  } else if (error instanceof ContractViolationError) {
+    process.stderr.write(`awooop: invalid — nothing was written:\n${error.issues.map((i) => `  ${i}`).join('\n')}\n`);
+    process.exitCode = 1;
+  } else if (error instanceof AppError) {
+    process.stderr.write(`awooop: ${error.code}: ${error.message}\n`);
+    process.exitCode = 1;
+  } else {
+    process.stderr.write(`awooop: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

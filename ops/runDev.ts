@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { ensureDatabase, migrate } from '../db/migrate.ts';
+import { createLogger } from './createLogger.ts';
+import type { Config } from './loadConfig.ts';
+import { onShutdown } from './onShutdown.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** One `name: command` line of the Procfile. */
+export type ProcessType = { name: string; command: string };
+
+/** Parses a Procfile: `name: command` per line, `#` comments and blank lines ignored. */
+export function parseProcfile(text: string): ProcessType[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => {
+      const match = /^([A-Za-z0-9_-]+):\s*(.+)$/.exec(line);
+      if (!match) throw new Error(`Procfile: cannot read line ${JSON.stringify(line)}`);
+      return { name: match[1]!, command: match[2]! };
+    });
+}
+
+/**
+ * `npm start`: migrates, then runs every Procfile process type as a child under one
+ * supervisor, restarting any that exits (with backoff), until SIGTERM or SIGINT, which it
+ * passes on before exiting. The children run exactly what a Procfile host would run.
+ */
+export async function runDev(config: Config): Promise<number> {
+  const logger = createLogger({ level: config.LOG_LEVEL, name: 'dev' });
+  if (await ensureDatabase(config.DATABASE_URL)) logger.info('created the database');
+  await migrate(config.DATABASE_URL, { log: (line) => logger.info(line) });
+  const types = parseProcfile(await readFile(`${ROOT}/Procfile`, 'utf8'));
+  const children = new Map<string, ChildProcess>();
+  let stopping = false;
+
+  const start = (type: ProcessType, failures: number) => {
+    // the same Node that runs the supervisor runs the children (Node 24 from node_modules)
+    const command = type.command.replace(/^node\s/, `${JSON.stringify(process.execPath)} `);
+    const child = spawn('sh', ['-c', `exec ${command}`], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
+    const startedAt = Date.now();
+    children.set(type.name, child);
+    logger.info({ process: type.name, pid: child.pid }, `started ${type.name}`);
+    child.on('exit', (code, signal) => {
+      children.delete(type.name);
+      if (stopping) return;
+      const nextFailures = Date.now() - startedAt > 30_000 ? 0 : failures + 1;
+      const delay = Math.min(30_000, 500 * 2 ** nextFailures);
+      logger.warn({ process: type.name, code, signal, restartInMs: delay }, `${type.name} exited; restarting`);
+      setTimeout(() => {
+        if (!stopping) start(type, nextFailures);
+      }, delay);
+    });
+  };
+  for (const type of types) start(type, 0);
+  logger.info(`AwoooP is running: http://localhost:${config.PORT} (processes: ${types.map((t) => t.name).join(', ')})`);
+
+  await onShutdown(
+    logger,
+    async () => {
+      stopping = true;
+      const exits = [...children.values()].map((child) => new Promise((resolve) => child.once('exit', resolve)));
+      for (const child of children.values()) child.kill('SIGTERM');
+      await Promise.all(exits);
+    },
+    { deadlineMs: 15_000 },
+  );
+  return 0;
+}

@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { HttpUrl, SecretRef } from './common.ts';
+
+/** The most characters one message may carry on each channel (null: no limit). */
+export const CHANNEL_TEXT_LIMITS = { telegram: 4096, line: 5000, slack: 40_000, api: null } as const;
+
+const common = {
+  formatting: z.strictObject({ maxChunkChars: z.int().min(1).optional() }).prefault({}),
+  progress: z
+    .strictObject({
+      typingIndicator: z.boolean().default(true),
+      statusAfterMs: z.int().min(0).max(600_000).default(8000),
+      statusText: z.string().min(1).max(200).default('Working on it…'),
+    })
+    .prefault({}),
+  failureMessage: z.string().min(1).max(500).default('Sorry, I could not finish that. The team has been told.'),
+  approvals: z.boolean().default(false),
+};
+
+/** Communication / Channel: one channel account, its credentials (as refs), formatting, progress. */
+export const ChannelContract = z
+  .discriminatedUnion('type', [
+    z.strictObject({
+      type: z.literal('telegram'),
+      botToken: SecretRef,
+      webhookSecret: SecretRef,
+      apiRoot: HttpUrl.optional(),
+      parseMode: z.enum(['MarkdownV2', 'HTML', 'plain']).default('HTML'),
+      ...common,
+    }),
+    z.strictObject({
+      type: z.literal('line'),
+      channelSecret: SecretRef,
+      channelAccessToken: SecretRef,
+      apiBaseUrl: HttpUrl.optional(),
+      ...common,
+    }),
+    z.strictObject({ type: z.literal('slack'), signingSecret: SecretRef, botToken: SecretRef, ...common }),
+    z.strictObject({ type: z.literal('api'), callbackUrl: HttpUrl.optional(), ...common }),
+  ])
+  .superRefine((channel, ctx) => {
+    const limit = CHANNEL_TEXT_LIMITS[channel.type];
+    const chunk = channel.formatting.maxChunkChars;
+    if (limit !== null && chunk !== undefined && chunk > limit) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['formatting', 'maxChunkChars'],
+        message: `${channel.type} allows at most ${limit} characters a message`,
+      });
+    }
+  });
+export type ChannelContract = z.infer<typeof ChannelContract>;

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { Identifier, MigrationMode } from './common.ts';
+
+const Flow = z
+  .strictObject({
+    name: Identifier,
+    mode: MigrationMode,
+    canary: z
+      .strictObject({
+        percent: z.int().min(0).max(100).default(0),
+        allowPeers: z.array(z.string().min(1).max(200)).default([]),
+      })
+      .optional(),
+  })
+  .superRefine((flow, ctx) => {
+    if (flow.mode === 'canary' && !flow.canary) {
+      ctx.addIssue({ code: 'custom', path: ['canary'], message: 'required when mode is canary (percent and/or allowPeers)' });
+    }
+    if (flow.mode !== 'canary' && flow.canary) {
+      ctx.addIssue({ code: 'custom', path: ['canary'], message: `only allowed when mode is canary, not ${flow.mode}` });
+    }
+  });
+
+/** Runtime / Run State: the migration mode of each flow, timeouts, approval TTL, feature flags. */
+export const RuntimeContract = z
+  .strictObject({
+    flows: z.array(Flow).min(1, "needs at least the 'default' flow"),
+    timeouts: z
+      .strictObject({
+        runMs: z.int().min(1000).max(86_400_000).default(300_000),
+        stageMs: z.int().min(100).max(3_600_000).default(60_000),
+        modelMs: z.int().min(100).max(600_000).default(60_000),
+        toolMs: z.int().min(100).max(600_000).default(30_000),
+      })
+      .prefault({}),
+    approvalTtlSeconds: z.int().min(60).max(604_800).default(3600),
+    features: z.strictObject({ writeTools: z.boolean().default(false) }).prefault({}),
+    retry: z
+      .strictObject({
+        attempts: z.int().min(1).max(20).default(5),
+        backoffMs: z.int().min(10).max(600_000).default(1000),
+      })
+      .prefault({}),
+  })
+  .superRefine((runtime, ctx) => {
+    const names = new Set<string>();
+    runtime.flows.forEach((flow, i) => {
+      if (names.has(flow.name)) ctx.addIssue({ code: 'custom', path: ['flows', i, 'name'], message: `duplicate flow "${flow.name}"` });
+      names.add(flow.name);
+    });
+    if (!names.has('default')) ctx.addIssue({ code: 'custom', path: ['flows'], message: "needs a flow named 'default'" });
+  });
+export type RuntimeContract = z.infer<typeof RuntimeContract>;

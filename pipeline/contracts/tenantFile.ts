@@ -1,0 +1,116 @@
+import { z } from 'zod';
+import { AgentContract } from './agentContract.ts';
+import { ChannelContract } from './channelContract.ts';
+import { Identifier, ProjectId, riskAtMost, type ContractKind } from './common.ts';
+import { gatewayToolIndex, McpGatewayContract } from './mcpGatewayContract.ts';
+import { PolicyContract } from './policyContract.ts';
+import { ProjectContract } from './projectContract.ts';
+import { RuntimeContract } from './runtimeContract.ts';
+
+/** Each contract kind's schema, to re-validate a stored body by its kind. */
+export const CONTRACT_SCHEMAS = {
+  project: ProjectContract,
+  agent: AgentContract,
+  mcp_gateway: McpGatewayContract,
+  policy: PolicyContract,
+  runtime: RuntimeContract,
+  channel: ChannelContract,
+} as const satisfies Record<ContractKind, z.ZodType>;
+
+const named = <T extends z.ZodType>(schema: T) => z.record(Identifier, schema);
+
+/**
+ * The GitOps file: one project and all its contracts. Beyond each contract's own schema it
+ * checks every reference between them — bindings, grants, tools against the agent's safety
+ * ceiling and context domain — and reports each problem at the path of the offending field.
+ */
+export const TenantFile = z
+  .strictObject({
+    apiVersion: z.literal('awooop/v1'),
+    project: ProjectContract.extend({ id: ProjectId }),
+    agents: named(AgentContract).refine((a) => Object.keys(a).length > 0, 'needs at least one agent'),
+    mcpGateway: McpGatewayContract.prefault({}),
+    policies: named(PolicyContract).refine((p) => Object.keys(p).length > 0, 'needs at least one policy'),
+    runtime: RuntimeContract,
+    channels: named(ChannelContract).default({}),
+  })
+  .superRefine((tenant, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    const { project, agents, channels, policies } = tenant;
+    const agentNames = Object.keys(agents);
+    const mustBeAgent = (name: string, path: (string | number)[]) => {
+      if (!(name in agents)) issue(path, `unknown agent "${name}"; agents are ${agentNames.join(', ')}`);
+    };
+
+    mustBeAgent(project.defaultAgent, ['project', 'defaultAgent']);
+    project.bindings.forEach((binding, i) => {
+      mustBeAgent(binding.agent, ['project', 'bindings', i, 'agent']);
+      if (binding.account === undefined) return;
+      const account = channels[binding.account];
+      if (!account) issue(['project', 'bindings', i, 'account'], `unknown channel account "${binding.account}"`);
+      else if (binding.channel && account.type !== binding.channel) {
+        issue(['project', 'bindings', i, 'account'], `channel account "${binding.account}" is ${account.type}, not ${binding.channel}`);
+      }
+    });
+    if (project.approvals.channel !== undefined) {
+      const account = channels[project.approvals.channel];
+      if (!account) issue(['project', 'approvals', 'channel'], `unknown channel account "${project.approvals.channel}"`);
+      else if (!account.approvals) {
+        issue(['project', 'approvals', 'channel'], `channel account "${project.approvals.channel}" does not have approvals: true`);
+      }
+    }
+
+    const flows = new Set(tenant.runtime.flows.map((f) => f.name));
+    const tools = gatewayToolIndex(tenant.mcpGateway);
+    const checkTool = (agentName: string, toolId: string, path: (string | number)[]) => {
+      const agent = agents[agentName];
+      const tool = tools.get(toolId);
+      if (!agent) return;
+      if (!tool) return issue(path, `unknown tool "${toolId}": no server declares it`);
+      if (!riskAtMost(tool.risk, agent.safetyCeiling)) {
+        issue(path, `tool "${toolId}" is ${tool.risk}, above the agent's safety ceiling "${agent.safetyCeiling}"`);
+      }
+      if (tool.server.contextDomain !== agent.contextDomain) {
+        issue(path, `tool "${toolId}" belongs to context domain "${tool.server.contextDomain}", not the agent's "${agent.contextDomain}"`);
+      }
+    };
+    for (const [name, agent] of Object.entries(agents)) {
+      if (!(agent.policy in policies)) issue(['agents', name, 'policy'], `unknown policy "${agent.policy}"`);
+      if (!flows.has(agent.flow)) issue(['agents', name, 'flow'], `unknown flow "${agent.flow}"; runtime.flows has ${[...flows].join(', ')}`);
+      agent.tools.forEach((toolId, i) => checkTool(name, toolId, ['agents', name, 'tools', i]));
+    }
+    tenant.mcpGateway.grants.forEach((grant, i) => {
+      mustBeAgent(grant.agent, ['mcpGateway', 'grants', i, 'agent']);
+      const agent = agents[grant.agent];
+      grant.tools.forEach((toolId, j) => {
+        const path = ['mcpGateway', 'grants', i, 'tools', j];
+        if (!tools.has(toolId)) return; // the gateway contract already reported it
+        if (agent && !agent.tools.includes(toolId)) {
+          return issue(path, `agent "${grant.agent}" does not declare tool "${toolId}" in its tools`);
+        }
+        checkTool(grant.agent, toolId, path);
+      });
+    });
+  });
+export type TenantFile = z.infer<typeof TenantFile>;
+
+/** One contract body to store, as `tenantRevisions` splits a tenant file. */
+export type ContractDocument = { kind: ContractKind; name: string; body: unknown };
+
+/**
+ * Splits a parsed tenant file into the contract bodies stored as revisions: one `project`,
+ * one per agent, one `mcp_gateway` (`gateway`), one per policy, one `runtime`, one per
+ * channel account. Bodies are the parsed values, defaults filled in, so a default that
+ * changes in code shows up as a change on the next apply instead of silently.
+ */
+export function tenantRevisions(tenant: TenantFile): ContractDocument[] {
+  const { id: _id, ...project } = tenant.project;
+  return [
+    { kind: 'project', name: 'project', body: project },
+    ...Object.entries(tenant.agents).map(([name, body]) => ({ kind: 'agent' as const, name, body })),
+    { kind: 'mcp_gateway', name: 'gateway', body: tenant.mcpGateway },
+    ...Object.entries(tenant.policies).map(([name, body]) => ({ kind: 'policy' as const, name, body })),
+    { kind: 'runtime', name: 'runtime', body: tenant.runtime },
+    ...Object.entries(tenant.channels).map(([name, body]) => ({ kind: 'channel' as const, name, body })),
+  ];
+}

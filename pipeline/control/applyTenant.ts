@@ -1,0 +1,208 @@
+import { sql } from 'slonik';
+import type { ArtifactKind } from '../../db/artifacts.ts';
+import { putArtifact } from '../../db/artifacts.ts';
+import { appendAudit } from '../../db/auditEvents.ts';
+import {
+  activateRevision,
+  findPublishedByHash,
+  listActive,
+  publishRevision,
+  readActive,
+  saveDraft,
+} from '../../db/contractRevisions.ts';
+import { setMigrationState } from '../../db/migrationState.ts';
+import { upsertProject } from '../../db/projects.ts';
+import { withProject } from '../../db/withProject.ts';
+import { bodyHash } from '../contracts/canonicalJson.ts';
+import type { ContractKind } from '../contracts/common.ts';
+import { tenantRevisions, type TenantFile } from '../contracts/tenantFile.ts';
+import type { Context } from '../context.ts';
+import { diffBodies, type DiffLine } from './diffBodies.ts';
+
+/** An artifact's bytes, read and hash-checked by the caller. */
+export type ArtifactInput = { ref: string; kind: ArtifactKind; mediaType: string; content: Buffer };
+
+/** What happened to one contract. */
+export type ContractOutcome = {
+  kind: ContractKind;
+  name: string;
+  /** created: first revision; updated: new revision; reactivated: an earlier revision with the same body. */
+  status: 'created' | 'updated' | 'reactivated' | 'unchanged';
+  version: number;
+  revisionId: string;
+  previousVersion: number | null;
+  diff: DiffLine[];
+};
+
+/** The result of one apply. */
+export type ApplyReport = {
+  projectId: string;
+  projectCreated: boolean;
+  dryRun: boolean;
+  contracts: ContractOutcome[];
+  artifactsStored: number;
+  flows: { flow: string; mode: string; previousMode: string | null }[];
+  /** Active contracts the file no longer mentions; left active (apply never deletes). */
+  notInFile: { kind: string; name: string }[];
+  changed: boolean;
+};
+
+class DryRunRollback extends Error {
+  readonly report: ApplyReport;
+  constructor(report: ApplyReport) {
+    super('dry run');
+    this.report = report;
+  }
+}
+
+/**
+ * Writes a validated tenant file as contract revisions: per contract, a body equal to the
+ * active one is left alone; a body equal to an earlier published revision re-activates that
+ * revision; any other body becomes a new draft that is published and activated. Everything
+ * happens in one transaction for the project, serialized per project by an advisory lock, so
+ * an apply is all or nothing and two applies of one project cannot interleave.
+ *
+ * Idempotent by content: a second apply of the same file finds every body hash already active
+ * and writes nothing at all.
+ */
+export async function applyTenant(
+  ctx: Context,
+  input: { tenant: TenantFile; artifacts: readonly ArtifactInput[]; actor: string; dryRun?: boolean; traceId?: string },
+): Promise<ApplyReport> {
+  const { tenant, actor } = input;
+  const projectId = tenant.project.id;
+  const traceId = input.traceId ?? null;
+  try {
+    return await withProject(ctx.pool, projectId, async (tx) => {
+      await tx.query(sql.unsafe`SELECT pg_advisory_xact_lock(hashtext(${`awooop:apply:${projectId}`}))`);
+      const project = await upsertProject(tx, { projectId, displayName: tenant.project.displayName, actor });
+      if (project.created) {
+        await appendAudit(tx, {
+          projectId,
+          chain: 'project',
+          actor,
+          action: 'project.create',
+          subject: projectId,
+          detail: { display_name: tenant.project.displayName },
+          traceId,
+        });
+      }
+
+      let artifactsStored = 0;
+      for (const artifact of input.artifacts) {
+        const stored = await putArtifact(tx, { projectId, actor, ...artifact });
+        if (stored.created) {
+          artifactsStored += 1;
+          await appendAudit(tx, {
+            projectId,
+            chain: `artifact:${artifact.ref}`,
+            actor,
+            action: 'artifact.store',
+            subject: artifact.ref,
+            detail: { sha256: stored.sha256, kind: artifact.kind, bytes: artifact.content.length },
+            traceId,
+          });
+        }
+      }
+
+      const contracts: ContractOutcome[] = [];
+      for (const { kind, name, body } of tenantRevisions(tenant)) {
+        const key = { projectId, kind, name };
+        const hash = bodyHash(body);
+        const active = await readActive(tx, key);
+        if (active?.bodyHash === hash) {
+          contracts.push({ kind, name, status: 'unchanged', version: active.version, revisionId: active.revisionId, previousVersion: active.version, diff: [] });
+          continue;
+        }
+        const diff = diffBodies(active?.body, body);
+        const earlier = await findPublishedByHash(tx, { ...key, bodyHash: hash });
+        let revision = earlier;
+        if (!revision) {
+          const draft = await saveDraft(tx, { ...key, body, bodyHash: hash, actor });
+          await appendAudit(tx, {
+            projectId,
+            chain: `contract:${kind}:${name}`,
+            actor,
+            action: 'contract.draft',
+            subject: `${kind}/${name}`,
+            detail: { revision_id: draft.revisionId, version: draft.version, body_hash: hash },
+            traceId,
+          });
+          revision = await publishRevision(tx, { projectId, revisionId: draft.revisionId, actor });
+          if (!revision) throw new Error(`draft ${draft.revisionId} vanished before publish`);
+          await appendAudit(tx, {
+            projectId,
+            chain: `contract:${kind}:${name}`,
+            actor,
+            action: 'contract.publish',
+            subject: `${kind}/${name}`,
+            detail: { revision_id: revision.revisionId, version: revision.version, body_hash: hash },
+            traceId,
+          });
+        }
+        await activateRevision(tx, { ...key, revisionId: revision.revisionId, actor, traceId });
+        contracts.push({
+          kind,
+          name,
+          status: earlier ? 'reactivated' : active ? 'updated' : 'created',
+          version: revision.version,
+          revisionId: revision.revisionId,
+          previousVersion: active?.version ?? null,
+          diff,
+        });
+      }
+
+      const flows: ApplyReport['flows'] = [];
+      for (const flow of tenant.runtime.flows) {
+        const state = await setMigrationState(tx, {
+          projectId,
+          flow: flow.name,
+          mode: flow.mode,
+          canary: flow.canary ?? {},
+          actor,
+        });
+        if (state.changed) flows.push({ flow: flow.name, mode: flow.mode, previousMode: state.previousMode });
+      }
+
+      const inFile = new Set(contracts.map((c) => `${c.kind}/${c.name}`));
+      const notInFile = (await listActive(tx))
+        .filter((a) => !inFile.has(`${a.kind}/${a.name}`))
+        .map((a) => ({ kind: a.kind, name: a.name }));
+
+      const changed =
+        project.changed || artifactsStored > 0 || flows.length > 0 || contracts.some((c) => c.status !== 'unchanged');
+      const report: ApplyReport = {
+        projectId,
+        projectCreated: project.created,
+        dryRun: input.dryRun ?? false,
+        contracts,
+        artifactsStored,
+        flows,
+        notInFile,
+        changed,
+      };
+      if (changed) {
+        await appendAudit(tx, {
+          projectId,
+          chain: 'apply',
+          actor,
+          action: 'tenant.apply',
+          subject: projectId,
+          detail: {
+            contracts: contracts
+              .filter((c) => c.status !== 'unchanged')
+              .map((c) => ({ kind: c.kind, name: c.name, status: c.status, version: c.version })),
+            artifacts_stored: artifactsStored,
+            flows,
+          },
+          traceId,
+        });
+      }
+      if (input.dryRun) throw new DryRunRollback(report);
+      return report;
+    });
+  } catch (error) {
+    if (error instanceof DryRunRollback) return error.report;
+    throw error;
+  }
+}
