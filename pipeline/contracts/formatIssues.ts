@@ -44,12 +44,20 @@ export function formatIssues(error: z.ZodError): string[] {
 /** zod's default wording, lower-cased where it is ours to say. */
 function plain(message: string): string {
   return message
-    .replace(/^Invalid input: expected (\w+), received (\w+)$/, 'must be a $1, not a $2')
+    .replace(/^Invalid input: expected int, received number$/, 'must be a whole number')
+    .replace(/^Invalid input: expected (\w+), received (\w+)$/, (_, want: string, got: string) => `must be ${noun(want)}, not ${noun(got)}`)
+    .replace(/^Too small: expected string to have >=1 characters$/, 'must not be empty')
     .replace(/^Too small: expected (\w+) to have >=(\d+) (items|characters)$/, 'needs at least $2 $3')
     .replace(/^Too big: expected (\w+) to have <=(\d+) (items|characters)$/, 'allows at most $2 $3')
     .replace(/^Too small: expected number to be >=(\S+)$/, 'must be at least $1')
     .replace(/^Too big: expected number to be <=(\S+)$/, 'must be at most $1')
     .replace(/^Too small: expected number to be >(\S+)$/, 'must be greater than $1');
+}
+
+/** zod's type names as a YAML author knows them. */
+function noun(type: string): string {
+  const names: Record<string, string> = { array: 'a list', object: 'a mapping', string: 'text', number: 'a number', boolean: 'true or false', null: 'null' };
+  return names[type] ?? `a ${type}`;
 }
 
 /** Parses `input` with `schema`, or throws a ContractViolationError listing every problem. */

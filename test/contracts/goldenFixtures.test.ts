@@ -1,0 +1,33 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { z } from 'zod';
+import { formatIssues } from '../../pipeline/contracts/formatIssues.ts';
+import { CONTRACT_SCHEMAS, TenantFile } from '../../pipeline/contracts/tenantFile.ts';
+
+const ROOT = fileURLToPath(new URL('../fixtures/contracts/', import.meta.url));
+const schemaFor = (kind: string): z.ZodType =>
+  kind === 'tenant' ? TenantFile : CONTRACT_SCHEMAS[kind as keyof typeof CONTRACT_SCHEMAS];
+
+/** Runs every fixture: `valid*.yaml` must parse, `invalid-*.yaml` must fail with exactly its `# expect:` lines. */
+describe.each(readdirSync(ROOT))('%s contract fixtures', (kind) => {
+  const files = readdirSync(`${ROOT}/${kind}`).filter((f) => f.endsWith('.yaml'));
+
+  it('has a valid example and at least three invalid ones', () => {
+    expect(files).toContain('valid.yaml');
+    expect(files.filter((f) => f.startsWith('invalid-')).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it.each(files)('%s', (file) => {
+    const text = readFileSync(`${ROOT}/${kind}/${file}`, 'utf8');
+    const expected = [...text.matchAll(/^# expect: (.*)$/gm)].map((m) => m[1]);
+    const result = schemaFor(kind).safeParse(parse(text));
+    if (file.startsWith('valid')) {
+      expect(result.success ? [] : formatIssues(result.error)).toEqual([]);
+    } else {
+      expect(expected.length).toBeGreaterThan(0);
+      expect(result.success ? [] : formatIssues(result.error)).toEqual(expected);
+    }
+  });
+});
