@@ -13,7 +13,14 @@ export type ArtifactKind = 'prompt' | 'json_schema' | 'eval' | 'replay';
  */
 export async function putArtifact(
   db: CommonQueryMethods,
-  a: { projectId: string; ref: string; kind: ArtifactKind; mediaType: string; content: Buffer; actor: string },
+  a: {
+    projectId: string;
+    ref: string;
+    kind: ArtifactKind;
+    mediaType: string;
+    content: Buffer;
+    actor: string;
+  },
 ): Promise<{ sha256: string; created: boolean }> {
   const sha256 = sha256Hex(a.content);
   const created = await db.maybeOne(sql.type(z.object({ sha256: z.string() }))`
@@ -36,7 +43,11 @@ export async function readArtifact(
   const row = await db.maybeOne(sql.type(z.object({ content: z.instanceof(Buffer) }))`
     SELECT content FROM artifact_refs
      WHERE project_id = ${projectId} AND ref = ${ref} AND sha256 = ${sha256}`);
-  if (!row) throw new NotFoundError('ARTIFACT_NOT_FOUND', `artifact ${ref}@${sha256.slice(0, 12)} not found`);
+  if (!row)
+    throw new NotFoundError(
+      'ARTIFACT_NOT_FOUND',
+      `artifact ${ref}@${sha256.slice(0, 12)} not found`,
+    );
   const actual = sha256Hex(row.content);
   if (actual !== sha256) {
     throw new IntegrityError(

@@ -158,7 +158,10 @@ export type ActiveRevision = z.infer<typeof Active>;
  * The only read the runtime uses: the active revision of one contract. It joins through the
  * active pointer, whose foreign key admits only published revisions, so a draft is never seen.
  */
-export async function readActive(db: CommonQueryMethods, key: ContractKey): Promise<ActiveRevision | null> {
+export async function readActive(
+  db: CommonQueryMethods,
+  key: ContractKey,
+): Promise<ActiveRevision | null> {
   return db.maybeOne(sql.type(Active)`
     SELECT r.revision_id AS "revisionId", r.version, r.body, r.body_hash AS "bodyHash",
            a.activated_at AS "activatedAt"
@@ -196,7 +199,10 @@ export async function listActive(
 }
 
 /** All revisions of one contract, newest first (drafts included: this is the operator's view). */
-export async function listRevisions(db: CommonQueryMethods, key: ContractKey): Promise<readonly Revision[]> {
+export async function listRevisions(
+  db: CommonQueryMethods,
+  key: ContractKey,
+): Promise<readonly Revision[]> {
   return db.any(sql.type(Revision)`
     SELECT ${COLUMNS} FROM contract_revisions
      WHERE project_id = ${key.projectId} AND kind = ${key.kind} AND name = ${key.name}

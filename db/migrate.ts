@@ -24,7 +24,9 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
     if (!match) throw new MigrationError(`migration file name ${name} is not NNNN_name.sql`);
     const version = Number(match[1]);
     if (version !== index + 1) {
-      throw new MigrationError(`migration ${name}: expected number ${index + 1}, numbers must not skip`);
+      throw new MigrationError(
+        `migration ${name}: expected number ${index + 1}, numbers must not skip`,
+      );
     }
     const sql = await readFile(`${dir}/${name}`, 'utf8');
     files.push({ version, name, sql, checksum: createHash('sha256').update(sql).digest('hex') });
@@ -70,7 +72,10 @@ export async function migrate(
   { log = () => {} }: { log?: (line: string) => void } = {},
 ): Promise<MigrateResult> {
   const files = await readMigrations();
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'awooop-migrate' });
+  const client = new pg.Client({
+    connectionString: databaseUrl,
+    application_name: 'awooop-migrate',
+  });
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -100,11 +105,10 @@ export async function migrate(
       await client.query('BEGIN');
       try {
         await client.query(file.sql);
-        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [
-          file.version,
-          file.name,
-          file.checksum,
-        ]);
+        await client.query(
+          'INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)',
+          [file.version, file.name, file.checksum],
+        );
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK');

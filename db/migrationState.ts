@@ -18,7 +18,13 @@ export type MigrationState = z.infer<typeof State>;
  */
 export async function setMigrationState(
   db: CommonQueryMethods,
-  s: { projectId: string; flow: string; mode: MigrationMode; canary: Record<string, unknown>; actor: string },
+  s: {
+    projectId: string;
+    flow: string;
+    mode: MigrationMode;
+    canary: Record<string, unknown>;
+    actor: string;
+  },
 ): Promise<{ changed: boolean; previousMode: string | null }> {
   const row = await db.maybeOne(sql.type(z.object({ previousMode: z.string().nullable() }))`
     WITH prev AS (
@@ -46,7 +52,9 @@ export async function setMigrationState(
 }
 
 /** All flows' modes for the project of this transaction. */
-export async function listMigrationState(db: CommonQueryMethods): Promise<readonly MigrationState[]> {
+export async function listMigrationState(
+  db: CommonQueryMethods,
+): Promise<readonly MigrationState[]> {
   return db.any(sql.type(State)`
     SELECT flow, mode, canary, updated_at AS "updatedAt", updated_by AS "updatedBy"
       FROM project_migration_state ORDER BY flow`);

@@ -28,7 +28,10 @@ export async function upsertProject(
 }
 
 /** The project visible to this transaction with this id, if any. */
-export async function getProject(db: CommonQueryMethods, projectId: string): Promise<Project | null> {
+export async function getProject(
+  db: CommonQueryMethods,
+  projectId: string,
+): Promise<Project | null> {
   return db.maybeOne(sql.type(Project)`
     SELECT project_id AS "projectId", display_name AS "displayName", status, created_at AS "createdAt"
       FROM projects WHERE project_id = ${projectId}`);

@@ -13,7 +13,9 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
         ctx.status = 404;
-        ctx.body = { error: { code: 'NOT_FOUND', message: `no route for ${ctx.method} ${ctx.path}` } };
+        ctx.body = {
+          error: { code: 'NOT_FOUND', message: `no route for ${ctx.method} ${ctx.path}` },
+        };
       }
     } catch (error) {
       if (error instanceof AppError && error.status < 500) {
@@ -21,12 +23,19 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         ctx.body = { error: { code: error.code, message: error.message } };
         return;
       }
-      const status = (error as { status?: number; expose?: boolean }).expose ? (error as { status: number }).status : 500;
+      const status = (error as { status?: number; expose?: boolean }).expose
+        ? (error as { status: number }).status
+        : 500;
       logger.error({ err: error, path: ctx.path }, 'request failed');
       ctx.status = status;
       ctx.body =
         status === 500
-          ? { error: { code: 'INTERNAL', message: 'internal error; the detail is in the server log' } }
+          ? {
+              error: {
+                code: 'INTERNAL',
+                message: 'internal error; the detail is in the server log',
+              },
+            }
           : { error: { code: 'BAD_REQUEST', message: (error as Error).message } };
     }
   };

@@ -20,10 +20,15 @@ export function healthRoutes({ pool, redis, codeMigration }: HealthDeps): Router
     const checks: Record<string, string> = {};
     await Promise.all([
       pool
-        .oneFirst(sql.type(z.object({ v: z.number() }))`SELECT coalesce(max(version), 0) AS v FROM schema_migrations`)
+        .oneFirst(
+          sql.type(
+            z.object({ v: z.number() }),
+          )`SELECT coalesce(max(version), 0) AS v FROM schema_migrations`,
+        )
         .then((v) => {
           checks.postgres = 'ok';
-          checks.migrations = v === codeMigration ? 'ok' : `database at ${v}, code at ${codeMigration}`;
+          checks.migrations =
+            v === codeMigration ? 'ok' : `database at ${v}, code at ${codeMigration}`;
         })
         .catch((error: Error) => {
           checks.postgres = `unreachable: ${error.message.split('\n')[0]}`;
@@ -46,6 +51,8 @@ export function healthRoutes({ pool, redis, codeMigration }: HealthDeps): Router
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([
     promise,
-    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref()),
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref(),
+    ),
   ]);
 }

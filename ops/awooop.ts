@@ -31,7 +31,11 @@ const COMMANDS: Record<string, Command> = {
   migrate: async (ctx) => {
     if (await ensureDatabase(ctx.config.DATABASE_URL)) ctx.print('created the database');
     const result = await migrate(ctx.config.DATABASE_URL, { log: (line) => ctx.print(line) });
-    ctx.print(result.applied.length ? `migrated to ${result.current}` : `database is current (migration ${result.current})`);
+    ctx.print(
+      result.applied.length
+        ? `migrated to ${result.current}`
+        : `database is current (migration ${result.current})`,
+    );
     return 0;
   },
   apply: applyCommand,
@@ -85,7 +89,9 @@ try {
     process.stderr.write(`awooop: ${error.message}\n`);
     process.exitCode = 2;
   } else if (error instanceof ContractViolationError) {
-    process.stderr.write(`awooop: invalid — nothing was written:\n${error.issues.map((i) => `  ${i}`).join('\n')}\n`);
+    process.stderr.write(
+      `awooop: invalid — nothing was written:\n${error.issues.map((i) => `  ${i}`).join('\n')}\n`,
+    );
     process.exitCode = 1;
   } else if (error instanceof AppError) {
     process.stderr.write(`awooop: ${error.code}: ${error.message}\n`);

@@ -51,7 +51,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? '(env)');
-      const message = SECRET_NAMES.has(name) ? issue.message.replace(/".*"/g, '"***"') : issue.message;
+      const message = SECRET_NAMES.has(name)
+        ? issue.message.replace(/".*"/g, '"***"')
+        : issue.message;
       return `${name}: ${message}`;
     });
     throw new ConfigError(lines);
@@ -63,7 +65,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       return Object.fromEntries(
         Object.entries(parsed).map(([k, v]) => [
           k,
-          SECRET_NAMES.has(k) ? '[redacted]' : k === 'DATABASE_URL' || k === 'REDIS_URL' ? redactUrl(String(v)) : v,
+          SECRET_NAMES.has(k)
+            ? '[redacted]'
+            : k === 'DATABASE_URL' || k === 'REDIS_URL'
+              ? redactUrl(String(v))
+              : v,
         ]),
       );
     },

@@ -40,7 +40,11 @@ export async function runDev(config: Config): Promise<number> {
   const start = (type: ProcessType, failures: number) => {
     // the same Node that runs the supervisor runs the children (Node 24 from node_modules)
     const command = type.command.replace(/^node\s/, `${JSON.stringify(process.execPath)} `);
-    const child = spawn('sh', ['-c', `exec ${command}`], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
+    const child = spawn('sh', ['-c', `exec ${command}`], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: process.env,
+    });
     const startedAt = Date.now();
     children.set(type.name, child);
     logger.info({ process: type.name, pid: child.pid }, `started ${type.name}`);
@@ -49,20 +53,27 @@ export async function runDev(config: Config): Promise<number> {
       if (stopping) return;
       const nextFailures = Date.now() - startedAt > 30_000 ? 0 : failures + 1;
       const delay = Math.min(30_000, 500 * 2 ** nextFailures);
-      logger.warn({ process: type.name, code, signal, restartInMs: delay }, `${type.name} exited; restarting`);
+      logger.warn(
+        { process: type.name, code, signal, restartInMs: delay },
+        `${type.name} exited; restarting`,
+      );
       setTimeout(() => {
         if (!stopping) start(type, nextFailures);
       }, delay);
     });
   };
   for (const type of types) start(type, 0);
-  logger.info(`AwoooP is running: http://localhost:${config.PORT} (processes: ${types.map((t) => t.name).join(', ')})`);
+  logger.info(
+    `AwoooP is running: http://localhost:${config.PORT} (processes: ${types.map((t) => t.name).join(', ')})`,
+  );
 
   await onShutdown(
     logger,
     async () => {
       stopping = true;
-      const exits = [...children.values()].map((child) => new Promise((resolve) => child.once('exit', resolve)));
+      const exits = [...children.values()].map(
+        (child) => new Promise((resolve) => child.once('exit', resolve)),
+      );
       for (const child of children.values()) child.kill('SIGTERM');
       await Promise.all(exits);
     },

@@ -29,9 +29,10 @@ export function createCliContext(config: Config, actorOption?: string): CliConte
     actor: actorOption ?? config.AWOOOP_ACTOR ?? `cli:${currentUser()}`,
     print: (line = '') => process.stdout.write(`${line}\n`),
     connect: () =>
-      (context ??= createDbPool(config.DATABASE_URL, { applicationName: 'awooop-cli', maxPoolSize: 2 }).then(
-        (pool) => ({ pool, logger }),
-      )),
+      (context ??= createDbPool(config.DATABASE_URL, {
+        applicationName: 'awooop-cli',
+        maxPoolSize: 2,
+      }).then((pool) => ({ pool, logger }))),
     close: async () => {
       if (context) await (await context).pool.end();
     },

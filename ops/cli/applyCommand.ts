@@ -30,10 +30,14 @@ export async function applyCommand(ctx: CliContext, args: string[]): Promise<num
 function printReport(ctx: CliContext, file: string, report: ApplyReport): void {
   const prefix = report.dryRun ? 'dry run: ' : '';
   if (!report.changed) {
-    ctx.print(`${prefix}${report.projectId}: nothing to apply, ${report.contracts.length} contracts unchanged (${file})`);
+    ctx.print(
+      `${prefix}${report.projectId}: nothing to apply, ${report.contracts.length} contracts unchanged (${file})`,
+    );
     return;
   }
-  ctx.print(`${prefix}applied ${file} to project ${report.projectId}${report.projectCreated ? ' (new project)' : ''}`);
+  ctx.print(
+    `${prefix}applied ${file} to project ${report.projectId}${report.projectCreated ? ' (new project)' : ''}`,
+  );
   for (const c of report.contracts) {
     const ref = `${c.kind}/${c.name}`;
     if (c.status === 'unchanged') {
@@ -41,14 +45,17 @@ function printReport(ctx: CliContext, file: string, report: ApplyReport): void {
       continue;
     }
     const from = c.previousVersion === null ? '' : ` (was v${c.previousVersion})`;
-    ctx.print(`  ${c.status === 'created' ? '+' : '~'} ${ref} v${c.version} ${c.status}${from}  revision ${c.revisionId}`);
+    ctx.print(
+      `  ${c.status === 'created' ? '+' : '~'} ${ref} v${c.version} ${c.status}${from}  revision ${c.revisionId}`,
+    );
     if (c.status !== 'created') for (const line of formatDiff(c.diff)) ctx.print(`      ${line}`);
   }
   for (const f of report.flows) {
     ctx.print(`  flow ${f.flow}: mode ${f.previousMode ? `${f.previousMode} → ` : ''}${f.mode}`);
   }
   if (report.artifactsStored > 0) ctx.print(`  ${report.artifactsStored} artifact(s) stored`);
-  for (const n of report.notInFile) ctx.print(`  ! ${n.kind}/${n.name} is active but not in the file: left as is`);
+  for (const n of report.notInFile)
+    ctx.print(`  ! ${n.kind}/${n.name} is active but not in the file: left as is`);
   const counts = ['created', 'updated', 'reactivated', 'unchanged']
     .map((s) => [s, report.contracts.filter((c) => c.status === s).length] as const)
     .filter(([, n]) => n > 0)

@@ -14,7 +14,12 @@ import { CONTRACT_KINDS, type ContractKind } from '../../pipeline/contracts/comm
 import { diffBodies, formatDiff } from '../../pipeline/control/diffBodies.ts';
 import { NotFoundError } from '../../pipeline/errors.ts';
 import type { CliContext } from './CliContext.ts';
-import { parseCommandArgs, parseContractRef, parsePositiveInt, requireProject } from './parseCommandArgs.ts';
+import {
+  parseCommandArgs,
+  parseContractRef,
+  parsePositiveInt,
+  requireProject,
+} from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
@@ -43,12 +48,29 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
         const ref = parseContractRef(positionals[0]);
         const projectId = requireProject(values.project);
         const { pool } = await ctx.connect();
-        const [revisions, active] = await withProject(pool, projectId, async (tx) => [
-          await listRevisions(tx, { projectId, ...ref }),
-          await readActive(tx, { projectId, ...ref }),
-        ] as const);
-        if (json) return print(ctx, revisions.map((r) => ({ ...r, body: undefined, active: r.revisionId === active?.revisionId })));
-        if (revisions.length === 0) throw new NotFoundError('CONTRACT_NOT_FOUND', `${projectId}: no contract ${positionals[0]}`);
+        const [revisions, active] = await withProject(
+          pool,
+          projectId,
+          async (tx) =>
+            [
+              await listRevisions(tx, { projectId, ...ref }),
+              await readActive(tx, { projectId, ...ref }),
+            ] as const,
+        );
+        if (json)
+          return print(
+            ctx,
+            revisions.map((r) => ({
+              ...r,
+              body: undefined,
+              active: r.revisionId === active?.revisionId,
+            })),
+          );
+        if (revisions.length === 0)
+          throw new NotFoundError(
+            'CONTRACT_NOT_FOUND',
+            `${projectId}: no contract ${positionals[0]}`,
+          );
         ctx.print('VERSION  STATUS     ACTIVE  BODY_HASH     CREATED               BY');
         for (const r of revisions) {
           ctx.print(
@@ -59,12 +81,18 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
       }
       const { pool } = await ctx.connect();
       const rows = values.project
-        ? await withProject(pool, requireProject(values.project), (tx) => listActive(tx, kind ? { kind } : {}))
-        : await withPlatform(pool, { actor: ctx.actor, reason: 'contracts list (all projects)' }, (tx) =>
+        ? await withProject(pool, requireProject(values.project), (tx) =>
             listActive(tx, kind ? { kind } : {}),
+          )
+        : await withPlatform(
+            pool,
+            { actor: ctx.actor, reason: 'contracts list (all projects)' },
+            (tx) => listActive(tx, kind ? { kind } : {}),
           );
       if (json) return print(ctx, rows);
-      ctx.print('PROJECT          CONTRACT                      ACTIVE  LATEST  BODY_HASH     ACTIVATED             BY');
+      ctx.print(
+        'PROJECT          CONTRACT                      ACTIVE  LATEST  BODY_HASH     ACTIVATED             BY',
+      );
       for (const r of rows) {
         ctx.print(
           `${r.projectId.padEnd(16)} ${`${r.kind}/${r.name}`.padEnd(29)} ${`v${r.version}`.padEnd(7)} ${`v${r.latestVersion}`.padEnd(7)} ${r.bodyHash.slice(0, 12)}  ${iso(r.activatedAt)}  ${r.activatedBy}`,
@@ -84,7 +112,10 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
         return active ? getRevision(tx, { projectId, ...ref, version: active.version }) : null;
       });
       if (!revision) {
-        throw new NotFoundError('CONTRACT_NOT_FOUND', `${projectId}: no ${version ? `version ${version} of ` : 'active '}${positionals[0]}`);
+        throw new NotFoundError(
+          'CONTRACT_NOT_FOUND',
+          `${projectId}: no ${version ? `version ${version} of ` : 'active '}${positionals[0]}`,
+        );
       }
       if (json) return print(ctx, revision);
       ctx.print(`# ${projectId} ${ref.kind}/${ref.name} v${revision.version} (${revision.status})`);
@@ -99,11 +130,23 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
       const [fromRev, toRev] = await withProject(pool, projectId, async (tx) => {
         const active = await readActive(tx, { projectId, ...ref });
         const to = parsePositiveInt('TO', positionals[2]) ?? active?.version;
-        const from = parsePositiveInt('FROM', positionals[1]) ?? (to === undefined ? undefined : to - 1);
-        if (from === undefined || to === undefined) throw new NotFoundError('CONTRACT_NOT_FOUND', `${projectId}: no active ${positionals[0]}`);
-        return [await getRevision(tx, { projectId, ...ref, version: from }), await getRevision(tx, { projectId, ...ref, version: to })];
+        const from =
+          parsePositiveInt('FROM', positionals[1]) ?? (to === undefined ? undefined : to - 1);
+        if (from === undefined || to === undefined)
+          throw new NotFoundError(
+            'CONTRACT_NOT_FOUND',
+            `${projectId}: no active ${positionals[0]}`,
+          );
+        return [
+          await getRevision(tx, { projectId, ...ref, version: from }),
+          await getRevision(tx, { projectId, ...ref, version: to }),
+        ];
       });
-      if (!fromRev || !toRev) throw new NotFoundError('REVISION_NOT_FOUND', `${projectId}: ${positionals[0]} has no such version`);
+      if (!fromRev || !toRev)
+        throw new NotFoundError(
+          'REVISION_NOT_FOUND',
+          `${projectId}: ${positionals[0]} has no such version`,
+        );
       const lines = diffBodies(fromRev.body, toRev.body);
       if (json) return print(ctx, { from: fromRev.version, to: toRev.version, diff: lines });
       ctx.print(`${ref.kind}/${ref.name} v${fromRev.version} → v${toRev.version}`);
@@ -115,18 +158,29 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
     case 'rollback': {
       const ref = parseContractRef(positionals[0]);
       const projectId = requireProject(values.project);
-      const version = parsePositiveInt(sub === 'activate' ? 'version' : 'to', sub === 'activate' ? values.version : values.to);
-      if (sub === 'activate' && version === undefined) throw new UsageError('--version: required for activate');
+      const version = parsePositiveInt(
+        sub === 'activate' ? 'version' : 'to',
+        sub === 'activate' ? values.version : values.to,
+      );
+      if (sub === 'activate' && version === undefined)
+        throw new UsageError('--version: required for activate');
       const { pool } = await ctx.connect();
       const result = await withProject(pool, projectId, async (tx) => {
         if (sub === 'rollback') {
-          return rollbackContract(tx, { projectId, ...ref, actor: ctx.actor, ...(version ? { toVersion: version } : {}) });
+          return rollbackContract(tx, {
+            projectId,
+            ...ref,
+            actor: ctx.actor,
+            ...(version ? { toVersion: version } : {}),
+          });
         }
         const target = await tx.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
           SELECT revision_id AS id FROM contract_revisions
            WHERE project_id = ${projectId} AND kind = ${ref.kind} AND name = ${ref.name} AND version = ${version!}
              AND status = 'published'`);
-        return target ? activateRevision(tx, { projectId, ...ref, revisionId: target, actor: ctx.actor }) : null;
+        return target
+          ? activateRevision(tx, { projectId, ...ref, revisionId: target, actor: ctx.actor })
+          : null;
       });
       if (!result) {
         throw new NotFoundError(

@@ -22,17 +22,24 @@ const MEDIA_TYPES: Record<string, string> = {
  * artifact's bytes against the SHA-256 the file declares. Throws one ContractViolationError
  * listing every problem with the path of the bad field.
  */
-export async function loadTenantFile(path: string): Promise<{ tenant: TenantFile; artifacts: ArtifactInput[] }> {
+export async function loadTenantFile(
+  path: string,
+): Promise<{ tenant: TenantFile; artifacts: ArtifactInput[] }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    throw new ContractViolationError([`${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? 'error'})`]);
+    throw new ContractViolationError([
+      `${path}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    ]);
   }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ContractViolationError(
-      doc.errors.map((e) => `${path}:${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`),
+      doc.errors.map(
+        (e) =>
+          `${path}:${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+      ),
     );
   }
   const tenant = parseContract(TenantFile, doc.toJS());

@@ -2,7 +2,12 @@ import { z } from 'zod';
 import { HttpUrl, SecretRef } from './common.ts';
 
 /** The most characters one message may carry on each channel (null: no limit). */
-export const CHANNEL_TEXT_LIMITS = { telegram: 4096, line: 5000, slack: 40_000, api: null } as const;
+export const CHANNEL_TEXT_LIMITS = {
+  telegram: 4096,
+  line: 5000,
+  slack: 40_000,
+  api: null,
+} as const;
 
 const common = {
   formatting: z.strictObject({ maxChunkChars: z.int().min(1).optional() }).prefault({}),
@@ -13,7 +18,11 @@ const common = {
       statusText: z.string().min(1).max(200).default('Working on it…'),
     })
     .prefault({}),
-  failureMessage: z.string().min(1).max(500).default('Sorry, I could not finish that. The team has been told.'),
+  failureMessage: z
+    .string()
+    .min(1)
+    .max(500)
+    .default('Sorry, I could not finish that. The team has been told.'),
   approvals: z.boolean().default(false),
 };
 
@@ -35,7 +44,12 @@ export const ChannelContract = z
       apiBaseUrl: HttpUrl.optional(),
       ...common,
     }),
-    z.strictObject({ type: z.literal('slack'), signingSecret: SecretRef, botToken: SecretRef, ...common }),
+    z.strictObject({
+      type: z.literal('slack'),
+      signingSecret: SecretRef,
+      botToken: SecretRef,
+      ...common,
+    }),
     z.strictObject({ type: z.literal('api'), callbackUrl: HttpUrl.optional(), ...common }),
   ])
   .superRefine((channel, ctx) => {

@@ -11,11 +11,16 @@ export const Identifier = z
 /** A project (tenant) id. `platform` is reserved for the platform's own audit chain. */
 export const ProjectId = z
   .string()
-  .regex(/^[a-z][a-z0-9_-]{1,62}$/, "must be 2-63 lowercase letters, digits, '-' or '_', starting with a letter")
+  .regex(
+    /^[a-z][a-z0-9_-]{1,62}$/,
+    "must be 2-63 lowercase letters, digits, '-' or '_', starting with a letter",
+  )
   .refine((v) => v !== 'platform', "'platform' is reserved");
 
 /** Lowercase hex SHA-256. */
-export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256: 64 lowercase hex characters');
+export const Sha256Hex = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256: 64 lowercase hex characters');
 
 /** A content-addressed artifact: a relative path and the SHA-256 its bytes must have. */
 export const ArtifactRef = z.strictObject({
@@ -28,7 +33,10 @@ export const ArtifactRef = z.strictObject({
       "must be a relative path inside the tenant's folder (no leading '/', no '..', no URL)",
     ),
   sha256: z
-    .string({ error: (issue) => (issue.input === undefined ? "required: the SHA-256 of the artifact's bytes" : undefined) })
+    .string({
+      error: (issue) =>
+        issue.input === undefined ? "required: the SHA-256 of the artifact's bytes" : undefined,
+    })
     .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256: 64 lowercase hex characters'),
 });
 export type ArtifactRef = z.infer<typeof ArtifactRef>;
@@ -36,7 +44,10 @@ export type ArtifactRef = z.infer<typeof ArtifactRef>;
 /** A credential reference, resolved at the last moment; a literal credential is refused. */
 export const SecretRef = z
   .string()
-  .regex(/^(secret|env):[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be a secret:NAME or env:NAME reference, never a literal credential');
+  .regex(
+    /^(secret|env):[A-Za-z_][A-Za-z0-9_.-]{0,127}$/,
+    'must be a secret:NAME or env:NAME reference, never a literal credential',
+  );
 export type SecretRef = z.infer<typeof SecretRef>;
 
 /** How much a tool can change the world, in increasing order. */
@@ -58,10 +69,19 @@ export const ChannelType = z.enum(['telegram', 'line', 'slack', 'api']);
 export type ChannelType = z.infer<typeof ChannelType>;
 
 /** A gateway tool as `<server>.<tool>`. */
-export const ToolId = z.string().regex(/^[a-z][a-z0-9_-]{0,62}\.[A-Za-z0-9_-]{1,64}$/, 'must be <server>.<tool>');
+export const ToolId = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,62}\.[A-Za-z0-9_-]{1,64}$/, 'must be <server>.<tool>');
 
 /** Kinds of personal data a policy can name for redaction. */
-export const PiiClass = z.enum(['email', 'phone', 'address', 'payment_card', 'national_id', 'person_name']);
+export const PiiClass = z.enum([
+  'email',
+  'phone',
+  'address',
+  'payment_card',
+  'national_id',
+  'person_name',
+]);
 
 /** An http(s) URL. */
 export const HttpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
@@ -70,5 +90,12 @@ export const HttpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// 
 export const TraceId = z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lowercase hex characters');
 
 /** The six contract kinds, as stored in `contract_revisions.kind`. */
-export const CONTRACT_KINDS = ['project', 'agent', 'mcp_gateway', 'policy', 'runtime', 'channel'] as const;
+export const CONTRACT_KINDS = [
+  'project',
+  'agent',
+  'mcp_gateway',
+  'policy',
+  'runtime',
+  'channel',
+] as const;
 export type ContractKind = (typeof CONTRACT_KINDS)[number];

@@ -25,16 +25,33 @@ export function formatIssues(error: z.ZodError): string[] {
       case 'unrecognized_keys':
         return issue.keys.map((key) => at([...issue.path, key], 'unknown field'));
       case 'invalid_type':
-        return [at(issue.path, /received undefined$/.test(issue.message) ? 'required' : plain(issue.message))];
+        return [
+          at(
+            issue.path,
+            /received undefined$/.test(issue.message) ? 'required' : plain(issue.message),
+          ),
+        ];
       case 'invalid_value':
-        return [at(issue.path, issue.values.length === 1 ? `must be ${JSON.stringify(issue.values[0])}` : `must be one of: ${issue.values.join(', ')}`)];
+        return [
+          at(
+            issue.path,
+            issue.values.length === 1
+              ? `must be ${JSON.stringify(issue.values[0])}`
+              : `must be one of: ${issue.values.join(', ')}`,
+          ),
+        ];
       case 'invalid_union':
         if ('options' in issue && Array.isArray(issue.options)) {
           return [at(issue.path, `must be one of: ${(issue.options as unknown[]).join(', ')}`)];
         }
         return [at(issue.path, plain(issue.message))];
       case 'invalid_key':
-        return [at(issue.path, `is not a valid name: ${issue.issues.map((i) => plain(i.message)).join('; ')}`)];
+        return [
+          at(
+            issue.path,
+            `is not a valid name: ${issue.issues.map((i) => plain(i.message)).join('; ')}`,
+          ),
+        ];
       default:
         return [at(issue.path, plain(issue.message))];
     }
@@ -45,9 +62,15 @@ export function formatIssues(error: z.ZodError): string[] {
 function plain(message: string): string {
   return message
     .replace(/^Invalid input: expected int, received number$/, 'must be a whole number')
-    .replace(/^Invalid input: expected (\w+), received (\w+)$/, (_, want: string, got: string) => `must be ${noun(want)}, not ${noun(got)}`)
+    .replace(
+      /^Invalid input: expected (\w+), received (\w+)$/,
+      (_, want: string, got: string) => `must be ${noun(want)}, not ${noun(got)}`,
+    )
     .replace(/^Too small: expected string to have >=1 characters$/, 'must not be empty')
-    .replace(/^Too small: expected (\w+) to have >=(\d+) (items|characters)$/, 'needs at least $2 $3')
+    .replace(
+      /^Too small: expected (\w+) to have >=(\d+) (items|characters)$/,
+      'needs at least $2 $3',
+    )
     .replace(/^Too big: expected (\w+) to have <=(\d+) (items|characters)$/, 'allows at most $2 $3')
     .replace(/^Too small: expected number to be >=(\S+)$/, 'must be at least $1')
     .replace(/^Too big: expected number to be <=(\S+)$/, 'must be at most $1')
@@ -56,7 +79,14 @@ function plain(message: string): string {
 
 /** zod's type names as a YAML author knows them. */
 function noun(type: string): string {
-  const names: Record<string, string> = { array: 'a list', object: 'a mapping', string: 'text', number: 'a number', boolean: 'true or false', null: 'null' };
+  const names: Record<string, string> = {
+    array: 'a list',
+    object: 'a mapping',
+    string: 'text',
+    number: 'a number',
+    boolean: 'true or false',
+    null: 'null',
+  };
   return names[type] ?? `a ${type}`;
 }
 

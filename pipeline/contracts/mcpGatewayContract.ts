@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { HttpUrl, Identifier, RiskClass, SecretRef, ToolId } from './common.ts';
 
-const ToolName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '-' or '_'");
+const ToolName = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '-' or '_'");
 
 /** One tool a server offers, with the governance the gateway applies to it. */
 export const GatewayTool = z.strictObject({
@@ -21,12 +23,19 @@ const Transport = z.discriminatedUnion('type', [
     type: z.literal('stdio'),
     command: z.string().min(1),
     args: z.array(z.string()).default([]),
-    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), SecretRef).default({}),
+    env: z
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'),
+        SecretRef,
+      )
+      .default({}),
   }),
   z.strictObject({
     type: z.literal('streamable_http'),
     url: HttpUrl,
-    headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name'), SecretRef).default({}),
+    headers: z
+      .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name'), SecretRef)
+      .default({}),
     sseFallback: z.boolean().default(true),
   }),
 ]);
@@ -58,12 +67,21 @@ export const McpGatewayContract = z
   .superRefine((gateway, ctx) => {
     const seen = new Set<string>();
     gateway.servers.forEach((server, i) => {
-      if (seen.has(server.name)) ctx.addIssue({ code: 'custom', path: ['servers', i, 'name'], message: `duplicate server "${server.name}"` });
+      if (seen.has(server.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'name'],
+          message: `duplicate server "${server.name}"`,
+        });
       seen.add(server.name);
       const tools = new Set<string>();
       server.tools.forEach((tool, j) => {
         if (tools.has(tool.name)) {
-          ctx.addIssue({ code: 'custom', path: ['servers', i, 'tools', j, 'name'], message: `duplicate tool "${tool.name}" on server "${server.name}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['servers', i, 'tools', j, 'name'],
+            message: `duplicate tool "${tool.name}" on server "${server.name}"`,
+          });
         }
         tools.add(tool.name);
       });
@@ -73,7 +91,11 @@ export const McpGatewayContract = z
       grant.tools.forEach((toolId, j) => {
         const found = index.get(toolId);
         if (!found) {
-          ctx.addIssue({ code: 'custom', path: ['grants', i, 'tools', j], message: `unknown tool "${toolId}": no server declares it` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['grants', i, 'tools', j],
+            message: `unknown tool "${toolId}": no server declares it`,
+          });
           return;
         }
         for (const env of grant.environments) {
@@ -92,11 +114,17 @@ export type McpGatewayContract = z.infer<typeof McpGatewayContract>;
 
 /** Every tool of a gateway by `<server>.<tool>`, with its server. */
 export function gatewayToolIndex(gateway: {
-  servers: readonly { name: string; contextDomain: string; environment: string; tools: readonly { name: string; risk: RiskClass }[] }[];
+  servers: readonly {
+    name: string;
+    contextDomain: string;
+    environment: string;
+    tools: readonly { name: string; risk: RiskClass }[];
+  }[];
 }) {
   const index = new Map<string, { server: (typeof gateway.servers)[number]; risk: RiskClass }>();
   for (const server of gateway.servers) {
-    for (const tool of server.tools) index.set(`${server.name}.${tool.name}`, { server, risk: tool.risk });
+    for (const tool of server.tools)
+      index.set(`${server.name}.${tool.name}`, { server, risk: tool.risk });
   }
   return index;
 }

@@ -19,5 +19,8 @@ export const OutboundMessage = z
     /** Sent to the channel where it supports one (LINE `X-Line-Retry-Key`), so a resend is recognised. */
     idempotencyKey: z.string().min(1).max(200),
   })
-  .refine((m) => m.chunkIndex < m.chunkCount, { message: 'must be less than chunkCount', path: ['chunkIndex'] });
+  .refine((m) => m.chunkIndex < m.chunkCount, {
+    message: 'must be less than chunkCount',
+    path: ['chunkIndex'],
+  });
 export type OutboundMessage = z.infer<typeof OutboundMessage>;

@@ -28,7 +28,8 @@ const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 /** Whether a target sends data off the platform (anything but echo or a loopback server). */
 export function isExternalTarget(target: ModelTarget): boolean {
   if (target.provider === 'echo') return false;
-  if (target.provider === 'openai_compatible') return !LOCAL_HOSTS.has(new URL(target.baseUrl).hostname);
+  if (target.provider === 'openai_compatible')
+    return !LOCAL_HOSTS.has(new URL(target.baseUrl).hostname);
   return true;
 }
 
@@ -71,6 +72,8 @@ export const PolicyContract = z
       });
     };
     check(policy.modelRoute.primary, ['modelRoute', 'primary']);
-    policy.modelRoute.fallbacks.forEach((target, i) => check(target, ['modelRoute', 'fallbacks', i]));
+    policy.modelRoute.fallbacks.forEach((target, i) =>
+      check(target, ['modelRoute', 'fallbacks', i]),
+    );
   });
 export type PolicyContract = z.infer<typeof PolicyContract>;

@@ -13,7 +13,10 @@ export const Binding = z
     group: z.string().min(1).max(200).optional(),
     thread: z.string().min(1).max(200).optional(),
   })
-  .refine((b) => b.thread === undefined || b.group !== undefined, { message: 'a thread binding needs its group', path: ['thread'] });
+  .refine((b) => b.thread === undefined || b.group !== undefined, {
+    message: 'a thread binding needs its group',
+    path: ['thread'],
+  });
 export type Binding = z.infer<typeof Binding>;
 
 /** Project / Tenant: identity, data boundary, budget, ACL, approval gates, bindings. */
@@ -40,7 +43,12 @@ export const ProjectContract = z.strictObject({
   acl: z.strictObject({
     members: z.array(
       z.strictObject({
-        subject: z.string().regex(/^(email|telegram|line|slack|api):\S+$/, 'must be email:, telegram:, line:, slack: or api: followed by an id'),
+        subject: z
+          .string()
+          .regex(
+            /^(email|telegram|line|slack|api):\S+$/,
+            'must be email:, telegram:, line:, slack: or api: followed by an id',
+          ),
         roles: z.array(Role).min(1, 'needs at least one role'),
       }),
     ),

@@ -14,10 +14,18 @@ const Flow = z
   })
   .superRefine((flow, ctx) => {
     if (flow.mode === 'canary' && !flow.canary) {
-      ctx.addIssue({ code: 'custom', path: ['canary'], message: 'required when mode is canary (percent and/or allowPeers)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['canary'],
+        message: 'required when mode is canary (percent and/or allowPeers)',
+      });
     }
     if (flow.mode !== 'canary' && flow.canary) {
-      ctx.addIssue({ code: 'custom', path: ['canary'], message: `only allowed when mode is canary, not ${flow.mode}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['canary'],
+        message: `only allowed when mode is canary, not ${flow.mode}`,
+      });
     }
   });
 
@@ -45,9 +53,15 @@ export const RuntimeContract = z
   .superRefine((runtime, ctx) => {
     const names = new Set<string>();
     runtime.flows.forEach((flow, i) => {
-      if (names.has(flow.name)) ctx.addIssue({ code: 'custom', path: ['flows', i, 'name'], message: `duplicate flow "${flow.name}"` });
+      if (names.has(flow.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['flows', i, 'name'],
+          message: `duplicate flow "${flow.name}"`,
+        });
       names.add(flow.name);
     });
-    if (!names.has('default')) ctx.addIssue({ code: 'custom', path: ['flows'], message: "needs a flow named 'default'" });
+    if (!names.has('default'))
+      ctx.addIssue({ code: 'custom', path: ['flows'], message: "needs a flow named 'default'" });
   });
 export type RuntimeContract = z.infer<typeof RuntimeContract>;

@@ -28,18 +28,26 @@ export const TenantFile = z
   .strictObject({
     apiVersion: z.literal('awooop/v1'),
     project: ProjectContract.extend({ id: ProjectId }),
-    agents: named(AgentContract).refine((a) => Object.keys(a).length > 0, 'needs at least one agent'),
+    agents: named(AgentContract).refine(
+      (a) => Object.keys(a).length > 0,
+      'needs at least one agent',
+    ),
     mcpGateway: McpGatewayContract.prefault({}),
-    policies: named(PolicyContract).refine((p) => Object.keys(p).length > 0, 'needs at least one policy'),
+    policies: named(PolicyContract).refine(
+      (p) => Object.keys(p).length > 0,
+      'needs at least one policy',
+    ),
     runtime: RuntimeContract,
     channels: named(ChannelContract).default({}),
   })
   .superRefine((tenant, ctx) => {
-    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    const issue = (path: (string | number)[], message: string) =>
+      ctx.addIssue({ code: 'custom', path, message });
     const { project, agents, channels, policies } = tenant;
     const agentNames = Object.keys(agents);
     const mustBeAgent = (name: string, path: (string | number)[]) => {
-      if (!(name in agents)) issue(path, `unknown agent "${name}"; agents are ${agentNames.join(', ')}`);
+      if (!(name in agents))
+        issue(path, `unknown agent "${name}"; agents are ${agentNames.join(', ')}`);
     };
 
     mustBeAgent(project.defaultAgent, ['project', 'defaultAgent']);
@@ -47,16 +55,30 @@ export const TenantFile = z
       mustBeAgent(binding.agent, ['project', 'bindings', i, 'agent']);
       if (binding.account === undefined) return;
       const account = channels[binding.account];
-      if (!account) issue(['project', 'bindings', i, 'account'], `unknown channel account "${binding.account}"`);
+      if (!account)
+        issue(
+          ['project', 'bindings', i, 'account'],
+          `unknown channel account "${binding.account}"`,
+        );
       else if (binding.channel && account.type !== binding.channel) {
-        issue(['project', 'bindings', i, 'account'], `channel account "${binding.account}" is ${account.type}, not ${binding.channel}`);
+        issue(
+          ['project', 'bindings', i, 'account'],
+          `channel account "${binding.account}" is ${account.type}, not ${binding.channel}`,
+        );
       }
     });
     if (project.approvals.channel !== undefined) {
       const account = channels[project.approvals.channel];
-      if (!account) issue(['project', 'approvals', 'channel'], `unknown channel account "${project.approvals.channel}"`);
+      if (!account)
+        issue(
+          ['project', 'approvals', 'channel'],
+          `unknown channel account "${project.approvals.channel}"`,
+        );
       else if (!account.approvals) {
-        issue(['project', 'approvals', 'channel'], `channel account "${project.approvals.channel}" does not have approvals: true`);
+        issue(
+          ['project', 'approvals', 'channel'],
+          `channel account "${project.approvals.channel}" does not have approvals: true`,
+        );
       }
     }
 
@@ -68,15 +90,26 @@ export const TenantFile = z
       if (!agent) return;
       if (!tool) return issue(path, `unknown tool "${toolId}": no server declares it`);
       if (!riskAtMost(tool.risk, agent.safetyCeiling)) {
-        issue(path, `tool "${toolId}" is ${tool.risk}, above the agent's safety ceiling "${agent.safetyCeiling}"`);
+        issue(
+          path,
+          `tool "${toolId}" is ${tool.risk}, above the agent's safety ceiling "${agent.safetyCeiling}"`,
+        );
       }
       if (tool.server.contextDomain !== agent.contextDomain) {
-        issue(path, `tool "${toolId}" belongs to context domain "${tool.server.contextDomain}", not the agent's "${agent.contextDomain}"`);
+        issue(
+          path,
+          `tool "${toolId}" belongs to context domain "${tool.server.contextDomain}", not the agent's "${agent.contextDomain}"`,
+        );
       }
     };
     for (const [name, agent] of Object.entries(agents)) {
-      if (!(agent.policy in policies)) issue(['agents', name, 'policy'], `unknown policy "${agent.policy}"`);
-      if (!flows.has(agent.flow)) issue(['agents', name, 'flow'], `unknown flow "${agent.flow}"; runtime.flows has ${[...flows].join(', ')}`);
+      if (!(agent.policy in policies))
+        issue(['agents', name, 'policy'], `unknown policy "${agent.policy}"`);
+      if (!flows.has(agent.flow))
+        issue(
+          ['agents', name, 'flow'],
+          `unknown flow "${agent.flow}"; runtime.flows has ${[...flows].join(', ')}`,
+        );
       agent.tools.forEach((toolId, i) => checkTool(name, toolId, ['agents', name, 'tools', i]));
     }
     tenant.mcpGateway.grants.forEach((grant, i) => {
@@ -86,7 +119,10 @@ export const TenantFile = z
         const path = ['mcpGateway', 'grants', i, 'tools', j];
         if (!tools.has(toolId)) return; // the gateway contract already reported it
         if (agent && !agent.tools.includes(toolId)) {
-          return issue(path, `agent "${grant.agent}" does not declare tool "${toolId}" in its tools`);
+          return issue(
+            path,
+            `agent "${grant.agent}" does not declare tool "${toolId}" in its tools`,
+          );
         }
         checkTool(grant.agent, toolId, path);
       });
@@ -107,10 +143,22 @@ export function tenantRevisions(tenant: TenantFile): ContractDocument[] {
   const { id: _id, ...project } = tenant.project;
   return [
     { kind: 'project', name: 'project', body: project },
-    ...Object.entries(tenant.agents).map(([name, body]) => ({ kind: 'agent' as const, name, body })),
+    ...Object.entries(tenant.agents).map(([name, body]) => ({
+      kind: 'agent' as const,
+      name,
+      body,
+    })),
     { kind: 'mcp_gateway', name: 'gateway', body: tenant.mcpGateway },
-    ...Object.entries(tenant.policies).map(([name, body]) => ({ kind: 'policy' as const, name, body })),
+    ...Object.entries(tenant.policies).map(([name, body]) => ({
+      kind: 'policy' as const,
+      name,
+      body,
+    })),
     { kind: 'runtime', name: 'runtime', body: tenant.runtime },
-    ...Object.entries(tenant.channels).map(([name, body]) => ({ kind: 'channel' as const, name, body })),
+    ...Object.entries(tenant.channels).map(([name, body]) => ({
+      kind: 'channel' as const,
+      name,
+      body,
+    })),
   ];
 }

@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { Identifier, ProjectId, RiskClass, SecretRef, Sha256Hex, ToolId, TraceId } from './common.ts';
+import {
+  Identifier,
+  ProjectId,
+  RiskClass,
+  SecretRef,
+  Sha256Hex,
+  ToolId,
+  TraceId,
+} from './common.ts';
 
 /**
  * One tool call as the gateway sees it before it is made: who asks, what tool at what risk,

@@ -67,15 +67,27 @@ class DryRunRollback extends Error {
  */
 export async function applyTenant(
   ctx: Context,
-  input: { tenant: TenantFile; artifacts: readonly ArtifactInput[]; actor: string; dryRun?: boolean; traceId?: string },
+  input: {
+    tenant: TenantFile;
+    artifacts: readonly ArtifactInput[];
+    actor: string;
+    dryRun?: boolean;
+    traceId?: string;
+  },
 ): Promise<ApplyReport> {
   const { tenant, actor } = input;
   const projectId = tenant.project.id;
   const traceId = input.traceId ?? null;
   try {
     return await withProject(ctx.pool, projectId, async (tx) => {
-      await tx.query(sql.unsafe`SELECT pg_advisory_xact_lock(hashtext(${`awooop:apply:${projectId}`}))`);
-      const project = await upsertProject(tx, { projectId, displayName: tenant.project.displayName, actor });
+      await tx.query(
+        sql.unsafe`SELECT pg_advisory_xact_lock(hashtext(${`awooop:apply:${projectId}`}))`,
+      );
+      const project = await upsertProject(tx, {
+        projectId,
+        displayName: tenant.project.displayName,
+        actor,
+      });
       if (project.created) {
         await appendAudit(tx, {
           projectId,
@@ -111,7 +123,15 @@ export async function applyTenant(
         const hash = bodyHash(body);
         const active = await readActive(tx, key);
         if (active?.bodyHash === hash) {
-          contracts.push({ kind, name, status: 'unchanged', version: active.version, revisionId: active.revisionId, previousVersion: active.version, diff: [] });
+          contracts.push({
+            kind,
+            name,
+            status: 'unchanged',
+            version: active.version,
+            revisionId: active.revisionId,
+            previousVersion: active.version,
+            diff: [],
+          });
           continue;
         }
         const diff = diffBodies(active?.body, body);
@@ -136,7 +156,11 @@ export async function applyTenant(
             actor,
             action: 'contract.publish',
             subject: `${kind}/${name}`,
-            detail: { revision_id: revision.revisionId, version: revision.version, body_hash: hash },
+            detail: {
+              revision_id: revision.revisionId,
+              version: revision.version,
+              body_hash: hash,
+            },
             traceId,
           });
         }
@@ -161,7 +185,8 @@ export async function applyTenant(
           canary: flow.canary ?? {},
           actor,
         });
-        if (state.changed) flows.push({ flow: flow.name, mode: flow.mode, previousMode: state.previousMode });
+        if (state.changed)
+          flows.push({ flow: flow.name, mode: flow.mode, previousMode: state.previousMode });
       }
 
       const inFile = new Set(contracts.map((c) => `${c.kind}/${c.name}`));
@@ -170,7 +195,10 @@ export async function applyTenant(
         .map((a) => ({ kind: a.kind, name: a.name }));
 
       const changed =
-        project.changed || artifactsStored > 0 || flows.length > 0 || contracts.some((c) => c.status !== 'unchanged');
+        project.changed ||
+        artifactsStored > 0 ||
+        flows.length > 0 ||
+        contracts.some((c) => c.status !== 'unchanged');
       const report: ApplyReport = {
         projectId,
         projectCreated: project.created,

@@ -10,8 +10,14 @@ export function collectArtifactRefs(tenant: TenantFile): ArtifactRefUse[] {
     const uses: ArtifactRefUse[] = [
       { path: `agents.${name}.prompt`, ...agent.prompt, kind: 'prompt' },
     ];
-    if (agent.inputSchema) uses.push({ path: `agents.${name}.inputSchema`, ...agent.inputSchema, kind: 'json_schema' });
-    if (agent.outputSchema) uses.push({ path: `agents.${name}.outputSchema`, ...agent.outputSchema, kind: 'json_schema' });
+    if (agent.inputSchema)
+      uses.push({ path: `agents.${name}.inputSchema`, ...agent.inputSchema, kind: 'json_schema' });
+    if (agent.outputSchema)
+      uses.push({
+        path: `agents.${name}.outputSchema`,
+        ...agent.outputSchema,
+        kind: 'json_schema',
+      });
     return uses;
   });
 }

@@ -9,7 +9,9 @@ export type DiffLine = { op: '+' | '-' | '~'; path: string; before?: unknown; af
 export function diffBodies(before: unknown, after: unknown, path = ''): DiffLine[] {
   if (isContainer(before) && isContainer(after) && Array.isArray(before) === Array.isArray(after)) {
     const keys = Array.isArray(before)
-      ? Array.from({ length: Math.max(before.length, (after as unknown[]).length) }, (_, i) => String(i))
+      ? Array.from({ length: Math.max(before.length, (after as unknown[]).length) }, (_, i) =>
+          String(i),
+        )
       : [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
     return keys.flatMap((key) => {
       const child = Array.isArray(before) ? `${path}[${key}]` : path ? `${path}.${key}` : key;

@@ -19,15 +19,23 @@ export async function readActiveContract(
   if (!active) return null;
   const actual = bodyHash(active.body);
   if (actual !== active.bodyHash) {
-    throw new IntegrityError('CONTRACT_HASH_MISMATCH', `active ${key.kind}/${key.name} does not match its body_hash`, {
-      detail: { revision_id: active.revisionId },
-    });
+    throw new IntegrityError(
+      'CONTRACT_HASH_MISMATCH',
+      `active ${key.kind}/${key.name} does not match its body_hash`,
+      {
+        detail: { revision_id: active.revisionId },
+      },
+    );
   }
   const parsed = CONTRACT_SCHEMAS[key.kind].safeParse(active.body);
   if (!parsed.success) {
-    throw new IntegrityError('CONTRACT_BODY_INVALID', `active ${key.kind}/${key.name} fails its schema`, {
-      detail: { revision_id: active.revisionId, issues: formatIssues(parsed.error) },
-    });
+    throw new IntegrityError(
+      'CONTRACT_BODY_INVALID',
+      `active ${key.kind}/${key.name} fails its schema`,
+      {
+        detail: { revision_id: active.revisionId, issues: formatIssues(parsed.error) },
+      },
+    );
   }
   return { ...active, body: parsed.data };
 }

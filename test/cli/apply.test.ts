@@ -9,7 +9,8 @@ import { useTestDatabase } from '../helpers/testDatabase.ts';
 
 const db = useTestDatabase();
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
-const awooop = (...args: string[]) => runCli(['--actor', 'test:ci', ...args], { DATABASE_URL: db().url });
+const awooop = (...args: string[]) =>
+  runCli(['--actor', 'test:ci', ...args], { DATABASE_URL: db().url });
 let work: string;
 
 beforeAll(async () => {
@@ -56,9 +57,13 @@ describe('awooop apply', () => {
       expect(row.body_hash).toMatch(/^[0-9a-f]{64}$/);
       expect(row.status).toBe('published');
     }
-    const { rows: modes } = await owner.query("SELECT flow, mode FROM project_migration_state WHERE project_id = 'awoooi'");
+    const { rows: modes } = await owner.query(
+      "SELECT flow, mode FROM project_migration_state WHERE project_id = 'awoooi'",
+    );
     expect(modes).toEqual([{ flow: 'default', mode: 'shadow' }]);
-    const { rows: artifacts } = await owner.query("SELECT ref, kind FROM artifact_refs WHERE project_id = 'awoooi'");
+    const { rows: artifacts } = await owner.query(
+      "SELECT ref, kind FROM artifact_refs WHERE project_id = 'awoooi'",
+    );
     expect(artifacts).toEqual([{ ref: 'prompts/sre.md', kind: 'prompt' }]);
   });
 
@@ -76,8 +81,15 @@ describe('awooop apply', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/\+ agent\/openclaw-biz v1 created/);
     const owner = await db().owner();
-    const { rows } = await owner.query("SELECT mode, canary FROM project_migration_state WHERE project_id = 'ewoooc'");
-    expect(rows).toEqual([{ mode: 'canary', canary: { percent: 10, allowPeers: ['line:U4af4980629a1b2c3d4e5f60718293a4b'] } }]);
+    const { rows } = await owner.query(
+      "SELECT mode, canary FROM project_migration_state WHERE project_id = 'ewoooc'",
+    );
+    expect(rows).toEqual([
+      {
+        mode: 'canary',
+        canary: { percent: 10, allowPeers: ['line:U4af4980629a1b2c3d4e5f60718293a4b'] },
+      },
+    ]);
   });
 
   it('a changed file makes new revisions only for what changed and prints the diff', async () => {
@@ -97,7 +109,9 @@ describe('awooop apply', () => {
     // going back to the original body re-activates v1 instead of writing a v3
     const back = await awooop('apply', '-f', join(work, 'awoooi/tenant.yaml'));
     expect(back.stdout).toMatch(/~ agent\/sre v1 reactivated \(was v2\)/);
-    const { rows: versions } = await owner.query("SELECT count(*)::int AS n FROM contract_revisions WHERE name = 'sre'");
+    const { rows: versions } = await owner.query(
+      "SELECT count(*)::int AS n FROM contract_revisions WHERE name = 'sre'",
+    );
     expect(versions).toEqual([{ n: 2 }]);
   });
 
@@ -110,19 +124,27 @@ describe('awooop apply', () => {
     expect(result.stderr).toContain('nothing was written');
     expect(result.stderr).toContain('agents.sre.promt: unknown field');
 
-    const wrongHash = await editedAwoooi('hash', (y) => y.replace('3b06d7aed37293f3', '0000000000000000'));
+    const wrongHash = await editedAwoooi('hash', (y) =>
+      y.replace('3b06d7aed37293f3', '0000000000000000'),
+    );
     const hashResult = await awooop('apply', '-f', wrongHash);
     expect(hashResult.code).toBe(1);
-    expect(hashResult.stderr).toMatch(/agents\.sre\.prompt\.sha256: does not match prompts\/sre\.md, whose SHA-256 is 3b06d7ae/);
+    expect(hashResult.stderr).toMatch(
+      /agents\.sre\.prompt\.sha256: does not match prompts\/sre\.md, whose SHA-256 is 3b06d7ae/,
+    );
 
     const ceiling = await editedAwoooi('ceiling', (y) =>
       y.replace('- { name: get_pods, risk: read }', '- { name: get_pods, risk: destructive }'),
     );
     const ceilingResult = await awooop('apply', '-f', ceiling);
     expect(ceilingResult.code).toBe(1);
-    expect(ceilingResult.stderr).toContain('agents.sre.tools[0]: tool "k8s.get_pods" is destructive, above the agent\'s safety ceiling "read"');
+    expect(ceilingResult.stderr).toContain(
+      'agents.sre.tools[0]: tool "k8s.get_pods" is destructive, above the agent\'s safety ceiling "read"',
+    );
 
-    const badYaml = await editedAwoooi('syntax', (y) => y.replace('apiVersion: awooop/v1', 'apiVersion: [awooop/v1'));
+    const badYaml = await editedAwoooi('syntax', (y) =>
+      y.replace('apiVersion: awooop/v1', 'apiVersion: [awooop/v1'),
+    );
     const yamlResult = await awooop('apply', '-f', badYaml);
     expect(yamlResult.code).toBe(1);
     expect(yamlResult.stderr).toMatch(/syntax\.yaml:\d+:/);
@@ -133,7 +155,9 @@ describe('awooop apply', () => {
   it('a dry run reports what would change and writes nothing', async () => {
     const owner = await db().owner();
     const before = await tableCounts(owner);
-    const path = await editedAwoooi('dry', (y) => y.replace('retentionDays: 90', 'retentionDays: 60'));
+    const path = await editedAwoooi('dry', (y) =>
+      y.replace('retentionDays: 90', 'retentionDays: 60'),
+    );
     const result = await awooop('apply', '-f', path, '--dry-run');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^dry run: applied/);
@@ -149,13 +173,34 @@ describe('awooop contracts and audit', () => {
     expect(list.stdout).toMatch(/awoooi\s+agent\/sre\s+v1\s+v2/);
     expect(list.stdout).toMatch(/ewoooc\s+agent\/openclaw-biz\s+v1/);
 
-    const show = await awooop('contracts', 'show', 'agent/sre', '--project', 'awoooi', '--version', '2', '--json');
-    expect(JSON.parse(show.stdout)).toMatchObject({ version: 2, status: 'published', body: { maxSteps: 7 } });
+    const show = await awooop(
+      'contracts',
+      'show',
+      'agent/sre',
+      '--project',
+      'awoooi',
+      '--version',
+      '2',
+      '--json',
+    );
+    expect(JSON.parse(show.stdout)).toMatchObject({
+      version: 2,
+      status: 'published',
+      body: { maxSteps: 7 },
+    });
 
     const diff = await awooop('contracts', 'diff', 'agent/sre', '--project', 'awoooi', '1', '2');
     expect(diff.stdout).toContain('~ maxSteps: 6 → 7');
 
-    const activate = await awooop('contracts', 'activate', 'agent/sre', '--project', 'awoooi', '--version', '2');
+    const activate = await awooop(
+      'contracts',
+      'activate',
+      'agent/sre',
+      '--project',
+      'awoooi',
+      '--version',
+      '2',
+    );
     expect(activate.stdout).toContain('active v1 → v2');
     const rollback = await awooop('contracts', 'rollback', 'agent/sre', '--project', 'awoooi');
     expect(rollback.stdout).toContain('active v2 → v1 (rollback)');
@@ -171,11 +216,15 @@ describe('awooop contracts and audit', () => {
     const owner = await db().owner();
     await owner.query('BEGIN');
     await owner.query("SET LOCAL session_replication_role = 'replica'");
-    await owner.query("UPDATE audit_events SET actor = 'mallory' WHERE project_id = 'ewoooc' AND action = 'project.create'");
+    await owner.query(
+      "UPDATE audit_events SET actor = 'mallory' WHERE project_id = 'ewoooc' AND action = 'project.create'",
+    );
     await owner.query('COMMIT');
     const tampered = await awooop('audit', 'verify');
     expect(tampered.code).toBe(1);
-    expect(tampered.stdout).toMatch(/TAMPERED ewoooc project seq 1: row content does not match its hash/);
+    expect(tampered.stdout).toMatch(
+      /TAMPERED ewoooc project seq 1: row content does not match its hash/,
+    );
     const scoped = await awooop('audit', 'verify', '--project', 'awoooi');
     expect(scoped.code).toBe(0);
   });
@@ -193,7 +242,10 @@ describe('awooop contracts and audit', () => {
     expect(badPort.code).toBe(2);
     expect(badPort.stderr).toMatch(/PORT: /);
     const secret = 'short-secret-value';
-    const badToken = await runCli(['contracts', 'list'], { DATABASE_URL: db().url, AWOOOP_ADMIN_TOKEN: secret });
+    const badToken = await runCli(['contracts', 'list'], {
+      DATABASE_URL: db().url,
+      AWOOOP_ADMIN_TOKEN: secret,
+    });
     expect(badToken.stderr).toContain('AWOOOP_ADMIN_TOKEN: must be at least 24 characters');
     expect(badToken.stderr).not.toContain(secret);
   });

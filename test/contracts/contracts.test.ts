@@ -30,7 +30,12 @@ describe('canonical JSON and body hashes', () => {
 });
 
 describe('tenant file', () => {
-  const tenant = parseContract(TenantFile, parse(readFileSync(new URL('../fixtures/contracts/tenant/valid.yaml', import.meta.url), 'utf8')));
+  const tenant = parseContract(
+    TenantFile,
+    parse(
+      readFileSync(new URL('../fixtures/contracts/tenant/valid.yaml', import.meta.url), 'utf8'),
+    ),
+  );
 
   it('splits into one revision per contract with stable kinds and names, project id left out', () => {
     const docs = tenantRevisions(tenant);
@@ -47,20 +52,36 @@ describe('tenant file', () => {
 
   it('stores bodies with defaults filled in, so a changed default shows up as a diff', () => {
     const agent = tenantRevisions(tenant).find((d) => d.kind === 'agent')!.body;
-    expect(agent).toMatchObject({ maxSteps: 8, policy: 'default', flow: 'default', history: { maxMessages: 20 } });
+    expect(agent).toMatchObject({
+      maxSteps: 8,
+      policy: 'default',
+      flow: 'default',
+      history: { maxMessages: 20 },
+    });
   });
 
   it('refuses with every problem at once, each with its path', () => {
     expect(() => parseContract(TenantFile, { apiVersion: 'awooop/v1', extra: true })).toThrow(
-      expect.objectContaining({ code: 'CONTRACT_INVALID', issues: expect.arrayContaining(['extra: unknown field', 'project: required']) }),
+      expect.objectContaining({
+        code: 'CONTRACT_INVALID',
+        issues: expect.arrayContaining(['extra: unknown field', 'project: required']),
+      }),
     );
   });
 });
 
 describe('body diffs', () => {
   it('reports added, removed and changed leaves by path', () => {
-    const lines = diffBodies({ a: 1, tools: ['x'], o: { k: true } }, { a: 2, tools: ['x', 'y'], n: null });
-    expect(formatDiff(lines)).toEqual(['~ a: 1 → 2', '+ n: null', '- o: {"k":true}', '+ tools[1]: "y"']);
+    const lines = diffBodies(
+      { a: 1, tools: ['x'], o: { k: true } },
+      { a: 2, tools: ['x', 'y'], n: null },
+    );
+    expect(formatDiff(lines)).toEqual([
+      '~ a: 1 → 2',
+      '+ n: null',
+      '- o: {"k":true}',
+      '+ tools[1]: "y"',
+    ]);
     expect(diffBodies({ a: [1] }, { a: [1] })).toEqual([]);
   });
 });
@@ -124,6 +145,8 @@ describe('pipeline envelopes', () => {
       credentialRef: 'secret:billing-token',
     };
     expect(ToolCallEnvelope.safeParse(call).success).toBe(true);
-    expect(ToolCallEnvelope.safeParse({ ...call, credentialRef: 'Bearer abc' }).success).toBe(false);
+    expect(ToolCallEnvelope.safeParse({ ...call, credentialRef: 'Bearer abc' }).success).toBe(
+      false,
+    );
   });
 });

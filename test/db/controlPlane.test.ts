@@ -21,9 +21,22 @@ const actor = 'test';
 async function publishedRevision(projectId: string, name: string, body: Record<string, unknown>) {
   return withProject(db().pool, projectId, async (tx) => {
     await upsertProject(tx, { projectId, displayName: projectId, actor });
-    const draft = await saveDraft(tx, { projectId, kind: 'agent', name, body, bodyHash: bodyHash(body), actor });
+    const draft = await saveDraft(tx, {
+      projectId,
+      kind: 'agent',
+      name,
+      body,
+      bodyHash: bodyHash(body),
+      actor,
+    });
     const published = await publishRevision(tx, { projectId, revisionId: draft.revisionId, actor });
-    await activateRevision(tx, { projectId, kind: 'agent', name, revisionId: draft.revisionId, actor });
+    await activateRevision(tx, {
+      projectId,
+      kind: 'agent',
+      name,
+      revisionId: draft.revisionId,
+      actor,
+    });
     return published!;
   });
 }
@@ -33,13 +46,22 @@ describe('contract revisions', () => {
     const rev = await publishedRevision('immut', 'sre', { v: 1 });
     const owner = await db().owner();
     await expect(
-      owner.query(`UPDATE contract_revisions SET body = '{"v":2}' WHERE revision_id = $1`, [rev.revisionId]),
+      owner.query(`UPDATE contract_revisions SET body = '{"v":2}' WHERE revision_id = $1`, [
+        rev.revisionId,
+      ]),
     ).rejects.toMatchObject({ code: 'AW001' });
-    await expect(owner.query('DELETE FROM contract_revisions WHERE revision_id = $1', [rev.revisionId])).rejects.toMatchObject({
+    await expect(
+      owner.query('DELETE FROM contract_revisions WHERE revision_id = $1', [rev.revisionId]),
+    ).rejects.toMatchObject({
       code: 'AW001',
     });
-    await expect(owner.query('TRUNCATE contract_revisions CASCADE')).rejects.toMatchObject({ code: 'AW001' });
-    const { rows } = await owner.query('SELECT body FROM contract_revisions WHERE revision_id = $1', [rev.revisionId]);
+    await expect(owner.query('TRUNCATE contract_revisions CASCADE')).rejects.toMatchObject({
+      code: 'AW001',
+    });
+    const { rows } = await owner.query(
+      'SELECT body FROM contract_revisions WHERE revision_id = $1',
+      [rev.revisionId],
+    );
     expect(rows[0].body).toEqual({ v: 1 });
   });
 
@@ -47,16 +69,42 @@ describe('contract revisions', () => {
     const projectId = 'drafts';
     await withProject(db().pool, projectId, async (tx) => {
       await upsertProject(tx, { projectId, displayName: 'd', actor });
-      const a = await saveDraft(tx, { projectId, kind: 'policy', name: 'default', body: { a: 1 }, bodyHash: bodyHash({ a: 1 }), actor });
-      const b = await saveDraft(tx, { projectId, kind: 'policy', name: 'default', body: { a: 2 }, bodyHash: bodyHash({ a: 2 }), actor });
+      const a = await saveDraft(tx, {
+        projectId,
+        kind: 'policy',
+        name: 'default',
+        body: { a: 1 },
+        bodyHash: bodyHash({ a: 1 }),
+        actor,
+      });
+      const b = await saveDraft(tx, {
+        projectId,
+        kind: 'policy',
+        name: 'default',
+        body: { a: 2 },
+        bodyHash: bodyHash({ a: 2 }),
+        actor,
+      });
       expect(b.revisionId).toBe(a.revisionId);
       expect(b.body).toEqual({ a: 2 });
       // expected failures run in a savepoint so the test's transaction stays usable
       await expect(
-        tx.transaction((sp) => sp.query(sql.unsafe`UPDATE contract_revisions SET version = 9 WHERE revision_id = ${a.revisionId}`)),
+        tx.transaction((sp) =>
+          sp.query(
+            sql.unsafe`UPDATE contract_revisions SET version = 9 WHERE revision_id = ${a.revisionId}`,
+          ),
+        ),
       ).rejects.toThrow(/only its body and status/);
       // the runtime's read goes through the pointer, which cannot name a draft
-      expect(await activateRevision(tx, { projectId, kind: 'policy', name: 'default', revisionId: a.revisionId, actor })).toBeNull();
+      expect(
+        await activateRevision(tx, {
+          projectId,
+          kind: 'policy',
+          name: 'default',
+          revisionId: a.revisionId,
+          actor,
+        }),
+      ).toBeNull();
       await expect(
         tx.transaction((sp) =>
           sp.query(sql.unsafe`INSERT INTO contract_active (project_id, kind, name, revision_id, activated_by)
@@ -71,9 +119,20 @@ describe('contract revisions', () => {
     const projectId = 'nodraft';
     const v1 = await publishedRevision(projectId, 'bot', { prompt: 'one' });
     await withProject(db().pool, projectId, async (tx) => {
-      await saveDraft(tx, { projectId, kind: 'agent', name: 'bot', body: { prompt: 'draft' }, bodyHash: bodyHash({ prompt: 'draft' }), actor });
+      await saveDraft(tx, {
+        projectId,
+        kind: 'agent',
+        name: 'bot',
+        body: { prompt: 'draft' },
+        bodyHash: bodyHash({ prompt: 'draft' }),
+        actor,
+      });
       const active = await readActive(tx, { projectId, kind: 'agent', name: 'bot' });
-      expect(active).toMatchObject({ revisionId: v1.revisionId, body: { prompt: 'one' }, bodyHash: bodyHash({ prompt: 'one' }) });
+      expect(active).toMatchObject({
+        revisionId: v1.revisionId,
+        body: { prompt: 'one' },
+        bodyHash: bodyHash({ prompt: 'one' }),
+      });
       for (const row of await listActive(tx)) {
         expect(row.revisionId).toMatch(/^[0-9a-f-]{36}$/);
         expect(row.bodyHash).toMatch(/^[0-9a-f]{64}$/);
@@ -86,20 +145,40 @@ describe('contract revisions', () => {
     const v1 = await publishedRevision(projectId, 'bot', { n: 1 });
     const v2 = await publishedRevision(projectId, 'bot', { n: 2 });
     await withProject(db().pool, projectId, async (tx) => {
-      expect((await readActive(tx, { projectId, kind: 'agent', name: 'bot' }))?.revisionId).toBe(v2.revisionId);
+      expect((await readActive(tx, { projectId, kind: 'agent', name: 'bot' }))?.revisionId).toBe(
+        v2.revisionId,
+      );
       const back = await rollbackContract(tx, { projectId, kind: 'agent', name: 'bot', actor });
-      expect(back).toMatchObject({ revisionId: v1.revisionId, previousRevisionId: v2.revisionId, changed: true });
-      expect((await readActive(tx, { projectId, kind: 'agent', name: 'bot' }))?.revisionId).toBe(v1.revisionId);
+      expect(back).toMatchObject({
+        revisionId: v1.revisionId,
+        previousRevisionId: v2.revisionId,
+        changed: true,
+      });
+      expect((await readActive(tx, { projectId, kind: 'agent', name: 'bot' }))?.revisionId).toBe(
+        v1.revisionId,
+      );
       // nothing older than v1: no rollback target
-      expect(await rollbackContract(tx, { projectId, kind: 'agent', name: 'bot', actor })).toBeNull();
-      const again = await activateRevision(tx, { projectId, kind: 'agent', name: 'bot', revisionId: v1.revisionId, actor });
+      expect(
+        await rollbackContract(tx, { projectId, kind: 'agent', name: 'bot', actor }),
+      ).toBeNull();
+      const again = await activateRevision(tx, {
+        projectId,
+        kind: 'agent',
+        name: 'bot',
+        revisionId: v1.revisionId,
+        actor,
+      });
       expect(again?.changed).toBe(false);
       const history = await tx.any(sql.type(z.object({ action: z.string() }))`
         SELECT action FROM contract_activations WHERE name = 'bot' ORDER BY activation_id`);
       expect(history.map((h) => h.action)).toEqual(['activate', 'activate', 'rollback']);
       const audits = await tx.any(sql.type(z.object({ action: z.string() }))`
         SELECT action FROM audit_events WHERE chain = 'contract:agent:bot' ORDER BY seq`);
-      expect(audits.map((a) => a.action)).toEqual(['contract.activate', 'contract.activate', 'contract.rollback']);
+      expect(audits.map((a) => a.action)).toEqual([
+        'contract.activate',
+        'contract.activate',
+        'contract.rollback',
+      ]);
     });
   });
 });
@@ -110,19 +189,44 @@ describe('artifacts', () => {
     const content = Buffer.from('You are a careful SRE.\n');
     const stored = await withProject(db().pool, projectId, async (tx) => {
       await upsertProject(tx, { projectId, displayName: 'a', actor });
-      const first = await putArtifact(tx, { projectId, ref: 'prompts/sre.md', kind: 'prompt', mediaType: 'text/markdown', content, actor });
-      const second = await putArtifact(tx, { projectId, ref: 'prompts/sre.md', kind: 'prompt', mediaType: 'text/markdown', content, actor });
+      const first = await putArtifact(tx, {
+        projectId,
+        ref: 'prompts/sre.md',
+        kind: 'prompt',
+        mediaType: 'text/markdown',
+        content,
+        actor,
+      });
+      const second = await putArtifact(tx, {
+        projectId,
+        ref: 'prompts/sre.md',
+        kind: 'prompt',
+        mediaType: 'text/markdown',
+        content,
+        actor,
+      });
       expect([first.created, second.created]).toEqual([true, false]);
-      expect((await readArtifact(tx, { projectId, ref: 'prompts/sre.md', sha256: first.sha256 })).equals(content)).toBe(true);
+      expect(
+        (await readArtifact(tx, { projectId, ref: 'prompts/sre.md', sha256: first.sha256 })).equals(
+          content,
+        ),
+      ).toBe(true);
       return first;
     });
     const owner = await db().owner();
-    await expect(owner.query(`UPDATE artifact_refs SET content = 'evil'::bytea`)).rejects.toMatchObject({ code: 'AW001' });
+    await expect(
+      owner.query(`UPDATE artifact_refs SET content = 'evil'::bytea`),
+    ).rejects.toMatchObject({ code: 'AW001' });
     await owner.query('ALTER TABLE artifact_refs DISABLE TRIGGER immutable');
-    await owner.query(`UPDATE artifact_refs SET content = 'You are a reckless SRE.'::bytea WHERE sha256 = $1`, [stored.sha256]);
+    await owner.query(
+      `UPDATE artifact_refs SET content = 'You are a reckless SRE.'::bytea WHERE sha256 = $1`,
+      [stored.sha256],
+    );
     await owner.query('ALTER TABLE artifact_refs ENABLE TRIGGER immutable');
     await expect(
-      withProject(db().pool, projectId, (tx) => readArtifact(tx, { projectId, ref: 'prompts/sre.md', sha256: stored.sha256 })),
+      withProject(db().pool, projectId, (tx) =>
+        readArtifact(tx, { projectId, ref: 'prompts/sre.md', sha256: stored.sha256 }),
+      ),
     ).rejects.toMatchObject({ code: 'ARTIFACT_HASH_MISMATCH' });
   });
 });

@@ -10,7 +10,8 @@ const created: string[] = [];
 afterAll(async () => {
   const admin = new pg.Client({ connectionString: serverUrl('postgres') });
   await admin.connect();
-  for (const name of created) await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+  for (const name of created)
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
   await admin.end();
 });
 
@@ -35,7 +36,10 @@ describe('migrate', () => {
     const url = freshUrl();
     await ensureDatabase(url);
     const [a, b] = await Promise.all([migrate(url), migrate(url)]);
-    expect([a.applied.length, b.applied.length].sort()).toEqual([0, (await readMigrations()).length]);
+    expect([a.applied.length, b.applied.length].sort()).toEqual([
+      0,
+      (await readMigrations()).length,
+    ]);
   });
 
   it('refuses a migration that was edited after it was applied', async () => {
@@ -47,7 +51,9 @@ describe('migrate', () => {
     await client.connect();
     await client.query(`UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 1`);
     await client.end();
-    await expect(migrate(url)).rejects.toThrow(/0001_roles_and_tenancy\.sql was edited after it was applied/);
+    await expect(migrate(url)).rejects.toThrow(
+      /0001_roles_and_tenancy\.sql was edited after it was applied/,
+    );
   });
 
   it('refuses migration files whose numbers skip', async () => {

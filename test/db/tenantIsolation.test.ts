@@ -16,7 +16,14 @@ async function seed(projectId: string) {
   await withProject(db().pool, projectId, async (tx) => {
     await upsertProject(tx, { projectId, displayName: projectId, actor });
     const body = { owner: projectId };
-    const d = await saveDraft(tx, { projectId, kind: 'project', name: 'project', body, bodyHash: bodyHash(body), actor });
+    const d = await saveDraft(tx, {
+      projectId,
+      kind: 'project',
+      name: 'project',
+      body,
+      bodyHash: bodyHash(body),
+      actor,
+    });
     await publishRevision(tx, { projectId, revisionId: d.revisionId, actor });
   });
 }
@@ -72,8 +79,13 @@ describe('row-level security', () => {
 
   it('lets the platform role see every tenant, and audits each platform session', async () => {
     await seed('zeta');
-    const projects = await withPlatform(db().pool, { actor: 'ops:alice', reason: 'list tenants' }, (tx) =>
-      tx.anyFirst(sql.type(z.object({ p: z.string() }))`SELECT project_id AS p FROM projects ORDER BY 1`),
+    const projects = await withPlatform(
+      db().pool,
+      { actor: 'ops:alice', reason: 'list tenants' },
+      (tx) =>
+        tx.anyFirst(
+          sql.type(z.object({ p: z.string() }))`SELECT project_id AS p FROM projects ORDER BY 1`,
+        ),
     );
     expect(projects).toEqual(expect.arrayContaining(['alpha', 'beta', 'zeta']));
     const owner = await db().owner();
@@ -89,7 +101,11 @@ describe('row-level security', () => {
   });
 
   it("refuses a project id that is not one, including the platform's own", async () => {
-    await expect(withProject(db().pool, 'platform', async () => 1)).rejects.toMatchObject({ code: 'TENANT_ISOLATION' });
-    await expect(withProject(db().pool, "x'; --", async () => 1)).rejects.toMatchObject({ code: 'TENANT_ISOLATION' });
+    await expect(withProject(db().pool, 'platform', async () => 1)).rejects.toMatchObject({
+      code: 'TENANT_ISOLATION',
+    });
+    await expect(withProject(db().pool, "x'; --", async () => 1)).rejects.toMatchObject({
+      code: 'TENANT_ISOLATION',
+    });
   });
 });

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../ops/loadConfig.ts';
+import { parseProcfile } from '../../ops/runDev.ts';
+
+describe('config', () => {
+  it('has working defaults for a fresh machine', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/awooop',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      PORT: 3000,
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  it('names every bad variable and what is wrong with it', () => {
+    expect(() =>
+      loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' }),
+    ).toThrow(ConfigError);
+    try {
+      loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' });
+    } catch (error) {
+      const issues = (error as ConfigError).issues;
+      expect(issues).toEqual([
+        'DATABASE_URL: must be a postgres:// URL',
+        expect.stringMatching(/^PORT: /),
+        expect.stringMatching(/^LOG_LEVEL: /),
+      ]);
+    }
+  });
+
+  it('never prints a secret, in an error or when serialized', () => {
+    const key = 'k'.repeat(10);
+    expect(() => loadConfig({ AWOOOP_SECRET_KEY: key })).toThrow(
+      /AWOOOP_SECRET_KEY: must be 32 bytes/,
+    );
+    try {
+      loadConfig({ AWOOOP_SECRET_KEY: key });
+    } catch (error) {
+      expect(String(error)).not.toContain(key);
+    }
+    const token = 't'.repeat(32);
+    const secretKey = 'ab'.repeat(32);
+    const config = loadConfig({
+      AWOOOP_ADMIN_TOKEN: token,
+      AWOOOP_SECRET_KEY: secretKey,
+      DATABASE_URL: 'postgres://u:hunter2@db/awooop',
+    });
+    const json = JSON.stringify(config);
+    expect(json).not.toContain(token);
+    expect(json).not.toContain(secretKey);
+    expect(json).not.toContain('hunter2');
+    expect(config.AWOOOP_ADMIN_TOKEN).toBe(token);
+  });
+});
+
+describe('Procfile', () => {
+  it('reads one process type per line', () => {
+    expect(
+      parseProcfile(
+        '# comment\nweb: node ops/awooop.ts web\n\nresolve: node ops/awooop.ts worker resolve\n',
+      ),
+    ).toEqual([
+      { name: 'web', command: 'node ops/awooop.ts web' },
+      { name: 'resolve', command: 'node ops/awooop.ts worker resolve' },
+    ]);
+    expect(() => parseProcfile('web node x')).toThrow(/cannot read line/);
+  });
+});
