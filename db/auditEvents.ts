@@ -23,37 +23,6 @@ export async function appendAudit(db: CommonQueryMethods, input: AuditInput) {
     RETURNING audit_id AS "auditId", seq, row_hash AS "rowHash"`);
 }
 
-const AuditRow = z.object({
-  auditId: z.number(),
-  projectId: z.string(),
-  chain: z.string(),
-  seq: z.number(),
-  occurredAt: z.number(),
-  actor: z.string(),
-  action: z.string(),
-  subject: z.string(),
-  detail: z.record(z.string(), z.unknown()),
-  traceId: z.string().nullable(),
-  runId: z.string().nullable(),
-  rowHash: z.string(),
-});
-export type AuditRow = z.infer<typeof AuditRow>;
-
-/** The newest audit rows visible to this transaction, newest first. */
-export async function listAudit(
-  db: CommonQueryMethods,
-  { chain, runId, limit = 100 }: { chain?: string; runId?: string; limit?: number } = {},
-): Promise<readonly AuditRow[]> {
-  return db.any(sql.type(AuditRow)`
-    SELECT audit_id AS "auditId", project_id AS "projectId", chain, seq, occurred_at AS "occurredAt",
-           actor, action, subject, detail, trace_id AS "traceId", run_id AS "runId", row_hash AS "rowHash"
-      FROM audit_events
-     WHERE (${chain ?? null}::text IS NULL OR chain = ${chain ?? null})
-       AND (${runId ?? null}::uuid IS NULL OR run_id = ${runId ?? null})
-     ORDER BY audit_id DESC
-     LIMIT ${limit}`);
-}
-
 const Checkpoint = z.object({
   checkpointId: z.number(),
   projectId: z.string(),

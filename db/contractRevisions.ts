@@ -29,7 +29,8 @@ export type ContractKey = { projectId: string; kind: ContractKind; name: string 
 
 /**
  * Creates the contract's open draft with the next version, or replaces the body of the open
- * draft if there is one (a contract has at most one open draft, by a unique index).
+ * draft if there is one: the partial unique index on open drafts makes a second save land on
+ * the same row instead of a second draft.
  */
 export async function saveDraft(
   db: CommonQueryMethods,
@@ -46,7 +47,10 @@ export async function saveDraft(
     RETURNING ${COLUMNS}`);
 }
 
-/** Publishes a draft. A published revision can never change again (database trigger). */
+/**
+ * Publishes a draft. A published revision can never change again (database trigger).
+ * Publishing twice is harmless: the second UPDATE matches no draft and returns null.
+ */
 export async function publishRevision(
   db: CommonQueryMethods,
   { projectId, revisionId, actor }: { projectId: string; revisionId: string; actor: string },

@@ -126,29 +126,6 @@ export async function migrate(
   }
 }
 
-/**
- * The newest migration the database has, and whether the code's newest is applied; used by
- * readiness checks.
- */
-export async function migrationStatus(
-  databaseUrl: string,
-): Promise<{ database: number; code: number; current: boolean }> {
-  const files = await readMigrations();
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ v: number | null }>(
-      `SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0
-              ELSE (SELECT coalesce(max(version), 0) FROM schema_migrations) END AS v`,
-    );
-    const database = rows[0]?.v ?? 0;
-    const code = files.at(-1)?.version ?? 0;
-    return { database, code, current: database === code };
-  } finally {
-    await client.end();
-  }
-}
-
 /** A migration could not be applied, or the recorded history does not match the files. */
 export class MigrationError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

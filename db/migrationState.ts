@@ -2,15 +2,6 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { MigrationMode } from '../pipeline/contracts/common.ts';
 
-const State = z.object({
-  flow: z.string(),
-  mode: z.enum(['shadow', 'canary', 'read_only', 'suggest', 'auto_remediate']),
-  canary: z.record(z.string(), z.unknown()),
-  updatedAt: z.number(),
-  updatedBy: z.string(),
-});
-export type MigrationState = z.infer<typeof State>;
-
 /**
  * Sets one flow's migration mode. Writes (and audits) only when the mode or the canary
  * settings differ from what is stored, so applying the same runtime contract twice writes
@@ -49,13 +40,4 @@ export async function setMigrationState(
     )
     SELECT (SELECT mode FROM prev) AS "previousMode" FROM up`);
   return { changed: row !== null, previousMode: row?.previousMode ?? null };
-}
-
-/** All flows' modes for the project of this transaction. */
-export async function listMigrationState(
-  db: CommonQueryMethods,
-): Promise<readonly MigrationState[]> {
-  return db.any(sql.type(State)`
-    SELECT flow, mode, canary, updated_at AS "updatedAt", updated_by AS "updatedBy"
-      FROM project_migration_state ORDER BY flow`);
 }

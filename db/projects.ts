@@ -12,6 +12,7 @@ export type Project = z.infer<typeof Project>;
 /**
  * Creates the project row or updates its display name. Returns whether the row was created.
  * Inside `withProject(pool, id)` row-level security admits only the row whose id is `id`.
+ * A second run with the same name writes nothing (the update's WHERE finds no difference).
  */
 export async function upsertProject(
   db: CommonQueryMethods,
@@ -25,16 +26,6 @@ export async function upsertProject(
       WHERE projects.display_name IS DISTINCT FROM EXCLUDED.display_name
     RETURNING (xmax = 0) AS created`);
   return { created: row?.created ?? false, changed: row !== null };
-}
-
-/** The project visible to this transaction with this id, if any. */
-export async function getProject(
-  db: CommonQueryMethods,
-  projectId: string,
-): Promise<Project | null> {
-  return db.maybeOne(sql.type(Project)`
-    SELECT project_id AS "projectId", display_name AS "displayName", status, created_at AS "createdAt"
-      FROM projects WHERE project_id = ${projectId}`);
 }
 
 /** Every project visible to this transaction (all of them only under `withPlatform`). */

@@ -80,6 +80,12 @@ export async function applyTenant(
   const traceId = input.traceId ?? null;
   try {
     return await withProject(ctx.pool, projectId, async (tx) => {
+      const audit = (
+        chain: string,
+        action: string,
+        subject: string,
+        detail: Record<string, unknown>,
+      ) => appendAudit(tx, { projectId, chain, actor, action, subject, detail, traceId });
       await tx.query(
         sql.unsafe`SELECT pg_advisory_xact_lock(hashtext(${`awooop:apply:${projectId}`}))`,
       );
@@ -89,14 +95,8 @@ export async function applyTenant(
         actor,
       });
       if (project.created) {
-        await appendAudit(tx, {
-          projectId,
-          chain: 'project',
-          actor,
-          action: 'project.create',
-          subject: projectId,
-          detail: { display_name: tenant.project.displayName },
-          traceId,
+        await audit('project', 'project.create', projectId, {
+          display_name: tenant.project.displayName,
         });
       }
 
@@ -105,14 +105,10 @@ export async function applyTenant(
         const stored = await putArtifact(tx, { projectId, actor, ...artifact });
         if (stored.created) {
           artifactsStored += 1;
-          await appendAudit(tx, {
-            projectId,
-            chain: `artifact:${artifact.ref}`,
-            actor,
-            action: 'artifact.store',
-            subject: artifact.ref,
-            detail: { sha256: stored.sha256, kind: artifact.kind, bytes: artifact.content.length },
-            traceId,
+          await audit(`artifact:${artifact.ref}`, 'artifact.store', artifact.ref, {
+            sha256: stored.sha256,
+            kind: artifact.kind,
+            bytes: artifact.content.length,
           });
         }
       }
@@ -139,29 +135,17 @@ export async function applyTenant(
         let revision = earlier;
         if (!revision) {
           const draft = await saveDraft(tx, { ...key, body, bodyHash: hash, actor });
-          await appendAudit(tx, {
-            projectId,
-            chain: `contract:${kind}:${name}`,
-            actor,
-            action: 'contract.draft',
-            subject: `${kind}/${name}`,
-            detail: { revision_id: draft.revisionId, version: draft.version, body_hash: hash },
-            traceId,
+          await audit(`contract:${kind}:${name}`, 'contract.draft', `${kind}/${name}`, {
+            revision_id: draft.revisionId,
+            version: draft.version,
+            body_hash: hash,
           });
           revision = await publishRevision(tx, { projectId, revisionId: draft.revisionId, actor });
           if (!revision) throw new Error(`draft ${draft.revisionId} vanished before publish`);
-          await appendAudit(tx, {
-            projectId,
-            chain: `contract:${kind}:${name}`,
-            actor,
-            action: 'contract.publish',
-            subject: `${kind}/${name}`,
-            detail: {
-              revision_id: revision.revisionId,
-              version: revision.version,
-              body_hash: hash,
-            },
-            traceId,
+          await audit(`contract:${kind}:${name}`, 'contract.publish', `${kind}/${name}`, {
+            revision_id: revision.revisionId,
+            version: revision.version,
+            body_hash: hash,
           });
         }
         await activateRevision(tx, { ...key, revisionId: revision.revisionId, actor, traceId });
@@ -210,20 +194,12 @@ export async function applyTenant(
         changed,
       };
       if (changed) {
-        await appendAudit(tx, {
-          projectId,
-          chain: 'apply',
-          actor,
-          action: 'tenant.apply',
-          subject: projectId,
-          detail: {
-            contracts: contracts
-              .filter((c) => c.status !== 'unchanged')
-              .map((c) => ({ kind: c.kind, name: c.name, status: c.status, version: c.version })),
-            artifacts_stored: artifactsStored,
-            flows,
-          },
-          traceId,
+        await audit('apply', 'tenant.apply', projectId, {
+          contracts: contracts
+            .filter((c) => c.status !== 'unchanged')
+            .map((c) => ({ kind: c.kind, name: c.name, status: c.status, version: c.version })),
+          artifacts_stored: artifactsStored,
+          flows,
         });
       }
       if (input.dryRun) throw new DryRunRollback(report);

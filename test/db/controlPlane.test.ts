@@ -13,6 +13,8 @@ import { readArtifact, putArtifact } from '../../db/artifacts.ts';
 import { upsertProject } from '../../db/projects.ts';
 import { withProject } from '../../db/withProject.ts';
 import { bodyHash } from '../../pipeline/contracts/canonicalJson.ts';
+import { PolicyContract } from '../../pipeline/contracts/policyContract.ts';
+import { readActiveContract } from '../../pipeline/control/readActiveContract.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 
 const db = useTestDatabase();
@@ -179,6 +181,37 @@ describe('contract revisions', () => {
         'contract.activate',
         'contract.rollback',
       ]);
+    });
+  });
+});
+
+describe('the runtime read', () => {
+  it('returns the active body parsed by its schema, and refuses one that no longer matches its hash', async () => {
+    const projectId = 'runtimeread';
+    const body = PolicyContract.parse({ modelRoute: { primary: { provider: 'echo' } } });
+    const key = { projectId, kind: 'policy' as const, name: 'default' };
+    await withProject(db().pool, projectId, async (tx) => {
+      await upsertProject(tx, { projectId, displayName: 'r', actor });
+      const draft = await saveDraft(tx, { ...key, body, bodyHash: bodyHash(body), actor });
+      expect(await readActiveContract(tx, key)).toBeNull();
+      await publishRevision(tx, { projectId, revisionId: draft.revisionId, actor });
+      await activateRevision(tx, { ...key, revisionId: draft.revisionId, actor });
+      const active = await readActiveContract(tx, key);
+      expect(active?.body).toEqual(body);
+    });
+    // an attacker with owner access edits the published body behind the trigger's back
+    const owner = await db().owner();
+    await owner.query('BEGIN');
+    await owner.query("SET LOCAL session_replication_role = 'replica'");
+    await owner.query(
+      `UPDATE contract_revisions SET body = jsonb_set(body, '{rate,perPeerPerMinute}', '100000') WHERE project_id = $1`,
+      [projectId],
+    );
+    await owner.query('COMMIT');
+    await expect(
+      withProject(db().pool, projectId, (tx) => readActiveContract(tx, key)),
+    ).rejects.toMatchObject({
+      code: 'CONTRACT_HASH_MISMATCH',
     });
   });
 });
