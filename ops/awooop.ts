@@ -99,7 +99,12 @@ try {
   } else {
     // an unexpected failure (database unreachable, a bug): the message, and the stack on request
     const detail = process.env.LOG_LEVEL === 'debug' || process.env.LOG_LEVEL === 'trace';
-    const text = error instanceof Error ? (detail ? (error.stack ?? error.message) : error.message) : String(error);
+    const text =
+      error instanceof Error
+        ? detail
+          ? (error.stack ?? error.message)
+          : error.message
+        : String(error);
     process.stderr.write(`awooop: ${text}${detail ? '' : ' (LOG_LEVEL=debug shows the stack)'}\n`);
     process.exitCode = 1;
   }
