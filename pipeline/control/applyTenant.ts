@@ -94,8 +94,8 @@ export async function applyTenant(
         displayName: tenant.project.displayName,
         actor,
       });
-      if (project.created) {
-        await audit('project', 'project.create', projectId, {
+      if (project.changed) {
+        await audit('project', project.created ? 'project.create' : 'project.update', projectId, {
           display_name: tenant.project.displayName,
         });
       }

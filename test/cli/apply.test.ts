@@ -166,6 +166,27 @@ describe('awooop apply', () => {
   });
 });
 
+describe('awooop apply audit', () => {
+  it('audits a renamed project as an update of the project row and its contract', async () => {
+    const path = await editedAwoooi('renamed', (y) =>
+      y.replace('displayName: AwoooI infrastructure operations', 'displayName: AwoooI SRE'),
+    );
+    expect((await awooop('apply', '-f', path)).code).toBe(0);
+    const owner = await db().owner();
+    const { rows } = await owner.query(
+      "SELECT action, detail->>'display_name' AS name FROM audit_events WHERE project_id = 'awoooi' AND chain = 'project' ORDER BY seq",
+    );
+    expect(rows).toEqual([
+      { action: 'project.create', name: 'AwoooI infrastructure operations' },
+      { action: 'project.update', name: 'AwoooI SRE' },
+    ]);
+    const { rows: project } = await owner.query(
+      "SELECT display_name FROM projects WHERE project_id = 'awoooi'",
+    );
+    expect(project).toEqual([{ display_name: 'AwoooI SRE' }]);
+  });
+});
+
 describe('awooop contracts and audit', () => {
   it('lists, shows, diffs and rolls back', async () => {
     const list = await awooop('contracts', 'list');
