@@ -89,6 +89,21 @@ export const HttpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// 
 /** A W3C trace id: 32 lowercase hex characters. */
 export const TraceId = z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lowercase hex characters');
 
+/** Adds an issue at every repeat of a name in a list; returns the set of names seen. */
+export function reportDuplicates(
+  ctx: z.RefinementCtx,
+  names: readonly string[],
+  pathOf: (index: number) => (string | number)[],
+  message: (name: string) => string,
+): Set<string> {
+  const seen = new Set<string>();
+  names.forEach((name, i) => {
+    if (seen.has(name)) ctx.addIssue({ code: 'custom', path: pathOf(i), message: message(name) });
+    seen.add(name);
+  });
+  return seen;
+}
+
 /** The six contract kinds, as stored in `contract_revisions.kind`. */
 export const CONTRACT_KINDS = [
   'project',

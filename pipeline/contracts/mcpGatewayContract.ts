@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HttpUrl, Identifier, RiskClass, SecretRef, ToolId } from './common.ts';
+import { HttpUrl, Identifier, reportDuplicates, RiskClass, SecretRef, ToolId } from './common.ts';
 
 const ToolName = z
   .string()
@@ -65,27 +65,20 @@ export const McpGatewayContract = z
     grants: z.array(Grant).default([]),
   })
   .superRefine((gateway, ctx) => {
-    const seen = new Set<string>();
-    gateway.servers.forEach((server, i) => {
-      if (seen.has(server.name))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['servers', i, 'name'],
-          message: `duplicate server "${server.name}"`,
-        });
-      seen.add(server.name);
-      const tools = new Set<string>();
-      server.tools.forEach((tool, j) => {
-        if (tools.has(tool.name)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['servers', i, 'tools', j, 'name'],
-            message: `duplicate tool "${tool.name}" on server "${server.name}"`,
-          });
-        }
-        tools.add(tool.name);
-      });
-    });
+    reportDuplicates(
+      ctx,
+      gateway.servers.map((server) => server.name),
+      (i) => ['servers', i, 'name'],
+      (name) => `duplicate server "${name}"`,
+    );
+    gateway.servers.forEach((server, i) =>
+      reportDuplicates(
+        ctx,
+        server.tools.map((tool) => tool.name),
+        (j) => ['servers', i, 'tools', j, 'name'],
+        (name) => `duplicate tool "${name}" on server "${server.name}"`,
+      ),
+    );
     const index = gatewayToolIndex(gateway);
     gateway.grants.forEach((grant, i) => {
       grant.tools.forEach((toolId, j) => {

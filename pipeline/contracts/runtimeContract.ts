@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Identifier, MigrationMode } from './common.ts';
+import { Identifier, MigrationMode, reportDuplicates } from './common.ts';
 
 const Flow = z
   .strictObject({
@@ -51,16 +51,12 @@ export const RuntimeContract = z
       .prefault({}),
   })
   .superRefine((runtime, ctx) => {
-    const names = new Set<string>();
-    runtime.flows.forEach((flow, i) => {
-      if (names.has(flow.name))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['flows', i, 'name'],
-          message: `duplicate flow "${flow.name}"`,
-        });
-      names.add(flow.name);
-    });
+    const names = reportDuplicates(
+      ctx,
+      runtime.flows.map((flow) => flow.name),
+      (i) => ['flows', i, 'name'],
+      (name) => `duplicate flow "${name}"`,
+    );
     if (!names.has('default'))
       ctx.addIssue({ code: 'custom', path: ['flows'], message: "needs a flow named 'default'" });
   });
