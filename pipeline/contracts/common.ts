@@ -2,11 +2,14 @@
 import { z } from 'zod';
 
 const IDENTIFIER = /^[a-z][a-z0-9_-]{0,62}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const SHA256_MESSAGE = 'must be a SHA-256: 64 lowercase hex characters';
 
 /** A name inside a project: agents, policies, flows, channel accounts, servers. */
 export const Identifier = z
   .string()
   .regex(IDENTIFIER, "must be lowercase letters, digits, '-' or '_', starting with a letter");
+export type Identifier = z.infer<typeof Identifier>;
 
 /** A project (tenant) id. `platform` is reserved for the platform's own audit chain. */
 export const ProjectId = z
@@ -16,28 +19,35 @@ export const ProjectId = z
     "must be 2-63 lowercase letters, digits, '-' or '_', starting with a letter",
   )
   .refine((v) => v !== 'platform', "'platform' is reserved");
+export type ProjectId = z.infer<typeof ProjectId>;
 
 /** Lowercase hex SHA-256. */
-export const Sha256Hex = z
-  .string()
-  .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256: 64 lowercase hex characters');
+export const Sha256Hex = z.string().regex(SHA256_HEX, SHA256_MESSAGE);
+export type Sha256Hex = z.infer<typeof Sha256Hex>;
 
-/** A content-addressed artifact: a relative path and the SHA-256 its bytes must have. */
+/**
+ * A content-addressed artifact: a relative path and the SHA-256 its bytes must have. A
+ * backslash is refused too, so a Windows-style `..\` cannot climb out of the tenant's folder.
+ */
 export const ArtifactRef = z.strictObject({
   ref: z
     .string()
     .min(1)
     .max(500)
     .refine(
-      (v) => !v.startsWith('/') && !v.split('/').includes('..') && !v.includes('://'),
-      "must be a relative path inside the tenant's folder (no leading '/', no '..', no URL)",
+      (v) =>
+        !v.startsWith('/') &&
+        !v.includes('\\') &&
+        !v.split('/').includes('..') &&
+        !v.includes('://'),
+      "must be a relative path inside the tenant's folder (no leading '/', no '\\', no '..', no URL)",
     ),
   sha256: z
     .string({
       error: (issue) =>
         issue.input === undefined ? "required: the SHA-256 of the artifact's bytes" : undefined,
     })
-    .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256: 64 lowercase hex characters'),
+    .regex(SHA256_HEX, SHA256_MESSAGE),
 });
 export type ArtifactRef = z.infer<typeof ArtifactRef>;
 
@@ -53,6 +63,7 @@ export type SecretRef = z.infer<typeof SecretRef>;
 /** How much a tool can change the world, in increasing order. */
 export const RiskClass = z.enum(['read', 'write', 'execute', 'destructive']);
 export type RiskClass = z.infer<typeof RiskClass>;
+/** Risk classes from least to most dangerous. */
 export const RISK_ORDER: readonly RiskClass[] = RiskClass.options;
 
 /** Whether risk `a` is at most risk `b`. */
@@ -72,6 +83,7 @@ export type ChannelType = z.infer<typeof ChannelType>;
 export const ToolId = z
   .string()
   .regex(/^[a-z][a-z0-9_-]{0,62}\.[A-Za-z0-9_-]{1,64}$/, 'must be <server>.<tool>');
+export type ToolId = z.infer<typeof ToolId>;
 
 /** Kinds of personal data a policy can name for redaction. */
 export const PiiClass = z.enum([
@@ -82,12 +94,22 @@ export const PiiClass = z.enum([
   'national_id',
   'person_name',
 ]);
+export type PiiClass = z.infer<typeof PiiClass>;
 
 /** An http(s) URL. */
 export const HttpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 
 /** A W3C trace id: 32 lowercase hex characters. */
 export const TraceId = z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lowercase hex characters');
+export type TraceId = z.infer<typeof TraceId>;
+
+/**
+ * Whether `value` passes `schema`. Cross-reference checks use it to skip a value whose own
+ * format check already failed, so one mistake is reported once, at its own field.
+ */
+export function isWellFormed(schema: z.ZodType, value: unknown): boolean {
+  return schema.safeParse(value).success;
+}
 
 /** Adds an issue at every repeat of a name in a list; returns the set of names seen. */
 export function reportDuplicates(

@@ -16,7 +16,8 @@ export function formatPath(path: Path): string {
 /**
  * One plain-English line per problem, `path: message`, the path naming the bad field itself:
  * an unknown key is reported at `parent.key`, a missing field says `required`, a bad enum or
- * literal lists what is allowed.
+ * literal lists what is allowed. A message a schema wrote itself is kept as written; zod's own
+ * wording is rephrased from the issue's fields.
  */
 export function formatIssues(error: z.ZodError): string[] {
   return error.issues.flatMap((issue) => {
@@ -24,13 +25,6 @@ export function formatIssues(error: z.ZodError): string[] {
     switch (issue.code) {
       case 'unrecognized_keys':
         return issue.keys.map((key) => at([...issue.path, key], 'unknown field'));
-      case 'invalid_type':
-        return [
-          at(
-            issue.path,
-            /received undefined$/.test(issue.message) ? 'required' : plain(issue.message),
-          ),
-        ];
       case 'invalid_value':
         return [
           at(
@@ -40,41 +34,81 @@ export function formatIssues(error: z.ZodError): string[] {
               : `must be one of: ${issue.values.join(', ')}`,
           ),
         ];
-      case 'invalid_union':
-        if ('options' in issue && Array.isArray(issue.options)) {
-          return [at(issue.path, `must be one of: ${(issue.options as unknown[]).join(', ')}`)];
-        }
-        return [at(issue.path, plain(issue.message))];
       case 'invalid_key':
-        return [
-          at(
-            issue.path,
-            `is not a valid name: ${issue.issues.map((i) => plain(i.message)).join('; ')}`,
-          ),
-        ];
+        return [at(issue.path, `is not a valid name: ${issue.issues.map(describe).join('; ')}`)];
       default:
-        return [at(issue.path, plain(issue.message))];
+        return [at(issue.path, describe(issue))];
     }
   });
 }
 
-/** zod's default wording, lower-cased where it is ours to say. */
-function plain(message: string): string {
-  return message
-    .replace(/^Invalid input: expected int, received number$/, 'must be a whole number')
-    .replace(
-      /^Invalid input: expected (\w+), received (\w+)$/,
-      (_, want: string, got: string) => `must be ${noun(want)}, not ${noun(got)}`,
-    )
-    .replace(/^Too small: expected string to have >=1 characters$/, 'must not be empty')
-    .replace(
-      /^Too small: expected (\w+) to have >=(\d+) (items|characters)$/,
-      'needs at least $2 $3',
-    )
-    .replace(/^Too big: expected (\w+) to have <=(\d+) (items|characters)$/, 'allows at most $2 $3')
-    .replace(/^Too small: expected number to be >=(\S+)$/, 'must be at least $1')
-    .replace(/^Too big: expected number to be <=(\S+)$/, 'must be at most $1')
-    .replace(/^Too small: expected number to be >(\S+)$/, 'must be greater than $1');
+/** The issue's own message if a schema wrote one, else zod's meaning in plain words. */
+function describe(issue: z.core.$ZodIssue): string {
+  return isZodWording(issue.message) ? plain(issue) : issue.message;
+}
+
+/**
+ * zod's built-in English messages all start `Invalid …` or `Too small:` / `Too big:`; the
+ * messages our schemas write never do (keep it so), which is how the two are told apart.
+ */
+function isZodWording(message: string): boolean {
+  return /^(Invalid |Too (small|big): )/.test(message);
+}
+
+/** An issue in words a YAML author uses, built from its fields rather than zod's text. */
+function plain(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type': {
+      // The received type is only in the message: zod drops `input` from reported issues.
+      const received = /received (\w+)$/.exec(issue.message)?.[1];
+      if (received === 'undefined') return 'required';
+      if (issue.expected === 'int' && received === 'number') return 'must be a whole number';
+      return received
+        ? `must be ${noun(issue.expected)}, not ${noun(received)}`
+        : `must be ${noun(issue.expected)}`;
+    }
+    case 'too_small': {
+      const n = Number(issue.minimum);
+      if (issue.origin === 'string' && n === 1) return 'must not be empty';
+      if (issue.origin === 'array' || issue.origin === 'set')
+        return `needs at least ${count(n, 'item')}`;
+      if (issue.origin === 'string') return `needs at least ${count(n, 'character')}`;
+      return issue.inclusive === false ? `must be greater than ${n}` : `must be at least ${n}`;
+    }
+    case 'too_big': {
+      const n = Number(issue.maximum);
+      if (issue.origin === 'array' || issue.origin === 'set')
+        return `allows at most ${count(n, 'item')}`;
+      if (issue.origin === 'string') return `allows at most ${count(n, 'character')}`;
+      return issue.inclusive === false ? `must be less than ${n}` : `must be at most ${n}`;
+    }
+    case 'invalid_format':
+      return FORMATS[issue.format] ?? 'is not in the expected format';
+    case 'invalid_union':
+      if ('options' in issue && Array.isArray(issue.options) && issue.options.length > 0) {
+        return `must be one of: ${(issue.options as unknown[]).join(', ')}`;
+      }
+      return 'does not match any of the allowed shapes';
+    case 'not_multiple_of':
+      return `must be a multiple of ${String(issue.divisor)}`;
+    default:
+      return 'is not valid';
+  }
+}
+
+/** What each string format expects, said plainly. */
+const FORMATS: Record<string, string> = {
+  uuid: 'must be a UUID',
+  datetime: 'must be an ISO 8601 date-time, like 2025-01-31T12:00:00Z',
+  date: 'must be an ISO 8601 date, like 2025-01-31',
+  url: 'must be a URL',
+  email: 'must be an email address',
+  regex: 'is not in the expected format',
+};
+
+/** `1 item`, `3 items`. */
+function count(n: number, unit: string): string {
+  return `${n} ${unit}${n === 1 ? '' : 's'}`;
 }
 
 /** zod's type names as a YAML author knows them. */
@@ -82,8 +116,11 @@ function noun(type: string): string {
   const names: Record<string, string> = {
     array: 'a list',
     object: 'a mapping',
+    record: 'a mapping',
+    map: 'a mapping',
     string: 'text',
     number: 'a number',
+    int: 'a whole number',
     boolean: 'true or false',
     null: 'null',
   };

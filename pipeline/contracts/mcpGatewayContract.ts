@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { HttpUrl, Identifier, reportDuplicates, RiskClass, SecretRef, ToolId } from './common.ts';
+import {
+  HttpUrl,
+  Identifier,
+  isWellFormed,
+  reportDuplicates,
+  RiskClass,
+  SecretRef,
+  ToolId,
+} from './common.ts';
 
 const ToolName = z
   .string()
@@ -57,6 +65,7 @@ export const Grant = z.strictObject({
   environments: z.array(Identifier).min(1, 'a grant needs at least one environment'),
   requireApproval: z.boolean().default(false),
 });
+export type Grant = z.infer<typeof Grant>;
 
 /** MCP Gateway: servers, their tools with risk classes, and the grants. */
 export const McpGatewayContract = z
@@ -82,6 +91,7 @@ export const McpGatewayContract = z
     const index = gatewayToolIndex(gateway);
     gateway.grants.forEach((grant, i) => {
       grant.tools.forEach((toolId, j) => {
+        if (!isWellFormed(ToolId, toolId)) return; // reported at its own field
         const found = index.get(toolId);
         if (!found) {
           ctx.addIssue({
@@ -91,15 +101,15 @@ export const McpGatewayContract = z
           });
           return;
         }
-        for (const env of grant.environments) {
+        grant.environments.forEach((env, k) => {
           if (env !== found.server.environment) {
             ctx.addIssue({
               code: 'custom',
-              path: ['grants', i, 'environments'],
+              path: ['grants', i, 'environments', k],
               message: `tool "${toolId}" runs in environment "${found.server.environment}", not "${env}"`,
             });
           }
-        }
+        });
       });
     });
   });

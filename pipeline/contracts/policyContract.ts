@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HttpUrl, PiiClass, SecretRef } from './common.ts';
+import { HttpUrl, isWellFormed, PiiClass, SecretRef } from './common.ts';
 
 /** One model a route can call. `echo` is offline and needs no key. */
 export const ModelTarget = z.discriminatedUnion('provider', [
@@ -25,11 +25,15 @@ export type ModelTarget = z.infer<typeof ModelTarget>;
 
 const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
-/** Whether a target sends data off the platform (anything but echo or a loopback server). */
+/**
+ * Whether a target sends data off the platform: anything but echo or an openai_compatible
+ * server on a loopback host. A base URL that does not parse counts as external (fail closed).
+ */
 export function isExternalTarget(target: ModelTarget): boolean {
   if (target.provider === 'echo') return false;
-  if (target.provider === 'openai_compatible')
-    return !LOCAL_HOSTS.has(new URL(target.baseUrl).hostname);
+  if (target.provider === 'openai_compatible') {
+    return !URL.canParse(target.baseUrl) || !LOCAL_HOSTS.has(new URL(target.baseUrl).hostname);
+  }
   return true;
 }
 
@@ -64,6 +68,8 @@ export const PolicyContract = z
   .superRefine((policy, ctx) => {
     if (policy.privacy.allowExternalProviders) return;
     const check = (target: ModelTarget, path: (string | number)[]) => {
+      // A base URL that does not parse is already reported at its own field.
+      if (target.provider === 'openai_compatible' && !isWellFormed(HttpUrl, target.baseUrl)) return;
       if (!isExternalTarget(target)) return;
       ctx.addIssue({
         code: 'custom',

@@ -1,7 +1,14 @@
 import { z } from 'zod';
 import { AgentContract } from './agentContract.ts';
 import { ChannelContract } from './channelContract.ts';
-import { Identifier, ProjectId, riskAtMost, type ContractKind } from './common.ts';
+import {
+  Identifier,
+  isWellFormed,
+  ProjectId,
+  riskAtMost,
+  ToolId,
+  type ContractKind,
+} from './common.ts';
 import { gatewayToolIndex, McpGatewayContract } from './mcpGatewayContract.ts';
 import { PolicyContract } from './policyContract.ts';
 import { ProjectContract } from './projectContract.ts';
@@ -41,53 +48,52 @@ export const TenantFile = z
     channels: named(ChannelContract).default({}),
   })
   .superRefine((tenant, ctx) => {
-    const issue = (path: (string | number)[], message: string) =>
-      ctx.addIssue({ code: 'custom', path, message });
+    type Path = (string | number)[];
+    const issue = (path: Path, message: string) => ctx.addIssue({ code: 'custom', path, message });
+    // A name or tool id that fails its own format check was reported at its field already;
+    // looking it up as well would only repeat the same mistake.
+    const isName = (value: string) => isWellFormed(Identifier, value);
     const { project, agents, channels, policies } = tenant;
     const agentNames = Object.keys(agents);
-    const mustBeAgent = (name: string, path: (string | number)[]) => {
-      if (!(name in agents))
-        issue(path, `unknown agent "${name}"; agents are ${agentNames.join(', ')}`);
+    const mustBeAgent = (name: string, path: Path) => {
+      if (!isName(name) || name in agents) return;
+      issue(
+        path,
+        agentNames.length > 0
+          ? `unknown agent "${name}"; agents are ${agentNames.join(', ')}`
+          : `unknown agent "${name}"`,
+      );
     };
 
     mustBeAgent(project.defaultAgent, ['project', 'defaultAgent']);
     project.bindings.forEach((binding, i) => {
       mustBeAgent(binding.agent, ['project', 'bindings', i, 'agent']);
-      if (binding.account === undefined) return;
+      if (binding.account === undefined || !isName(binding.account)) return;
       const account = channels[binding.account];
-      if (!account)
-        issue(
-          ['project', 'bindings', i, 'account'],
-          `unknown channel account "${binding.account}"`,
-        );
+      const path = ['project', 'bindings', i, 'account'];
+      if (!account) issue(path, `unknown channel account "${binding.account}"`);
       else if (binding.channel && account.type !== binding.channel) {
         issue(
-          ['project', 'bindings', i, 'account'],
+          path,
           `channel account "${binding.account}" is ${account.type}, not ${binding.channel}`,
         );
       }
     });
-    if (project.approvals.channel !== undefined) {
-      const account = channels[project.approvals.channel];
-      if (!account)
-        issue(
-          ['project', 'approvals', 'channel'],
-          `unknown channel account "${project.approvals.channel}"`,
-        );
+    const approvals = project.approvals.channel;
+    if (approvals !== undefined && isName(approvals)) {
+      const account = channels[approvals];
+      const path = ['project', 'approvals', 'channel'];
+      if (!account) issue(path, `unknown channel account "${approvals}"`);
       else if (!account.approvals) {
-        issue(
-          ['project', 'approvals', 'channel'],
-          `channel account "${project.approvals.channel}" does not have approvals: true`,
-        );
+        issue(path, `channel account "${approvals}" does not have approvals: true`);
       }
     }
 
     const flows = new Set(tenant.runtime.flows.map((f) => f.name));
     const tools = gatewayToolIndex(tenant.mcpGateway);
-    const checkTool = (agentName: string, toolId: string, path: (string | number)[]) => {
-      const agent = agents[agentName];
+    /** Ceiling and context-domain checks of one tool for one (known) agent. */
+    const checkTool = (agent: AgentContract, toolId: string, path: Path) => {
       const tool = tools.get(toolId);
-      if (!agent) return;
       if (!tool) return issue(path, `unknown tool "${toolId}": no server declares it`);
       if (!riskAtMost(tool.risk, agent.safetyCeiling)) {
         issue(
@@ -103,28 +109,32 @@ export const TenantFile = z
       }
     };
     for (const [name, agent] of Object.entries(agents)) {
-      if (!(agent.policy in policies))
+      if (isName(agent.policy) && !(agent.policy in policies))
         issue(['agents', name, 'policy'], `unknown policy "${agent.policy}"`);
-      if (!flows.has(agent.flow))
+      if (isName(agent.flow) && !flows.has(agent.flow))
         issue(
           ['agents', name, 'flow'],
           `unknown flow "${agent.flow}"; runtime.flows has ${[...flows].join(', ')}`,
         );
-      agent.tools.forEach((toolId, i) => checkTool(name, toolId, ['agents', name, 'tools', i]));
+      agent.tools.forEach((toolId, i) => {
+        if (isWellFormed(ToolId, toolId)) checkTool(agent, toolId, ['agents', name, 'tools', i]);
+      });
     }
     tenant.mcpGateway.grants.forEach((grant, i) => {
       mustBeAgent(grant.agent, ['mcpGateway', 'grants', i, 'agent']);
       const agent = agents[grant.agent];
+      if (!agent) return;
       grant.tools.forEach((toolId, j) => {
+        // An unknown or malformed tool is reported by the gateway contract itself.
+        if (!tools.has(toolId)) return;
         const path = ['mcpGateway', 'grants', i, 'tools', j];
-        if (!tools.has(toolId)) return; // the gateway contract already reported it
-        if (agent && !agent.tools.includes(toolId)) {
+        if (!agent.tools.includes(toolId)) {
           return issue(
             path,
             `agent "${grant.agent}" does not declare tool "${toolId}" in its tools`,
           );
         }
-        checkTool(grant.agent, toolId, path);
+        checkTool(agent, toolId, path);
       });
     });
   });

@@ -5,8 +5,12 @@ import { ConversationEvent } from '../../pipeline/contracts/conversationEvent.ts
 import { OutboundMessage } from '../../pipeline/contracts/outboundMessage.ts';
 import { RunJob } from '../../pipeline/contracts/runJob.ts';
 import { ToolCallEnvelope } from '../../pipeline/contracts/toolCallEnvelope.ts';
-import { parseContract } from '../../pipeline/contracts/formatIssues.ts';
-import { TenantFile, tenantRevisions } from '../../pipeline/contracts/tenantFile.ts';
+import { formatIssues, parseContract } from '../../pipeline/contracts/formatIssues.ts';
+import {
+  CONTRACT_SCHEMAS,
+  TenantFile,
+  tenantRevisions,
+} from '../../pipeline/contracts/tenantFile.ts';
 import { diffBodies, formatDiff } from '../../pipeline/control/diffBodies.ts';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
@@ -60,6 +64,14 @@ describe('tenant file', () => {
     });
   });
 
+  it('gives bodies that re-validate by kind to the same hash, so a stored body can be checked', () => {
+    for (const { kind, name, body } of tenantRevisions(tenant)) {
+      const reparsed = CONTRACT_SCHEMAS[kind].safeParse(body);
+      expect(reparsed.success, `${kind}/${name}`).toBe(true);
+      expect(bodyHash(reparsed.data), `${kind}/${name}`).toBe(bodyHash(body));
+    }
+  });
+
   it('refuses with every problem at once, each with its path', () => {
     expect(() => parseContract(TenantFile, { apiVersion: 'awooop/v1', extra: true })).toThrow(
       expect.objectContaining({
@@ -104,6 +116,20 @@ describe('pipeline envelopes', () => {
     expect(ConversationEvent.parse(event).sender.isBot).toBe(false);
     expect(ConversationEvent.safeParse({ ...event, raw: {} }).success).toBe(false);
     expect(ConversationEvent.safeParse({ ...event, projectId: 'platform' }).success).toBe(false);
+  });
+
+  it('names bad ids and timestamps in plain words', () => {
+    const result = ConversationEvent.safeParse({
+      ...event,
+      eventId: 'evt-1',
+      receivedAt: 'yesterday',
+      sender: { id: '42', isBot: 'no' },
+    });
+    expect(result.success ? [] : formatIssues(result.error)).toEqual([
+      'eventId: must be a UUID',
+      'receivedAt: must be an ISO 8601 date-time, like 2025-01-31T12:00:00Z',
+      'sender.isBot: must be true or false, not text',
+    ]);
   });
 
   it('accepts an outbound chunk and refuses an index past the count', () => {

@@ -4,11 +4,16 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { formatIssues } from '../../pipeline/contracts/formatIssues.ts';
+import { CONTRACT_KINDS } from '../../pipeline/contracts/common.ts';
 import { CONTRACT_SCHEMAS, TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 
 const ROOT = fileURLToPath(new URL('../fixtures/contracts/', import.meta.url));
 const schemaFor = (kind: string): z.ZodType =>
   kind === 'tenant' ? TenantFile : CONTRACT_SCHEMAS[kind as keyof typeof CONTRACT_SCHEMAS];
+
+it('has a fixture folder for each contract kind and the tenant file, and no other', () => {
+  expect(readdirSync(ROOT).sort()).toEqual([...CONTRACT_KINDS, 'tenant'].sort());
+});
 
 /** Runs every fixture: `valid*.yaml` must parse, `invalid-*.yaml` must fail with exactly its `# expect:` lines. */
 describe.each(readdirSync(ROOT))('%s contract fixtures', (kind) => {
