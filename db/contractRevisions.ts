@@ -235,3 +235,13 @@ export async function findPublishedByHash(
        AND body_hash = ${key.bodyHash} AND status = 'published'
      ORDER BY version DESC LIMIT 1`);
 }
+
+/** A published revision by id (what a run pinned), or null. */
+export async function getPublishedRevision(
+  db: CommonQueryMethods,
+  { projectId, revisionId }: { projectId: string; revisionId: string },
+): Promise<Revision | null> {
+  return db.maybeOne(sql.type(Revision)`
+    SELECT ${COLUMNS} FROM contract_revisions
+     WHERE project_id = ${projectId} AND revision_id = ${revisionId} AND status = 'published'`);
+}

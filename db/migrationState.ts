@@ -41,3 +41,17 @@ export async function setMigrationState(
     SELECT (SELECT mode FROM prev) AS "previousMode" FROM up`);
   return { changed: row !== null, previousMode: row?.previousMode ?? null };
 }
+
+/** One flow's migration mode and canary settings, or null when the flow was never applied. */
+export async function readMigrationState(
+  db: CommonQueryMethods,
+  projectId: string,
+  flow: string,
+): Promise<{ mode: MigrationMode; canary: Record<string, unknown> } | null> {
+  return db.maybeOne(sql.type(
+    z.object({
+      mode: z.enum(['shadow', 'canary', 'read_only', 'suggest', 'auto_remediate']),
+      canary: z.record(z.string(), z.unknown()),
+    }),
+  )`SELECT mode, canary FROM project_migration_state WHERE project_id = ${projectId} AND flow = ${flow}`);
+}

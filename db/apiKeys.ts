@@ -1,0 +1,53 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+/** What an API key may do: `client` sends messages and reads its runs; `operator` also decides approvals. */
+export const API_KEY_ROLES = ['client', 'operator', 'admin'] as const;
+export type ApiKeyRole = (typeof API_KEY_ROLES)[number];
+
+/** SHA-256 hex of a presented key: the only form a key is stored or compared in. */
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/**
+ * Creates a key for a project and returns it once; only its hash is kept. Keys look like
+ * `awk_<project>_<43 random base64url chars>` so a leaked one is recognisable.
+ */
+export async function createApiKey(
+  db: CommonQueryMethods,
+  k: { projectId: string; name: string; roles: readonly ApiKeyRole[]; actor: string },
+): Promise<{ keyId: string; key: string }> {
+  const key = `awk_${k.projectId}_${randomBytes(32).toString('base64url')}`;
+  const row = await db.one(sql.type(z.object({ keyId: z.string() }))`
+    INSERT INTO api_keys (project_id, name, key_hash, key_prefix, roles, created_by)
+    VALUES (${k.projectId}, ${k.name}, ${hashApiKey(key)}, ${key.slice(0, key.lastIndexOf('_') + 5)},
+            ${sql.array([...k.roles], 'text')}, ${k.actor})
+    RETURNING key_id AS "keyId"`);
+  return { keyId: row.keyId, key };
+}
+
+/** The live key of this project whose hash matches, or null. */
+export async function findApiKey(db: CommonQueryMethods, projectId: string, key: string) {
+  return db.maybeOne(sql.type(z.object({ keyId: z.string(), name: z.string(), roles: z.array(z.enum(API_KEY_ROLES)) }))`
+    SELECT key_id AS "keyId", name, roles FROM api_keys
+     WHERE project_id = ${projectId} AND key_hash = ${hashApiKey(key)} AND revoked_at IS NULL`);
+}
+
+/** A project's keys, without their hashes. */
+export async function listApiKeys(db: CommonQueryMethods, projectId: string) {
+  return db.any(sql.type(z.object({ keyId: z.string(), name: z.string(), keyPrefix: z.string(), roles: z.array(z.string()), createdAt: z.number(), revokedAt: z.number().nullable() }))`
+    SELECT key_id AS "keyId", name, key_prefix AS "keyPrefix", roles, created_at AS "createdAt",
+           revoked_at AS "revokedAt"
+      FROM api_keys WHERE project_id = ${projectId} ORDER BY created_at`);
+}
+
+/** Revokes a key; returns whether a live key was revoked. */
+export async function revokeApiKey(db: CommonQueryMethods, projectId: string, keyId: string) {
+  const row = await db.maybeOne(sql.type(z.object({ keyId: z.string() }))`
+    UPDATE api_keys SET revoked_at = now()
+     WHERE project_id = ${projectId} AND key_id = ${keyId} AND revoked_at IS NULL
+    RETURNING key_id AS "keyId"`);
+  return row !== null;
+}
