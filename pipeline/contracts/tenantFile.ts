@@ -24,6 +24,11 @@ export const CONTRACT_SCHEMAS = {
   channel: ChannelContract,
 } as const satisfies Record<ContractKind, z.ZodType>;
 
+/** The parsed body type of each contract kind. */
+export type ContractBodies = {
+  [K in ContractKind]: z.infer<(typeof CONTRACT_SCHEMAS)[K]>;
+};
+
 const named = <T extends z.ZodType>(schema: T) => z.record(Identifier, schema);
 
 /**

@@ -1,0 +1,83 @@
+import type { Logger } from 'pino';
+import type { ModelTarget } from '../contracts/policyContract.ts';
+import { AppError, NonRetryableError } from '../errors.ts';
+import type { ModelRequest, ModelResult, ProviderDeps } from './modelTypes.ts';
+import { ProviderError } from './ProviderError.ts';
+import { anthropic } from './providers/anthropic.ts';
+import { echo } from './providers/echo.ts';
+import { openaiCompatible } from './providers/openaiCompatible.ts';
+
+/** One target tried: which, how long, and the failure code when it failed. */
+export type ModelAttempt = { provider: string; model: string; code?: string; ms: number };
+
+/**
+ * Calls a model route: each target in order (primary, then fallbacks) until one answers. Any
+ * {@link ProviderError} moves on to the next target; the caller's abort stops at once and is
+ * rethrown. When every target fails the error is `MODEL_UNAVAILABLE` (status 503, retried with
+ * backoff) if any failure could pass with time, else `MODEL_REJECTED` (not retried). Both carry
+ * `detail.attempts`; their messages are short and never quote a provider.
+ */
+export async function callModelRoute(
+  targets: readonly ModelTarget[],
+  request: ModelRequest,
+  deps: ProviderDeps & { logger?: Logger },
+): Promise<ModelResult & { attempts: ModelAttempt[] }> {
+  const { logger, ...providerDeps } = deps;
+  const attempts: ModelAttempt[] = [];
+  const failures: ProviderError[] = [];
+  for (const target of targets) {
+    request.signal?.throwIfAborted();
+    const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
+    try {
+      const result = await callTarget(target, request, providerDeps);
+      attempts.push({ provider: target.provider, model: target.model, ms: elapsed() });
+      return { ...result, attempts };
+    } catch (error) {
+      if (request.signal?.aborted) throw request.signal.reason;
+      if (!(error instanceof ProviderError)) throw error;
+      const ms = elapsed();
+      attempts.push({ provider: target.provider, model: target.model, code: error.code, ms });
+      failures.push(error);
+      logger?.warn(
+        { traceId: request.traceId, ...error.detail, code: error.code, ms, err: error.message },
+        'model target failed',
+      );
+    }
+  }
+
+  if (failures.some((f) => f.retryable)) {
+    const waits = failures.flatMap((f) => (f.retryAfterMs === undefined ? [] : [f.retryAfterMs]));
+    throw new AppError('MODEL_UNAVAILABLE', 'No model on this route is available right now.', {
+      status: 503,
+      cause: failures.at(-1),
+      detail: { attempts, ...(waits.length > 0 ? { retryAfterMs: Math.min(...waits) } : {}) },
+    });
+  }
+  throw new NonRetryableError(
+    'MODEL_REJECTED',
+    failures.length === 0
+      ? 'No model is configured for this route.'
+      : 'Every model on this route refused the request; check the route and its API keys.',
+    {
+      status: 502,
+      ...(failures.length > 0 ? { cause: failures.at(-1) } : {}),
+      detail: { attempts },
+    },
+  );
+}
+
+function callTarget(
+  target: ModelTarget,
+  request: ModelRequest,
+  deps: ProviderDeps,
+): Promise<ModelResult> | ModelResult {
+  switch (target.provider) {
+    case 'echo':
+      return echo(target, request);
+    case 'openai_compatible':
+      return openaiCompatible(target, request, deps);
+    case 'anthropic':
+      return anthropic(target, request, deps);
+  }
+}

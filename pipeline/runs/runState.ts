@@ -1,0 +1,45 @@
+import type { Stage } from '../contracts/runJob.ts';
+
+/** A run's states, in the order the pipeline moves it through them. */
+export const RUN_STATES = [
+  'RECEIVED',
+  'RESOLVED',
+  'ADMITTED',
+  'EXECUTED',
+  'SANITIZED',
+  'COMPLETED',
+  'FAILED',
+] as const;
+export type RunState = (typeof RUN_STATES)[number];
+
+/** States a run never leaves. */
+export const TERMINAL_STATES: readonly RunState[] = ['COMPLETED', 'FAILED'];
+
+/** Whether a run in `state` is finished. */
+export function isTerminal(state: RunState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+/** The stage that moves a run out of `state`; null once it is terminal. */
+export function stageFor(state: RunState): Stage | null {
+  switch (state) {
+    case 'RECEIVED':
+      return 'resolve';
+    case 'RESOLVED':
+      return 'policy';
+    case 'ADMITTED':
+      return 'execute';
+    case 'EXECUTED':
+      return 'sanitize';
+    case 'SANITIZED':
+      return 'deliver';
+    case 'COMPLETED':
+    case 'FAILED':
+      return null;
+  }
+}
+
+/** The BullMQ job id of a run's stage: one live job per run and stage (no ':' allowed). */
+export function stageJobId(stage: Stage, runId: string): string {
+  return `${stage}-${runId}`;
+}

@@ -1,0 +1,47 @@
+import type { CommonQueryMethods } from 'slonik';
+import { enqueueOutbound } from '../../db/outboundMessages.ts';
+import { transitionRun, type Run } from '../../db/runs.ts';
+import type { ChannelContract } from '../contracts/channelContract.ts';
+import { formatForChannel } from '../sanitize/formatForChannel.ts';
+import { RUN_STATES } from '../runs/runState.ts';
+import type { StageContext } from './StageContext.ts';
+
+/** The format the channel's messages are written in. */
+export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
+  return channel.type === 'telegram' ? channel.parseMode : 'plain';
+}
+
+/**
+ * Ends a run with a failure code: the detail stays on the run and in the audit; the user gets
+ * the channel's short failure message, only if the policy stage had already let the run speak
+ * (`live`) — a shadow run, or one that failed before policy decided, stays silent.
+ * Harmless twice: the transition only applies to an unfinished run, and the notice's ledger
+ * key (run, 'failure', 0) admits one row.
+ */
+export async function failRun(
+  ctx: Pick<StageContext, 'actor'>,
+  db: CommonQueryMethods,
+  run: Run,
+  failure: { code: string; message: string; detail?: Record<string, unknown> },
+  { stage, startedAt, channel }: { stage: string; startedAt: number; channel: ChannelContract | null },
+): Promise<boolean> {
+  const open = RUN_STATES.filter((s) => s !== 'COMPLETED' && s !== 'FAILED');
+  const moved = await transitionRun(db, {
+    runId: run.runId,
+    from: open,
+    to: 'FAILED',
+    stage,
+    actor: ctx.actor,
+    startedAt,
+    changes: { failure },
+  });
+  if (!moved || !channel) return moved;
+  const wantsNotice = channel.type === 'api' ? channel.callbackUrl !== undefined : true;
+  if (!wantsNotice) return moved;
+  const format = channelFormat(channel);
+  await enqueueOutbound(db, run, 'failure', formatForChannel(channel.failureMessage, format, null), {
+    format,
+    suppressed: run.live !== true,
+  });
+  return moved;
+}

@@ -1,0 +1,89 @@
+import { readMigrationState } from '../../db/migrationState.ts';
+import { getRunEvent, transitionRun } from '../../db/runs.ts';
+import { withProject } from '../../db/withProject.ts';
+import { ConversationEvent } from '../contracts/conversationEvent.ts';
+import type { RunJob } from '../contracts/runJob.ts';
+import { decideMode } from '../runs/decideMode.ts';
+import { admitToWindow } from '../runs/rateGate.ts';
+import { failRun } from './failRun.ts';
+import { loadPinnedContracts } from './loadPinnedContracts.ts';
+import { alreadyDone, loadRun } from './loadRun.ts';
+import type { StageContext, StageOutcome } from './StageContext.ts';
+
+/**
+ * policy: the run's effective policy — migration mode (and whether it may speak), rate gates
+ * and the model route with its fallbacks. A refusal ends the run with a code
+ * (`RATE_LIMITED`, `MODE_NOT_CONFIGURED`). Harmless twice: it acts only on a `RESOLVED` run,
+ * the transition is conditional on that state, and the rate windows rank a run by its id.
+ */
+export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
+  const startedAt = ctx.now();
+  return withProject(ctx.pool, job.projectId, async (tx) => {
+    const run = await loadRun(tx, job);
+    if (run.state !== 'RESOLVED') return alreadyDone(run);
+    const contracts = await loadPinnedContracts(ctx, tx, run);
+    const event = ConversationEvent.parse(await getRunEvent(tx, run));
+    const fail = async (code: string, message: string, detail?: Record<string, unknown>) => {
+      await failRun(ctx, tx, run, { code, message, ...(detail ? { detail } : {}) }, {
+        stage: 'policy',
+        startedAt,
+        channel: contracts.channel,
+      });
+      return { next: 'deliver' as const };
+    };
+
+    const flow = contracts.agent.flow;
+    const state = await readMigrationState(tx, run.projectId, flow);
+    if (!state) return fail('MODE_NOT_CONFIGURED', `flow "${flow}" has no migration mode`);
+    const decision = decideMode(state, {
+      projectId: run.projectId,
+      flow,
+      channel: run.channel,
+      senderId: event.sender.id,
+    });
+
+    const rate = contracts.policy.rate;
+    const base = `${ctx.redisPrefix}:rate:${run.projectId}`;
+    const peer = await admitToWindow(ctx.redis, {
+      key: `${base}:peer:${run.channel}:${run.accountId}:${event.sender.id}`,
+      runId: run.runId,
+      limit: rate.perPeerPerMinute,
+      now: ctx.now(),
+    });
+    if (!peer.admitted) {
+      return fail('RATE_LIMITED', `more than ${rate.perPeerPerMinute} messages a minute from this peer`);
+    }
+    const project = await admitToWindow(ctx.redis, {
+      key: `${base}:project`,
+      runId: run.runId,
+      limit: rate.perProjectPerMinute,
+      now: ctx.now(),
+    });
+    if (!project.admitted) {
+      return fail('RATE_LIMITED', `more than ${rate.perProjectPerMinute} messages a minute for the project`);
+    }
+
+    const route = [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks];
+    const effective = {
+      flow,
+      mode: decision.mode,
+      live: decision.live,
+      reason: decision.reason,
+      policy: contracts.policyName,
+      route: route.map((t) => ({ provider: t.provider, model: t.model })),
+      // Budgets in money need provider prices; enforcing them is a seam left for later work.
+      budget: contracts.policy.budget,
+    };
+    const moved = await transitionRun(tx, {
+      runId: run.runId,
+      from: 'RESOLVED',
+      to: 'ADMITTED',
+      stage: 'policy',
+      actor: ctx.actor,
+      startedAt,
+      changes: { mode: decision.mode, live: decision.live, policy: effective },
+      detail: { mode: decision.mode, live: decision.live, reason: decision.reason },
+    });
+    return { next: moved ? 'execute' : null };
+  });
+}

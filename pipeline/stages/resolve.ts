@@ -1,0 +1,67 @@
+import { getRunEvent } from '../../db/runs.ts';
+import { transitionRun } from '../../db/runs.ts';
+import { withProject } from '../../db/withProject.ts';
+import { ConversationEvent } from '../contracts/conversationEvent.ts';
+import type { RunJob } from '../contracts/runJob.ts';
+import { bindAgent, sessionKeyFor } from '../runs/bindAgent.ts';
+import { failRun } from './failRun.ts';
+import { alreadyDone, loadRun } from './loadRun.ts';
+import type { StageContext, StageOutcome } from './StageContext.ts';
+
+/**
+ * resolve: picks the agent by binding, derives the session key and pins the active revision of
+ * every contract the run will use, so a later activation never changes a run mid-flight.
+ * Harmless twice: it acts only on a `RECEIVED` run and the transition is conditional on it.
+ */
+export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
+  const startedAt = ctx.now();
+  return withProject(ctx.pool, job.projectId, async (tx) => {
+    const run = await loadRun(tx, job);
+    if (run.state !== 'RECEIVED') return alreadyDone(run);
+    const event = ConversationEvent.parse(await getRunEvent(tx, run));
+    const read = <K extends Parameters<typeof ctx.contracts.active>[1]['kind']>(kind: K, name: string) =>
+      ctx.contracts.active(tx, { projectId: run.projectId, kind, name });
+
+    const channel = await read('channel', event.accountId);
+    const fail = async (code: string, message: string) => {
+      await failRun(ctx, tx, run, { code, message }, { stage: 'resolve', startedAt, channel: channel?.body ?? null });
+      return { next: 'deliver' as const };
+    };
+    const project = await read('project', 'project');
+    if (!project) return fail('PROJECT_NOT_CONFIGURED', 'the project has no active project contract');
+    if (!channel) return fail('CHANNEL_NOT_CONFIGURED', `no active channel contract "${event.accountId}"`);
+    const agentName = bindAgent(project.body, event);
+    const agent = await read('agent', agentName);
+    if (!agent) return fail('AGENT_NOT_CONFIGURED', `no active agent "${agentName}"`);
+    const policy = await read('policy', agent.body.policy);
+    if (!policy) return fail('POLICY_NOT_CONFIGURED', `no active policy "${agent.body.policy}"`);
+    const runtime = await read('runtime', 'runtime');
+    if (!runtime) return fail('RUNTIME_NOT_CONFIGURED', 'the project has no active runtime contract');
+    const gateway = await read('mcp_gateway', 'gateway');
+
+    const pinned: Record<string, string> = {
+      'project/project': project.revisionId,
+      [`channel/${event.accountId}`]: channel.revisionId,
+      [`agent/${agentName}`]: agent.revisionId,
+      [`policy/${agent.body.policy}`]: policy.revisionId,
+      'runtime/runtime': runtime.revisionId,
+      ...(gateway ? { 'mcp_gateway/gateway': gateway.revisionId } : {}),
+    };
+    const moved = await transitionRun(tx, {
+      runId: run.runId,
+      from: 'RECEIVED',
+      to: 'RESOLVED',
+      stage: 'resolve',
+      actor: ctx.actor,
+      startedAt,
+      changes: {
+        agent: agentName,
+        sessionKey: sessionKeyFor(agentName, event),
+        pinned,
+        deadlineAt: run.createdAt + runtime.body.timeouts.runMs,
+      },
+      detail: { agent: agentName, pinned },
+    });
+    return { next: moved ? 'policy' : null };
+  });
+}

@@ -1,0 +1,68 @@
+import { readArtifact } from '../../db/artifacts.ts';
+import { enqueueOutbound } from '../../db/outboundMessages.ts';
+import { transitionRun } from '../../db/runs.ts';
+import { withProject } from '../../db/withProject.ts';
+import { CHANNEL_TEXT_LIMITS } from '../contracts/channelContract.ts';
+import type { RunJob } from '../contracts/runJob.ts';
+import { formatForChannel } from '../sanitize/formatForChannel.ts';
+import { redactPii } from '../sanitize/redactPii.ts';
+import { redactSecrets } from '../sanitize/redactSecrets.ts';
+import { validateOutput } from '../sanitize/validateOutput.ts';
+import { channelFormat, failRun } from './failRun.ts';
+import { loadPinnedContracts } from './loadPinnedContracts.ts';
+import { alreadyDone, loadRun } from './loadRun.ts';
+import type { StageContext, StageOutcome } from './StageContext.ts';
+
+/**
+ * sanitize: validates the output against the agent's output schema (fail closed: the run fails
+ * with `OUTPUT_SCHEMA_INVALID` and nothing is delivered), redacts credentials and the policy's
+ * PII classes, escapes for the channel's format and splits into its size limit, writing one
+ * ledger row per chunk (`suppressed` when the run may not speak).
+ * Harmless twice: it acts only on an `EXECUTED` run, the ledger's (run, kind, chunk) key
+ * admits each chunk once, and the transition is conditional on the state.
+ */
+export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
+  const startedAt = ctx.now();
+  const known = await ctx.secrets.knownValues(job.projectId);
+  return withProject(ctx.pool, job.projectId, async (tx) => {
+    const run = await loadRun(tx, job);
+    if (run.state !== 'EXECUTED') return alreadyDone(run);
+    const contracts = await loadPinnedContracts(ctx, tx, run);
+    const output = (run.output ?? {}) as { text?: unknown };
+    const raw = typeof output.text === 'string' ? output.text : '';
+
+    const schemaRef = contracts.agent.outputSchema;
+    const schema = schemaRef
+      ? (JSON.parse((await readArtifact(tx, { projectId: run.projectId, ...schemaRef })).toString('utf8')) as unknown)
+      : undefined;
+    const checked = validateOutput(raw, schema);
+    if (!checked.ok) {
+      await failRun(
+        ctx,
+        tx,
+        run,
+        { code: 'OUTPUT_SCHEMA_INVALID', message: 'the answer did not match the agent output schema', detail: { issues: checked.issues } },
+        { stage: 'sanitize', startedAt, channel: contracts.channel },
+      );
+      return { next: 'deliver' };
+    }
+
+    const secrets = redactSecrets(checked.text, known);
+    const pii = redactPii(secrets.text, contracts.policy.privacy.redactPii);
+    const format = channelFormat(contracts.channel);
+    const limit = contracts.channel.formatting.maxChunkChars ?? CHANNEL_TEXT_LIMITS[contracts.channel.type];
+    const chunks = formatForChannel(pii.text, format, limit);
+    await enqueueOutbound(tx, run, 'reply', chunks, { format, suppressed: run.live !== true });
+    const moved = await transitionRun(tx, {
+      runId: run.runId,
+      from: 'EXECUTED',
+      to: 'SANITIZED',
+      stage: 'sanitize',
+      actor: ctx.actor,
+      startedAt,
+      changes: { output: { ...output, text: pii.text, redactions: secrets.redactions + pii.redactions } },
+      detail: { chunks: chunks.length, redactions: secrets.redactions + pii.redactions, suppressed: run.live !== true },
+    });
+    return { next: moved ? 'deliver' : null };
+  });
+}

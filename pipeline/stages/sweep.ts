@@ -1,0 +1,133 @@
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { appendAudit, checkpointAudit } from '../../db/auditEvents.ts';
+import { withProject } from '../../db/withProject.ts';
+import type { Stage } from '../contracts/runJob.ts';
+import { RUN_STATES, stageFor } from '../runs/runState.ts';
+import { failRun } from './failRun.ts';
+import { loadPinnedChannel } from './loadPinnedContracts.ts';
+import { loadRun } from './loadRun.ts';
+import type { Enqueue, StageContext } from './StageContext.ts';
+
+/** The database role that may read run ids and states across projects, and nothing else. */
+export const SWEEPER_ROLE = 'awooop_sweeper';
+
+/** What the sweeper needs from the queue layer. */
+export type SweepDeps = {
+  /** The BullMQ state of a run's stage job (`unknown` when there is none). */
+  jobState: (stage: Stage, runId: string) => Promise<string>;
+  enqueue: Enqueue;
+  /** A run untouched this long is checked for a live job. */
+  stallMs: number;
+  /** At most this many runs per sweep. @defaultValue 1000 */
+  limit?: number;
+};
+
+/** What one sweep did. */
+export type SweepReport = { checked: number; requeued: number; timedOut: number; exhausted: number };
+
+const Stalled = z.object({
+  runId: z.string(),
+  projectId: z.string(),
+  traceId: z.string(),
+  state: z.enum(RUN_STATES),
+  overdue: z.boolean(),
+});
+
+const LIVE_JOB_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
+
+/**
+ * Finds runs that sit unfinished past the stall time with no live job — after a Redis flush,
+ * an enqueue lost after its commit, a crashed worker — and enqueues their current stage again;
+ * Postgres is the source of truth, Redis only carries the work. A run past its deadline ends
+ * with `RUN_TIMEOUT`; one whose job used up its attempts without failing the run ends with
+ * `STAGE_FAILED`. Failed runs with an unsent failure notice get their deliver job back.
+ * Harmless twice: it enqueues only where no live job exists, job ids are per run and stage,
+ * and every stage skips a run that has moved on.
+ */
+export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepReport> {
+  const stalled = await ctx.pool.transaction(async (tx) => {
+    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
+    return tx.any(sql.type(Stalled)`
+      SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
+             deadline_at < now() AS overdue
+        FROM runs
+       WHERE state NOT IN ('COMPLETED', 'FAILED')
+         AND updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+      UNION
+      SELECT r.run_id, r.project_id, r.trace_id, r.state, false
+        FROM outbound_messages o JOIN runs r USING (run_id)
+       WHERE r.state = 'FAILED' AND o.status IN ('queued', 'sending')
+         AND o.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+         AND (o.lease_until IS NULL OR o.lease_until < now())
+       LIMIT ${deps.limit ?? 1000}`);
+  });
+  const report: SweepReport = { checked: stalled.length, requeued: 0, timedOut: 0, exhausted: 0 };
+  for (const run of stalled) {
+    const stage: Stage = run.state === 'FAILED' ? 'deliver' : stageFor(run.state)!;
+    const state = await deps.jobState(stage, run.runId);
+    const job = { projectId: run.projectId, runId: run.runId, traceId: run.traceId, stage };
+    if (run.overdue && state !== 'active') {
+      if (await endRun(ctx, job, 'RUN_TIMEOUT', 'the run did not finish before its deadline')) {
+        report.timedOut += 1;
+        await deps.enqueue('deliver', job);
+      }
+      continue;
+    }
+    if (LIVE_JOB_STATES.has(state)) continue;
+    if (state === 'failed' && run.state !== 'FAILED') {
+      if (await endRun(ctx, job, 'STAGE_FAILED', `the ${stage} stage used up its attempts`)) {
+        report.exhausted += 1;
+        await deps.enqueue('deliver', job);
+      }
+      continue;
+    }
+    if (state === 'failed') continue;
+    await deps.enqueue(stage, job);
+    await withProject(ctx.pool, run.projectId, (tx) =>
+      appendAudit(tx, {
+        projectId: run.projectId,
+        chain: `run:${run.runId}`,
+        actor: ctx.actor,
+        action: 'run.requeued',
+        subject: `run:${run.runId}`,
+        detail: { stage, state: run.state, job_state: state },
+        traceId: run.traceId,
+        runId: run.runId,
+      }),
+    );
+    report.requeued += 1;
+  }
+  return report;
+}
+
+async function endRun(
+  ctx: StageContext,
+  job: { projectId: string; runId: string; traceId: string; stage: Stage },
+  code: string,
+  message: string,
+): Promise<boolean> {
+  return withProject(ctx.pool, job.projectId, async (tx) => {
+    const run = await loadRun(tx, job);
+    const channel = await loadPinnedChannel(ctx, tx, run);
+    return failRun(ctx, tx, run, { code, message }, { stage: 'sweeper', startedAt: ctx.now(), channel });
+  });
+}
+
+/**
+ * Folds every project's settled audit rows into its checkpoint chain. Harmless twice: a
+ * project with nothing new since its last checkpoint gets none.
+ */
+export async function checkpointAllProjects(ctx: StageContext, settleSeconds = 300): Promise<number> {
+  const projects = await ctx.pool.transaction(async (tx) => {
+    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
+    return tx.any(sql.type(z.object({ projectId: z.string() }))`
+      SELECT project_id AS "projectId" FROM projects ORDER BY project_id`);
+  });
+  let written = 0;
+  for (const { projectId } of projects) {
+    const cp = await withProject(ctx.pool, projectId, (tx) => checkpointAudit(tx, projectId, { settleSeconds }));
+    if (cp) written += 1;
+  }
+  return written;
+}
