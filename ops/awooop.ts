@@ -8,6 +8,10 @@ import { applyCommand } from './cli/applyCommand.ts';
 import { auditCommand } from './cli/auditCommand.ts';
 import { createCliContext, type CliContext } from './cli/CliContext.ts';
 import { contractsCommand } from './cli/contractsCommand.ts';
+import { jobsCommand } from './cli/jobsCommand.ts';
+import { keysCommand } from './cli/keysCommand.ts';
+import { runsCommand } from './cli/runsCommand.ts';
+import { secretsCommand } from './cli/secretsCommand.ts';
 import { UsageError } from './cli/UsageError.ts';
 import { ConfigError, loadConfig } from './loadConfig.ts';
 
@@ -19,11 +23,17 @@ usage: awooop [--actor WHO] <command> ...
   apply -f FILE [--dry-run]    validate a tenant YAML file, then draft, publish and activate what changed
   contracts list|show|diff|activate|rollback ...
   audit verify|checkpoint ...
+  runs list|show ...            runs and their timelines
+  jobs failed|retry|inspect ... failed stage jobs
+  keys create|list|revoke ...   API keys of a project
+  secrets set|list|rm ...       encrypted channel and provider credentials of a project
   hash FILE...                 print the SHA-256 of files (for prompt and schema refs)
-  web                          run the HTTP process (health and readiness)
+  web                          run the HTTP process (webhooks, API, /admin/queues, /metrics, health)
+  worker STAGE|all             run a stage worker (resolve, policy, execute, sanitize, deliver)
+  sweeper                      re-enqueue runs whose job was lost; end runs past their deadline
   dev                          migrate, then run every Procfile process under one supervisor
 
-environment: DATABASE_URL, REDIS_URL, PORT, LOG_LEVEL, AWOOOP_ADMIN_TOKEN, AWOOOP_SECRET_KEY, AWOOOP_ACTOR`;
+environment: see README (DATABASE_URL, REDIS_URL, PORT, LOG_LEVEL, AWOOOP_* ...)`;
 
 type Command = (ctx: CliContext, args: string[]) => Promise<number>;
 
@@ -41,6 +51,10 @@ const COMMANDS: Record<string, Command> = {
   apply: applyCommand,
   contracts: contractsCommand,
   audit: auditCommand,
+  runs: runsCommand,
+  jobs: jobsCommand,
+  keys: keysCommand,
+  secrets: secretsCommand,
   hash: async (ctx, files) => {
     if (files.length === 0) throw new UsageError('hash: name at least one FILE');
     for (const file of files) ctx.print(`${sha256Hex(await readFile(file))}  ${file}`);
@@ -49,6 +63,16 @@ const COMMANDS: Record<string, Command> = {
   web: async (ctx) => {
     const { runWeb } = await import('./runWeb.ts');
     return runWeb(ctx.config);
+  },
+  worker: async (ctx, [stage]) => {
+    const { parseStages, runWorker } = await import('./runWorker.ts');
+    const stages = parseStages(stage);
+    if (!stages) throw new UsageError(`worker: expected a stage (resolve, policy, execute, sanitize, deliver) or all, got ${JSON.stringify(stage ?? '')}`);
+    return runWorker(ctx.config, stages);
+  },
+  sweeper: async (ctx) => {
+    const { runSweeper } = await import('./runSweeper.ts');
+    return runSweeper(ctx.config);
   },
   dev: async (ctx) => {
     const { runDev } = await import('./runDev.ts');

@@ -3,7 +3,7 @@ import { z } from 'zod';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Env variables whose values are secrets: never echoed in errors, redacted by `toJSON`. */
-const SECRET_NAMES = new Set(['AWOOOP_ADMIN_TOKEN', 'AWOOOP_SECRET_KEY']);
+const SECRET_NAMES = new Set(['AWOOOP_ADMIN_TOKEN', 'AWOOOP_VIEWER_TOKEN', 'AWOOOP_SECRET_KEY']);
 
 const postgresUrl = z
   .string()
@@ -32,6 +32,11 @@ const EnvSchema = z.object({
     )
     .optional(),
   AWOOOP_ACTOR: z.string().min(1).max(200).optional(),
+  AWOOOP_VIEWER_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  AWOOOP_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
+  AWOOOP_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  AWOOOP_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  AWOOOP_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
 });
 
 /** Parsed, validated configuration. Secrets are present but never serialized. */
@@ -95,4 +100,11 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
     this.issues = issues;
   }
+}
+
+/** The secret key's 32 bytes (hex or base64), or null when none is configured. */
+export function secretKeyBytes(config: Pick<Config, 'AWOOOP_SECRET_KEY'>): Buffer | null {
+  const v = config.AWOOOP_SECRET_KEY;
+  if (!v) return null;
+  return /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, 'hex') : Buffer.from(v, 'base64');
 }

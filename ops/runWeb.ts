@@ -1,27 +1,39 @@
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
-import { createDbPool } from '../db/createDbPool.ts';
 import { readMigrations } from '../db/migrate.ts';
+import { createAccountLookup } from '../ingress/createAccountLookup.ts';
 import { createApp } from '../ingress/createApp.ts';
 import { createLogger } from './createLogger.ts';
+import { createRuntime } from './createRuntime.ts';
 import type { Config } from './loadConfig.ts';
+import { renderMetrics } from './metrics/renderMetrics.ts';
 import { onShutdown } from './onShutdown.ts';
 
-/** The `web` process: the HTTP edge on PORT until SIGTERM. */
+/** The `web` process: ingress, the API, bull-board and `/metrics` on PORT until SIGTERM. */
 export async function runWeb(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'web' });
-  const pool = await createDbPool(config.DATABASE_URL, { applicationName: 'awooop-web' });
-  const redis = new Redis(config.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 2 });
-  redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
+  const runtime = await createRuntime(config, { logger, actor: 'web', maxPoolSize: 20 });
+  const { ctx, queues } = runtime;
   const codeMigration = (await readMigrations()).at(-1)?.version ?? 0;
-  const app = createApp({ pool, redis, codeMigration, logger });
+  const app = createApp({
+    pool: ctx.pool,
+    redis: ctx.redis,
+    codeMigration,
+    logger,
+    enqueue: queues.enqueue,
+    accounts: createAccountLookup({ pool: ctx.pool, contracts: ctx.contracts }),
+    secrets: ctx.secrets,
+    queues: queues.queues,
+    adminToken: config.AWOOOP_ADMIN_TOKEN,
+    viewerToken: config.AWOOOP_VIEWER_TOKEN,
+    metrics: () => renderMetrics({ pool: ctx.pool, redis: ctx.redis, prefix: config.AWOOOP_REDIS_PREFIX, queues: queues.queues }),
+  });
   const server = app.listen(config.PORT, '0.0.0.0');
   await once(server, 'listening');
   logger.info({ port: config.PORT, config }, `web listening on http://localhost:${config.PORT}`);
   await onShutdown(logger, async () => {
+    // Stop taking requests; those in flight finish (their writes are already durable or not begun).
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    redis.disconnect();
-    await pool.end();
+    await runtime.close();
   });
   return 0;
 }

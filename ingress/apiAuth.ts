@@ -1,0 +1,45 @@
+import type { Middleware } from 'koa';
+import type { DatabasePool } from 'slonik';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { findApiKey, type ApiKeyRole } from '../db/apiKeys.ts';
+import { withProject } from '../db/withProject.ts';
+import { ProjectId } from '../pipeline/contracts/common.ts';
+import { AppError, NotFoundError } from '../pipeline/errors.ts';
+
+/** The caller an API request acts as, set on `ctx.state.apiKey`. */
+export type ApiCaller = { keyId: string; name: string; roles: readonly ApiKeyRole[] };
+
+/**
+ * Bearer auth for `/v1/projects/:projectId/...`: the key must be a live key of that project
+ * (compared by SHA-256; the key itself is never stored) and hold one of `roles`. An unknown
+ * project is 404, a missing or wrong key 401, a key without the role 403.
+ */
+export function apiAuth({ pool, roles }: { pool: DatabasePool; roles: readonly ApiKeyRole[] }): Middleware {
+  return async function authenticate(ctx, next) {
+    const projectId = String((ctx.params as Record<string, string> | undefined)?.projectId ?? '');
+    if (!ProjectId.safeParse(projectId).success) throw projectNotFound(projectId);
+    const match = /^Bearer\s+(\S+)$/i.exec(ctx.get('authorization'));
+    const caller = await withProject(pool, projectId, async (tx) => {
+      const key = match ? await findApiKey(tx, projectId, match[1]!) : null;
+      if (key) return key;
+      const exists = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
+        SELECT project_id AS "projectId" FROM projects WHERE project_id = ${projectId}`);
+      if (!exists) throw projectNotFound(projectId);
+      return null;
+    });
+    if (!caller) {
+      ctx.set('WWW-Authenticate', 'Bearer');
+      throw new AppError('UNAUTHORIZED', 'a valid project API key is required (Authorization: Bearer ...)', { status: 401 });
+    }
+    if (!caller.roles.some((r) => roles.includes(r))) {
+      throw new AppError('FORBIDDEN', `this key lacks the role: ${roles.join(' or ')}`, { status: 403 });
+    }
+    ctx.state.apiKey = caller satisfies ApiCaller;
+    await next();
+  };
+}
+
+function projectNotFound(projectId: string) {
+  return new NotFoundError('PROJECT_NOT_FOUND', `no project "${projectId.slice(0, 63)}"`);
+}

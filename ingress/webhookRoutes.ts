@@ -1,0 +1,64 @@
+import Router from '@koa/router';
+import { normalizeLineWebhook } from '../pipeline/channels/line/normalizeLineWebhook.ts';
+import { verifyLineSignature } from '../pipeline/channels/line/verifyLineSignature.ts';
+import { normalizeTelegramUpdate } from '../pipeline/channels/telegram/normalizeTelegramUpdate.ts';
+import { verifyTelegramSecret } from '../pipeline/channels/telegram/verifyTelegramSecret.ts';
+import { AppError } from '../pipeline/errors.ts';
+import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
+import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
+import type { AccountLookup } from './createAccountLookup.ts';
+import { parseJson, readRawBody } from './readBody.ts';
+import { traceIdFrom } from './traceIdFrom.ts';
+
+/** What the webhook routes need. */
+export type WebhookDeps = AcceptDeps & { accounts: AccountLookup; secrets: SecretResolver };
+
+const unauthorized = (what: string) =>
+  new AppError('SIGNATURE_INVALID', `${what} is missing or does not match`, { status: 401 });
+
+/**
+ * Channel webhooks. Each checks, in order: the account exists (404), the request is signed by
+ * it (401), the body fits (413), parses (400) and is the channel's shape (400, naming the
+ * field) — and only then writes. Nothing is created for a refused request. The answer (200)
+ * comes after the durable write, so the channel's retry covers anything lost before it.
+ */
+export function webhookRoutes(deps: WebhookDeps): Router {
+  const router = new Router();
+
+  router.post('/webhooks/telegram/:projectId/:accountId', async (ctx) => {
+    const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
+    const account = await deps.accounts(projectId, accountId, 'telegram');
+    const expected = await deps.secrets.resolve(projectId, account.webhookSecret);
+    if (!verifyTelegramSecret(ctx.get('x-telegram-bot-api-secret-token') || undefined, expected)) {
+      throw unauthorized('X-Telegram-Bot-Api-Secret-Token');
+    }
+    const batch = normalizeTelegramUpdate(parseJson(await readRawBody(ctx)));
+    const accepted = await acceptInbound(
+      deps,
+      { projectId, channel: 'telegram', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+      batch.events,
+    );
+    ctx.status = 200;
+    ctx.body = { ok: true, runs: accepted.map((a) => a.runId), duplicate: accepted.some((a) => !a.created) };
+  });
+
+  router.post('/webhooks/line/:projectId/:accountId', async (ctx) => {
+    const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
+    const account = await deps.accounts(projectId, accountId, 'line');
+    const raw = await readRawBody(ctx);
+    const secret = await deps.secrets.resolve(projectId, account.channelSecret);
+    if (!verifyLineSignature(raw, secret, ctx.get('x-line-signature') || undefined)) {
+      throw unauthorized('x-line-signature');
+    }
+    const batch = normalizeLineWebhook(parseJson(raw), new Date());
+    const accepted = await acceptInbound(
+      deps,
+      { projectId, channel: 'line', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+      batch.events,
+    );
+    ctx.status = 200;
+    ctx.body = { ok: true, runs: accepted.map((a) => a.runId) };
+  });
+
+  return router;
+}

@@ -1,0 +1,82 @@
+import { sql } from 'slonik';
+import { z } from 'zod';
+import { listRuns, type Run } from '../../db/runs.ts';
+import { withPlatform } from '../../db/withPlatform.ts';
+import { withProject } from '../../db/withProject.ts';
+import { describeRun } from '../../pipeline/runs/describeRun.ts';
+import { RUN_STATES, type RunState } from '../../pipeline/runs/runState.ts';
+import type { CliContext } from './CliContext.ts';
+import { parseCommandArgs, parsePositiveInt, requireProject } from './parseCommandArgs.ts';
+import { UsageError } from './UsageError.ts';
+
+const USAGE = `usage:
+  awooop runs list [--project P] [--state S] [--limit N] [--json]   newest first (all projects, audited, without --project)
+  awooop runs show RUN_ID [--project P] [--json]                    the timeline: stages, times, revisions, outbound messages`;
+
+/** `awooop runs list|show` */
+export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, {
+    project: { type: 'string', short: 'p' },
+    state: { type: 'string' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const { pool } = await ctx.connect();
+  switch (sub) {
+    case 'list': {
+      const state = values.state?.toUpperCase();
+      if (state !== undefined && !RUN_STATES.includes(state as RunState)) {
+        throw new UsageError(`--state: "${values.state}" is not one of ${RUN_STATES.join(', ')}`);
+      }
+      const options = { limit: parsePositiveInt('limit', values.limit) ?? 50, ...(state ? { state: state as RunState } : {}) };
+      const runs: readonly Run[] = values.project
+        ? await withProject(pool, requireProject(values.project), (tx) => listRuns(tx, options))
+        : await withPlatform(pool, { actor: ctx.actor, reason: 'runs list (all projects)' }, (tx) => listRuns(tx, options));
+      if (values.json) {
+        ctx.print(JSON.stringify(runs, null, 2));
+        return 0;
+      }
+      for (const r of runs) {
+        ctx.print(
+          `${r.runId}  ${r.projectId}  ${r.state.padEnd(9)}  ${r.channel}/${r.accountId}  ${r.agent ?? '-'}  ${r.mode ?? '-'}  ${new Date(r.createdAt).toISOString()}${r.failureCode ? `  ${r.failureCode}` : ''}`,
+        );
+      }
+      if (runs.length === 0) ctx.print('no runs');
+      return 0;
+    }
+    case 'show': {
+      const runId = positionals[0];
+      if (!runId || !z.uuid().safeParse(runId).success) throw new UsageError('show: name the RUN_ID (a UUID)');
+      const projectId = values.project
+        ? requireProject(values.project)
+        : await withPlatform(pool, { actor: ctx.actor, reason: `runs show ${runId}` }, async (tx) => {
+            const row = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
+              SELECT project_id AS "projectId" FROM runs WHERE run_id = ${runId}`);
+            return row?.projectId ?? null;
+          });
+      if (!projectId) {
+        ctx.print(`no run ${runId}`);
+        return 1;
+      }
+      const view = await describeRun(pool, projectId, runId);
+      if (values.json) {
+        ctx.print(JSON.stringify(view, null, 2));
+        return 0;
+      }
+      ctx.print(`run ${view.run_id}  project ${view.project_id}  trace ${view.trace_id}`);
+      ctx.print(`state ${view.state}${view.failure ? `  failure ${view.failure.code}: ${view.failure.message}` : ''}`);
+      ctx.print(`agent ${view.agent ?? '-'}  mode ${view.mode ?? '-'}${view.live === false ? ' (recorded only)' : ''}  session ${view.session_key ?? '-'}`);
+      ctx.print('timeline:');
+      for (const t of view.timeline) ctx.print(`  ${t.at}  ${t.stage.padEnd(8)} ${(t.from ?? '-').padEnd(9)} -> ${t.to.padEnd(9)} ${String(t.ms).padStart(6)} ms`);
+      ctx.print('revisions:');
+      for (const [contract, revision] of Object.entries(view.pinned)) ctx.print(`  ${contract.padEnd(24)} ${revision}`);
+      ctx.print('outbound:');
+      for (const o of view.outbound) ctx.print(`  ${o.kind} #${o.chunk}  ${o.status}${o.method ? ` via ${o.method}` : ''}  attempts ${o.attempts}${o.error ? `  ${o.error}` : ''}`);
+      if (view.outbound.length === 0) ctx.print('  (none)');
+      if (view.output !== null) ctx.print(`output:\n${view.output}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(USAGE);
+  }
+}

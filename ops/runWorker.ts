@@ -1,0 +1,68 @@
+import type { Worker } from 'bullmq';
+import { Stage } from '../pipeline/contracts/runJob.ts';
+import { deliver } from '../pipeline/stages/deliver.ts';
+import { execute } from '../pipeline/stages/execute.ts';
+import { policy } from '../pipeline/stages/policy.ts';
+import { resolve } from '../pipeline/stages/resolve.ts';
+import { sanitize } from '../pipeline/stages/sanitize.ts';
+import { createStageWorker, type StageHandler } from '../workers/createStageWorker.ts';
+import { recordStageMetrics } from '../workers/recordStageMetrics.ts';
+import { createLogger } from './createLogger.ts';
+import { createRuntime } from './createRuntime.ts';
+import type { Config } from './loadConfig.ts';
+import { onShutdown } from './onShutdown.ts';
+
+/** Each stage's plain function. */
+export const STAGE_HANDLERS: Record<Stage, StageHandler> = { resolve, policy, execute, sanitize, deliver };
+
+/** How long a stopping worker waits for running jobs before handing them back. */
+const CLOSE_DEADLINE_MS = 10_000;
+
+/**
+ * A worker process for one or more stages (`all` for every stage in one process). On SIGTERM
+ * it stops taking jobs and waits for the running ones up to a deadline; a job still running
+ * then is abandoned and, its lock expiring, taken up again by another worker — every stage is
+ * harmless to run twice.
+ */
+export async function runWorker(config: Config, stages: readonly Stage[]): Promise<number> {
+  const name = stages.length === 1 ? stages[0]! : 'all';
+  const logger = createLogger({ level: config.LOG_LEVEL, name: `worker-${name}` });
+  const runtime = await createRuntime(config, { logger, actor: `worker:${name}`, maxPoolSize: Math.min(20, config.AWOOOP_WORKER_CONCURRENCY + 2) });
+  const observe = recordStageMetrics(runtime.ctx.redis, config.AWOOOP_REDIS_PREFIX);
+  const workers: Worker[] = stages.map((stage) => {
+    const worker = createStageWorker({
+      stage,
+      handler: STAGE_HANDLERS[stage],
+      ctx: { ...runtime.ctx, actor: `worker:${stage}` },
+      enqueue: runtime.queues.enqueue,
+      connection: runtime.ctx.redis,
+      prefix: config.AWOOOP_REDIS_PREFIX,
+      concurrency: config.AWOOOP_WORKER_CONCURRENCY,
+      lockMs: config.AWOOOP_JOB_LOCK_MS,
+      observe,
+    });
+    worker.on('error', (error) => logger.warn({ err: error.message }, 'worker error'));
+    return worker;
+  });
+  logger.info({ stages, concurrency: config.AWOOOP_WORKER_CONCURRENCY }, `worker ${name} running`);
+  await onShutdown(
+    logger,
+    async () => {
+      // worker.close() waits for running jobs with no limit of its own: race it with a deadline.
+      await Promise.race([
+        Promise.all(workers.map((w) => w.close())),
+        new Promise((r) => setTimeout(r, CLOSE_DEADLINE_MS).unref()),
+      ]);
+      await runtime.close();
+    },
+    { deadlineMs: CLOSE_DEADLINE_MS + 5000 },
+  );
+  return 0;
+}
+
+/** Parses `worker <stage|all>` arguments. */
+export function parseStages(arg: string | undefined): Stage[] | null {
+  if (arg === 'all') return [...Stage.options];
+  const parsed = Stage.safeParse(arg);
+  return parsed.success ? [parsed.data] : null;
+}

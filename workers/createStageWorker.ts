@@ -1,0 +1,114 @@
+import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { withProject } from '../db/withProject.ts';
+import { RunJob, type Stage } from '../pipeline/contracts/runJob.ts';
+import { AppError, NonRetryableError, RetryAfterError } from '../pipeline/errors.ts';
+import { failRun } from '../pipeline/stages/failRun.ts';
+import { loadPinnedChannel } from '../pipeline/stages/loadPinnedContracts.ts';
+import { loadRun } from '../pipeline/stages/loadRun.ts';
+import type { Enqueue, StageContext, StageOutcome } from '../pipeline/stages/StageContext.ts';
+
+/** A stage function as the pipeline defines it: no BullMQ in sight. */
+export type StageHandler = (
+  ctx: StageContext,
+  job: RunJob,
+  options: { signal?: AbortSignal },
+) => Promise<StageOutcome>;
+
+/** Called after each job with its stage, outcome and duration (metrics). */
+export type StageObserver = (e: { stage: Stage; outcome: 'advanced' | 'waited' | 'retried' | 'failed'; ms: number; code?: string }) => void;
+
+/**
+ * The queue shell of one stage: parses `job.data` with its zod schema, calls the stage, and
+ * enqueues the stage the run needs next. A wait or a peer's `retry_after` moves the job to
+ * delayed without spending an attempt; an error that retrying cannot fix, or the last
+ * attempt's error, ends the run with the error's code (the job stays failed, to inspect).
+ */
+export function createStageWorker({
+  stage,
+  handler,
+  ctx,
+  enqueue,
+  connection,
+  prefix,
+  concurrency,
+  lockMs = 30_000,
+  observe = () => {},
+}: {
+  stage: Stage;
+  handler: StageHandler;
+  ctx: StageContext;
+  enqueue: Enqueue;
+  connection: ConnectionOptions;
+  prefix: string;
+  concurrency: number;
+  /**
+   * How long a job's lock lasts without renewal (renewed at half of it while the event loop is
+   * free). A worker that died holding a job gives it up after this long: the job is stalled and
+   * run again. @defaultValue 30000
+   */
+  lockMs?: number;
+  observe?: StageObserver;
+}): Worker {
+  const processor = async (job: Job, token?: string, signal?: AbortSignal) => {
+    const started = performance.now();
+    const parsed = RunJob.safeParse(job.data);
+    if (!parsed.success || parsed.data.stage !== stage) {
+      throw new UnrecoverableError(`job ${job.id} is not a ${stage} job`);
+    }
+    const data = parsed.data;
+    const elapsed = () => performance.now() - started;
+    try {
+      const outcome = await handler(ctx, data, signal ? { signal } : {});
+      if ('waitMs' in outcome) {
+        observe({ stage, outcome: 'waited', ms: elapsed() });
+        await job.moveToDelayed(Date.now() + outcome.waitMs, token);
+        throw new DelayedError();
+      }
+      if (outcome.next) await enqueue(outcome.next, data);
+      observe({ stage, outcome: 'advanced', ms: elapsed() });
+    } catch (error) {
+      if (error instanceof DelayedError) throw error;
+      if (error instanceof RetryAfterError) {
+        observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
+        await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
+        throw new DelayedError();
+      }
+      const attempts = job.opts.attempts ?? 1;
+      const final = error instanceof NonRetryableError || job.attemptsMade + 1 >= attempts;
+      const code = error instanceof AppError ? error.code : 'STAGE_FAILED';
+      ctx.logger.warn(
+        { stage, runId: data.runId, traceId: data.traceId, code, attempt: job.attemptsMade + 1, final, err: error instanceof Error ? error.message : String(error) },
+        'stage failed',
+      );
+      if (!final) {
+        observe({ stage, outcome: 'retried', ms: elapsed(), code });
+        throw error;
+      }
+      observe({ stage, outcome: 'failed', ms: elapsed(), code });
+      await endRun(ctx, data, stage, error, code);
+      await enqueue('deliver', data);
+      throw new UnrecoverableError(`${code}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  return new Worker(stage, processor, {
+    connection,
+    prefix,
+    concurrency,
+    autorun: true,
+    lockDuration: lockMs,
+    stalledInterval: lockMs,
+    maxStalledCount: 3,
+  });
+}
+
+/** Fails the run for an error no retry will fix; the user sees the channel's short message. */
+async function endRun(ctx: StageContext, job: RunJob, stage: Stage, error: unknown, code: string) {
+  const message = error instanceof AppError ? error.message : 'the stage failed';
+  const detail = error instanceof AppError ? { ...error.detail } : {};
+  await withProject(ctx.pool, job.projectId, async (tx) => {
+    const run = await loadRun(tx, job).catch(() => null);
+    if (!run) return;
+    const channel = await loadPinnedChannel(ctx, tx, run).catch(() => null);
+    await failRun(ctx, tx, run, { code, message, detail }, { stage, startedAt: ctx.now(), channel });
+  });
+}

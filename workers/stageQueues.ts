@@ -1,0 +1,54 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { RunJob, Stage } from '../pipeline/contracts/runJob.ts';
+import type { Enqueue } from '../pipeline/stages/StageContext.ts';
+import { stageJobId } from '../pipeline/runs/runState.ts';
+
+/** Retries per stage: attempts and the base of the exponential backoff (with jitter). */
+export const STAGE_RETRY: Record<Stage, { attempts: number; delayMs: number }> = {
+  resolve: { attempts: 5, delayMs: 500 },
+  policy: { attempts: 5, delayMs: 500 },
+  execute: { attempts: 5, delayMs: 2000 },
+  sanitize: { attempts: 5, delayMs: 500 },
+  deliver: { attempts: 8, delayMs: 1000 },
+};
+
+/** Job options of a stage job: a job id per run and stage, retries, and bounded retention. */
+export function stageJobOptions(stage: Stage, runId: string): JobsOptions {
+  const retry = STAGE_RETRY[stage];
+  return {
+    jobId: stageJobId(stage, runId),
+    attempts: retry.attempts,
+    backoff: { type: 'exponential', delay: retry.delayMs, jitter: 0.5 },
+    // Completed jobs go at once (Postgres holds the run); failed ones stay a week to inspect.
+    removeOnComplete: true,
+    removeOnFail: { age: 7 * 24 * 3600, count: 50_000 },
+  };
+}
+
+/** The five stage queues of one process, and an `enqueue` over them. */
+export type StageQueues = {
+  queues: Record<Stage, Queue>;
+  enqueue: Enqueue;
+  close(): Promise<void>;
+};
+
+/** Opens the stage queues under `prefix` on one shared connection. */
+export function createStageQueues(connection: ConnectionOptions, prefix: string): StageQueues {
+  const queues = Object.fromEntries(
+    Stage.options.map((stage) => [stage, new Queue(stage, { connection, prefix })]),
+  ) as Record<Stage, Queue>;
+  const enqueue: Enqueue = async (stage, job, options = {}) => {
+    const data = RunJob.parse({ ...job, stage });
+    await queues[stage].add(stage, data, {
+      ...stageJobOptions(stage, job.runId),
+      ...(options.delayMs ? { delay: options.delayMs } : {}),
+    });
+  };
+  return {
+    queues,
+    enqueue,
+    async close() {
+      await Promise.all(Object.values(queues).map((q) => q.close()));
+    },
+  };
+}
