@@ -46,6 +46,7 @@ describe('awooop apply', () => {
         JOIN contract_revisions r USING (revision_id) WHERE a.project_id = 'awoooi' ORDER BY 1, 2`);
     expect(active.map((r) => `${r.kind}/${r.name}`)).toEqual([
       'agent/sre',
+      'channel/api',
       'channel/ops-telegram',
       'mcp_gateway/gateway',
       'policy/default',
@@ -72,7 +73,7 @@ describe('awooop apply', () => {
     const before = await tableCounts(owner);
     const result = await awooop('apply', '-f', join(work, 'awoooi/tenant.yaml'));
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain('awoooi: nothing to apply, 6 contracts unchanged');
+    expect(result.stdout).toContain('awoooi: nothing to apply, 7 contracts unchanged');
     expect(await tableCounts(owner)).toEqual(before);
   });
 
@@ -98,7 +99,7 @@ describe('awooop apply', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/~ agent\/sre v2 updated \(was v1\)/);
     expect(result.stdout).toContain('~ maxSteps: 6 → 7');
-    expect(result.stdout).toContain('1 updated, 5 unchanged');
+    expect(result.stdout).toContain('1 updated, 6 unchanged');
     const owner = await db().owner();
     const { rows } = await owner.query(
       "SELECT kind, max(version) AS v FROM contract_revisions WHERE project_id = 'awoooi' GROUP BY kind ORDER BY kind",

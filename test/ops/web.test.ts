@@ -4,23 +4,41 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMigrations } from '../../db/migrate.ts';
 import { createApp } from '../../ingress/createApp.ts';
 import { createLogger } from '../../ops/createLogger.ts';
+import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
+import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
+import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
+import { createStageQueues } from '../../workers/stageQueues.ts';
+import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 
 const db = useTestDatabase();
+const prefix = useRedisPrefix();
 const logger = createLogger({ level: 'silent' });
 let redis: Redis;
 let base: string;
 let close: () => Promise<void>;
 
 async function serve(codeMigration: number, redisClient: Redis) {
-  const server = createApp({ pool: db().pool, redis: redisClient, codeMigration, logger }).listen(
-    0,
-    '127.0.0.1',
-  );
+  const pool = db().pool;
+  const queues = createStageQueues(redisClient, prefix);
+  const contracts = createContractReader();
+  const server = createApp({
+    pool,
+    redis: redisClient,
+    codeMigration,
+    logger,
+    enqueue: queues.enqueue,
+    accounts: createAccountLookup({ pool, contracts }),
+    secrets: createSecretResolver({ pool, key: null }),
+    queues: queues.queues,
+  }).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    close: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      await queues.close();
+    },
   };
 }
 

@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ModelRequest, ProviderDeps } from '../../pipeline/agent/modelTypes.ts';
+import { ProviderError } from '../../pipeline/agent/ProviderError.ts';
+import { anthropic } from '../../pipeline/agent/providers/anthropic.ts';
+import { ModelTarget } from '../../pipeline/contracts/policyContract.ts';
+import { startModelServer, type ModelServer } from '../fakes/modelServer.ts';
+
+const KEY = 'sk-ant-test-key-0123456789abcdef';
+const deps: ProviderDeps = { resolveSecret: async () => KEY };
+
+let model: ModelServer;
+beforeAll(async () => {
+  model = await startModelServer({ apiKey: KEY });
+});
+afterAll(() => model.close());
+beforeEach(() => {
+  model.requests.length = 0;
+});
+
+function target(overrides: Record<string, unknown> = {}) {
+  const parsed = ModelTarget.parse({
+    provider: 'anthropic',
+    model: 'claude-test',
+    apiKey: 'env:ANTHROPIC_API_KEY',
+    baseUrl: model.anthropicUrl,
+    ...overrides,
+  });
+  if (parsed.provider !== 'anthropic') throw new Error('not an anthropic target');
+  return parsed;
+}
+
+function ask(extra: Partial<ModelRequest> = {}): ModelRequest {
+  return {
+    messages: [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'system', content: 'Answer in English.' },
+      { role: 'user', content: 'first' },
+      { role: 'assistant', content: 'model: first' },
+      { role: 'user', content: 'second question' },
+    ],
+    responseFormat: 'text',
+    traceId: '0af7651916cd43dd8448eb211c80319c',
+    ...extra,
+  };
+}
+
+describe('anthropic', () => {
+  it('posts to /v1/messages with the key, the API version and the system prompt on top', async () => {
+    const result = await anthropic(target({ maxOutputTokens: 300 }), ask(), deps);
+    expect(result).toMatchObject({
+      text: 'model: second question',
+      provider: 'anthropic',
+      model: 'claude-test',
+      usage: { inputTokens: 11, outputTokens: 3 },
+    });
+    const [request] = model.requests;
+    expect(request!.path).toBe('/v1/messages');
+    expect(request!.headers['x-api-key']).toBe(KEY);
+    expect(request!.headers['anthropic-version']).toBe('2023-06-01');
+    expect(request!.headers).not.toHaveProperty('authorization');
+    expect(request!.body).toEqual({
+      model: 'claude-test',
+      max_tokens: 300,
+      system: 'You are terse.\n\nAnswer in English.',
+      messages: [
+        { role: 'user', content: 'first' },
+        { role: 'assistant', content: 'model: first' },
+        { role: 'user', content: 'second question' },
+      ],
+    });
+  });
+
+  it('joins the text blocks of an answer and skips the others', async () => {
+    model.respondNext({
+      body: {
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-test',
+        content: [
+          { type: 'thinking', thinking: 'hmm', signature: 'sig' },
+          { type: 'text', text: 'Hello, ' },
+          { type: 'text', text: 'world.' },
+        ],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage: { input_tokens: 12, output_tokens: 5 },
+      },
+    });
+    const result = await anthropic(target(), ask(), deps);
+    expect(result).toMatchObject({
+      text: 'Hello, world.',
+      usage: { inputTokens: 12, outputTokens: 5 },
+    });
+  });
+
+  it('asks for JSON in the system prompt, the only place the Messages API offers', async () => {
+    await anthropic(target(), ask({ responseFormat: 'json' }), deps);
+    expect(model.requests[0]!.body.system).toBe(
+      'You are terse.\n\nAnswer in English.\n\nReply with a single JSON object and nothing else.',
+    );
+    expect(model.requests[0]!.body).not.toHaveProperty('response_format');
+  });
+
+  it('calls api.anthropic.com when the target sets no base URL', async () => {
+    const urls: string[] = [];
+    const recordingFetch: typeof fetch = async (input, init) => {
+      urls.push(input instanceof Request ? input.url : input.toString());
+      return fetch(`${model.anthropicUrl}/v1/messages`, init);
+    };
+    await anthropic(target({ baseUrl: undefined }), ask(), { ...deps, fetch: recordingFetch });
+    expect(urls).toEqual(['https://api.anthropic.com/v1/messages']);
+  });
+
+  it('refuses a bad key as not retryable and never shows the key', async () => {
+    const wrong = 'sk-ant-wrong-key-9876543210';
+    const error = await anthropic(target(), ask(), { resolveSecret: async () => wrong }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ProviderError);
+    expect(error).toMatchObject({ code: 'MODEL_AUTH_FAILED', retryable: false, httpStatus: 401 });
+    const { message, detail } = error as ProviderError;
+    expect(message).toContain('authentication_error');
+    expect(`${message} ${JSON.stringify(detail)}`).not.toContain(wrong);
+  });
+
+  it('treats an overloaded answer (529) as retryable', async () => {
+    model.failNext(1, { status: 529 });
+    const error = await anthropic(target(), ask(), deps).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'MODEL_SERVER_ERROR', retryable: true, httpStatus: 529 });
+  });
+});

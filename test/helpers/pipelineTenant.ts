@@ -1,0 +1,97 @@
+import { applyTenant, type ArtifactInput } from '../../pipeline/control/applyTenant.ts';
+import { sha256Hex } from '../../pipeline/contracts/canonicalJson.ts';
+import type { MigrationMode } from '../../pipeline/contracts/common.ts';
+import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
+import type { Context } from '../../pipeline/context.ts';
+
+/** The secrets a pipeline test tenant refers to, by name. */
+export const TEST_SECRETS = {
+  'tg-token': '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1',
+  'tg-webhook': 'tg-webhook-secret-0123456789',
+  'line-secret': 'line-channel-secret-abcdef',
+  'line-token': 'line-access-token-0123456789abcdef',
+  'model-key': 'sk-test-model-key-0123456789abcdef',
+} as const;
+
+const PROMPT = Buffer.from('You are a helpful test agent. Answer briefly.\n');
+
+/**
+ * A tenant wired to local fakes: a Telegram account, a LINE account and an API account, one
+ * agent on an OpenAI-compatible model (or echo), in the given mode. Returned parsed, as
+ * `awooop apply` would store it.
+ */
+export function pipelineTenant({
+  projectId,
+  telegramApiRoot,
+  lineBaseUrl,
+  modelBaseUrl,
+  fallbackBaseUrl,
+  mode = 'read_only',
+  outputSchema,
+  statusAfterMs = 60_000,
+}: {
+  projectId: string;
+  telegramApiRoot: string;
+  lineBaseUrl: string;
+  modelBaseUrl?: string;
+  fallbackBaseUrl?: string;
+  mode?: MigrationMode;
+  outputSchema?: object;
+  statusAfterMs?: number;
+}): { tenant: TenantFile; artifacts: ArtifactInput[] } {
+  const artifacts: ArtifactInput[] = [{ ref: 'prompts/agent.md', kind: 'prompt', mediaType: 'text/markdown', content: PROMPT }];
+  const schemaBytes = outputSchema ? Buffer.from(JSON.stringify(outputSchema)) : null;
+  if (schemaBytes) artifacts.push({ ref: 'schemas/out.json', kind: 'json_schema', mediaType: 'application/schema+json', content: schemaBytes });
+  const model = (baseUrl: string | undefined) =>
+    baseUrl
+      ? { provider: 'openai_compatible', model: 'test-model', baseUrl, apiKey: 'secret:model-key', timeoutMs: 5000 }
+      : { provider: 'echo' };
+  const progress = { statusAfterMs, statusText: 'Working on it' };
+  const tenant = TenantFile.parse({
+    apiVersion: 'awooop/v1',
+    project: {
+      id: projectId,
+      displayName: `Test ${projectId}`,
+      owners: ['email:owner@example.test'],
+      dataBoundary: { region: 'local', retentionDays: 7 },
+      budget: { monthlyLimitUsd: 10 },
+      acl: { members: [{ subject: 'email:owner@example.test', roles: ['admin'] }] },
+      defaultAgent: 'helper',
+    },
+    agents: {
+      helper: {
+        description: 'Test agent',
+        capabilityVersion: '1.0.0',
+        prompt: { ref: 'prompts/agent.md', sha256: sha256Hex(PROMPT) },
+        ...(schemaBytes ? { outputSchema: { ref: 'schemas/out.json', sha256: sha256Hex(schemaBytes) } } : {}),
+        contextDomain: 'general',
+        safetyCeiling: 'read',
+      },
+    },
+    mcpGateway: { servers: [], grants: [] },
+    policies: {
+      default: {
+        modelRoute: {
+          primary: model(modelBaseUrl),
+          fallbacks: fallbackBaseUrl ? [model(fallbackBaseUrl)] : [],
+        },
+        rate: { perPeerPerMinute: 1000, perProjectPerMinute: 10_000 },
+      },
+    },
+    runtime: {
+      flows: [{ name: 'default', mode, ...(mode === 'canary' ? { canary: { percent: 0, allowPeers: [] } } : {}) }],
+      timeouts: { runMs: 120_000 },
+    },
+    channels: {
+      tg: { type: 'telegram', botToken: 'secret:tg-token', webhookSecret: 'secret:tg-webhook', apiRoot: telegramApiRoot, parseMode: 'HTML', progress },
+      ln: { type: 'line', channelSecret: 'secret:line-secret', channelAccessToken: 'secret:line-token', apiBaseUrl: lineBaseUrl, progress },
+      api: { type: 'api' },
+    },
+  });
+  return { tenant, artifacts };
+}
+
+/** Applies a test tenant as `awooop apply` does. */
+export async function applyTestTenant(ctx: Context, input: ReturnType<typeof pipelineTenant>) {
+  return applyTenant(ctx, { ...input, actor: 'test' });
+}

@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import type { DatabasePool } from 'slonik';
+import { putSecret } from '../../db/secrets.ts';
+import { createApiKey } from '../../db/apiKeys.ts';
+import { readMigrations } from '../../db/migrate.ts';
+import { withProject } from '../../db/withProject.ts';
+import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
+import { createApp } from '../../ingress/createApp.ts';
+import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
+import { Stage } from '../../pipeline/contracts/runJob.ts';
+import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
+import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
+import type { StageContext } from '../../pipeline/stages/StageContext.ts';
+import { sweep, type SweepReport } from '../../pipeline/stages/sweep.ts';
+import { createStageWorker } from '../../workers/createStageWorker.ts';
+import { createStageQueues, type StageQueues } from '../../workers/stageQueues.ts';
+import { TEST_REDIS_URL } from './useRedisPrefix.ts';
+
+/** The whole pipeline in this test process: ingress on a local port and a worker per stage. */
+export type Pipeline = {
+  url: string;
+  ctx: StageContext;
+  queues: StageQueues;
+  secretKey: Buffer;
+  /** Starts the workers of `stages` (all by default); the harness starts them all at first. */
+  startWorkers(stages?: readonly Stage[]): void;
+  /** Closes the running workers (their jobs stay in Redis). */
+  stopWorkers(): Promise<void>;
+  /** One sweep with the given stall time. */
+  sweep(stallMs?: number): Promise<SweepReport>;
+  setSecret(projectId: string, name: string, value: string): Promise<void>;
+  createKey(projectId: string, roles?: ('client' | 'operator' | 'admin')[]): Promise<string>;
+  close(): Promise<void>;
+};
+
+/**
+ * Starts ingress and the five stage workers against this file's database and Redis prefix,
+ * as `web` and `worker all` would, with test-sized pools and concurrency.
+ */
+export async function startPipeline({
+  pool,
+  prefix,
+  workers: startAtOnce = true,
+  concurrency = 8,
+}: {
+  pool: DatabasePool;
+  prefix: string;
+  workers?: boolean;
+  concurrency?: number;
+}): Promise<Pipeline> {
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const secretKey = randomBytes(32);
+  const queues = createStageQueues(redis, prefix);
+  const ctx: StageContext = {
+    pool,
+    logger,
+    redis,
+    redisPrefix: prefix,
+    secrets: createSecretResolver({ pool, key: secretKey, ttlMs: 0 }),
+    contracts: createContractReader(),
+    actor: 'worker:test',
+    now: Date.now,
+  };
+  const app = createApp({
+    pool,
+    redis,
+    logger,
+    codeMigration: (await readMigrations()).at(-1)?.version ?? 0,
+    enqueue: queues.enqueue,
+    accounts: createAccountLookup({ pool, contracts: ctx.contracts, ttlMs: 0 }),
+    secrets: ctx.secrets,
+    queues: queues.queues,
+  });
+  const server: Server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  let running: Worker[] = [];
+  const startWorkers = (stages: readonly Stage[] = Stage.options) => {
+    for (const stage of stages) {
+      running.push(
+        createStageWorker({
+          stage,
+          handler: STAGE_HANDLERS[stage],
+          ctx: { ...ctx, actor: `worker:${stage}` },
+          enqueue: queues.enqueue,
+          connection: redis,
+          prefix,
+          concurrency,
+          lockMs: 2000,
+        }),
+      );
+    }
+  };
+  const stopWorkers = async () => {
+    const closing = running;
+    running = [];
+    await Promise.all(closing.map((w) => w.close()));
+  };
+  if (startAtOnce) startWorkers();
+
+  return {
+    url,
+    ctx,
+    queues,
+    secretKey,
+    startWorkers,
+    stopWorkers,
+    sweep: (stallMs = 0) =>
+      sweep(ctx, {
+        jobState: (stage, runId) => queues.queues[stage].getJobState(stageJobId(stage, runId)),
+        enqueue: queues.enqueue,
+        stallMs,
+      }),
+    setSecret: (projectId, name, value) =>
+      withProject(pool, projectId, (tx) => putSecret(tx, { projectId, name, value, key: secretKey, actor: 'test' })),
+    createKey: async (projectId, roles = ['client']) =>
+      (await withProject(pool, projectId, (tx) => createApiKey(tx, { projectId, name: 'test', roles, actor: 'test' }))).key,
+    async close() {
+      await stopWorkers();
+      await new Promise<void>((r) => server.close(() => r()));
+      await queues.close();
+      redis.disconnect();
+    },
+  };
+}
