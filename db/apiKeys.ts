@@ -30,14 +30,25 @@ export async function createApiKey(
 
 /** The live key of this project whose hash matches, or null. */
 export async function findApiKey(db: CommonQueryMethods, projectId: string, key: string) {
-  return db.maybeOne(sql.type(z.object({ keyId: z.string(), name: z.string(), roles: z.array(z.enum(API_KEY_ROLES)) }))`
+  return db.maybeOne(sql.type(
+    z.object({ keyId: z.string(), name: z.string(), roles: z.array(z.enum(API_KEY_ROLES)) }),
+  )`
     SELECT key_id AS "keyId", name, roles FROM api_keys
      WHERE project_id = ${projectId} AND key_hash = ${hashApiKey(key)} AND revoked_at IS NULL`);
 }
 
 /** A project's keys, without their hashes. */
 export async function listApiKeys(db: CommonQueryMethods, projectId: string) {
-  return db.any(sql.type(z.object({ keyId: z.string(), name: z.string(), keyPrefix: z.string(), roles: z.array(z.string()), createdAt: z.number(), revokedAt: z.number().nullable() }))`
+  return db.any(sql.type(
+    z.object({
+      keyId: z.string(),
+      name: z.string(),
+      keyPrefix: z.string(),
+      roles: z.array(z.string()),
+      createdAt: z.number(),
+      revokedAt: z.number().nullable(),
+    }),
+  )`
     SELECT key_id AS "keyId", name, key_prefix AS "keyPrefix", roles, created_at AS "createdAt",
            revoked_at AS "revokedAt"
       FROM api_keys WHERE project_id = ${projectId} ORDER BY created_at`);

@@ -48,10 +48,12 @@ export async function readMigrationState(
   projectId: string,
   flow: string,
 ): Promise<{ mode: MigrationMode; canary: Record<string, unknown> } | null> {
-  return db.maybeOne(sql.type(
-    z.object({
-      mode: z.enum(['shadow', 'canary', 'read_only', 'suggest', 'auto_remediate']),
-      canary: z.record(z.string(), z.unknown()),
-    }),
-  )`SELECT mode, canary FROM project_migration_state WHERE project_id = ${projectId} AND flow = ${flow}`);
+  return db.maybeOne(
+    sql.type(
+      z.object({
+        mode: z.enum(['shadow', 'canary', 'read_only', 'suggest', 'auto_remediate']),
+        canary: z.record(z.string(), z.unknown()),
+      }),
+    )`SELECT mode, canary FROM project_migration_state WHERE project_id = ${projectId} AND flow = ${flow}`,
+  );
 }

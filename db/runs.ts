@@ -142,8 +142,8 @@ export async function transitionRun(
   },
 ): Promise<boolean> {
   const c = t.changes ?? {};
-  const from = Array.isArray(t.from) ? t.from : [t.from as RunState];
-  const jsonb = (v: unknown) => (v === undefined ? null : sql.jsonb(v as never));
+  const from: readonly RunState[] = typeof t.from === 'string' ? [t.from] : t.from;
+  const jsonb = (v: unknown) => (v === undefined ? null : sql.jsonb(v));
   const terminal = t.to === 'COMPLETED' || t.to === 'FAILED';
   const row = await db.maybeOne(sql.type(z.object({ auditId: z.number() }))`
     WITH up AS (
@@ -172,7 +172,7 @@ export async function transitionRun(
     )
     INSERT INTO audit_events (project_id, chain, actor, action, subject, detail, trace_id, run_id)
     SELECT project_id, 'run:' || run_id, ${t.actor}, ${`run.${t.to.toLowerCase()}`}, 'run:' || run_id,
-           ${sql.jsonb({ stage: t.stage, ...(c.failure ? { failure_code: c.failure.code } : {}), ...(t.detail ?? {}) } as never)},
+           ${sql.jsonb({ stage: t.stage, ...(c.failure ? { failure_code: c.failure.code } : {}), ...(t.detail ?? {}) })},
            trace_id, run_id
       FROM up
     RETURNING audit_id AS "auditId"`);
@@ -207,7 +207,12 @@ export async function claimExecution(
 /** The completed runs of a session before `beforeSeq`, newest first: the history a prompt carries. */
 export async function sessionHistory(
   db: CommonQueryMethods,
-  { projectId, sessionKey, beforeSeq, limit }: {
+  {
+    projectId,
+    sessionKey,
+    beforeSeq,
+    limit,
+  }: {
     projectId: string;
     sessionKey: string;
     beforeSeq: number;
@@ -215,13 +220,17 @@ export async function sessionHistory(
   },
 ): Promise<readonly { input: string; output: string }[]> {
   if (limit <= 0) return [];
-  const rows = await db.any(sql.type(z.object({ input: z.string().nullable(), output: z.string().nullable() }))`
+  const rows = await db.any(sql.type(
+    z.object({ input: z.string().nullable(), output: z.string().nullable() }),
+  )`
     SELECT e.body #>> '{message,text}' AS input, r.output ->> 'text' AS output
       FROM runs r JOIN conversation_events e USING (event_id)
      WHERE r.project_id = ${projectId} AND r.session_key = ${sessionKey}
        AND r.state = 'COMPLETED' AND r.run_seq < ${beforeSeq}
      ORDER BY r.run_seq DESC LIMIT ${limit}`);
-  return rows.flatMap((r) => (r.input !== null && r.output !== null ? [{ input: r.input, output: r.output }] : []));
+  return rows.flatMap((r) =>
+    r.input !== null && r.output !== null ? [{ input: r.input, output: r.output }] : [],
+  );
 }
 
 const Transition = z.object({

@@ -9,7 +9,12 @@ import { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
 import type { Enqueue } from '../pipeline/stages/StageContext.ts';
 
 /** What the durable write needs. */
-export type AcceptDeps = { pool: DatabasePool; enqueue: Enqueue; logger: Logger; runTimeoutMs?: number };
+export type AcceptDeps = {
+  pool: DatabasePool;
+  enqueue: Enqueue;
+  logger: Logger;
+  runTimeoutMs?: number;
+};
 
 /** The run an inbound event became, and whether this request created it. */
 export type Accepted = { runId: string; created: boolean };
@@ -52,7 +57,10 @@ export async function acceptInbound(
         stage: 'resolve',
       });
     } catch (error) {
-      deps.logger.warn({ runId: result.runId, err: (error as Error).message }, 'enqueue failed after commit; the sweeper will pick the run up');
+      deps.logger.warn(
+        { runId: result.runId, err: (error as Error).message },
+        'enqueue failed after commit; the sweeper will pick the run up',
+      );
     }
   }
   return accepted;

@@ -31,13 +31,25 @@ export function adminBoard({
   adapter.setBasePath(BOARD_PATH);
   const board = adapter.registerPlugin({ mount: BOARD_PATH });
 
-  return async function guardBoard(ctx, next) {
-    if (ctx.path !== BOARD_PATH && !ctx.path.startsWith(`${BOARD_PATH}/`)) return next();
+  return async function guardBoard(ctx, next): Promise<void> {
+    if (ctx.path !== BOARD_PATH && !ctx.path.startsWith(`${BOARD_PATH}/`)) {
+      await next();
+      return;
+    }
     if (!adminToken) {
-      throw new AppError('BOARD_DISABLED', 'the queue dashboard needs AWOOOP_ADMIN_TOKEN to be set', { status: 404 });
+      throw new AppError(
+        'BOARD_DISABLED',
+        'the queue dashboard needs AWOOOP_ADMIN_TOKEN to be set',
+        { status: 404 },
+      );
     }
     const presented = tokenFrom(ctx.get('authorization'));
-    const role = presented && same(presented, adminToken) ? 'admin' : presented && viewerToken && same(presented, viewerToken) ? 'viewer' : null;
+    const role =
+      presented && same(presented, adminToken)
+        ? 'admin'
+        : presented && viewerToken && same(presented, viewerToken)
+          ? 'viewer'
+          : null;
     if (!role) {
       ctx.set('WWW-Authenticate', 'Basic realm="awooop admin", charset="UTF-8"');
       throw new AppError('UNAUTHORIZED', 'the admin or viewer token is required', { status: 401 });
@@ -47,9 +59,11 @@ export function adminBoard({
       throw new AppError('FORBIDDEN', 'the viewer token is read-only', { status: 403 });
     }
     if (!reading && !sameOrigin(ctx.get('origin'), ctx.get('sec-fetch-site'), ctx.host)) {
-      throw new AppError('FORBIDDEN', 'a changing request must come from the dashboard itself', { status: 403 });
+      throw new AppError('FORBIDDEN', 'a changing request must come from the dashboard itself', {
+        status: 403,
+      });
     }
-    return board(ctx, next);
+    await board(ctx, next);
   };
 }
 

@@ -15,7 +15,13 @@ export type ApiCaller = { keyId: string; name: string; roles: readonly ApiKeyRol
  * (compared by SHA-256; the key itself is never stored) and hold one of `roles`. An unknown
  * project is 404, a missing or wrong key 401, a key without the role 403.
  */
-export function apiAuth({ pool, roles }: { pool: DatabasePool; roles: readonly ApiKeyRole[] }): Middleware {
+export function apiAuth({
+  pool,
+  roles,
+}: {
+  pool: DatabasePool;
+  roles: readonly ApiKeyRole[];
+}): Middleware {
   return async function authenticate(ctx, next) {
     const projectId = String((ctx.params as Record<string, string> | undefined)?.projectId ?? '');
     if (!ProjectId.safeParse(projectId).success) throw projectNotFound(projectId);
@@ -30,10 +36,16 @@ export function apiAuth({ pool, roles }: { pool: DatabasePool; roles: readonly A
     });
     if (!caller) {
       ctx.set('WWW-Authenticate', 'Bearer');
-      throw new AppError('UNAUTHORIZED', 'a valid project API key is required (Authorization: Bearer ...)', { status: 401 });
+      throw new AppError(
+        'UNAUTHORIZED',
+        'a valid project API key is required (Authorization: Bearer ...)',
+        { status: 401 },
+      );
     }
     if (!caller.roles.some((r) => roles.includes(r))) {
-      throw new AppError('FORBIDDEN', `this key lacks the role: ${roles.join(' or ')}`, { status: 403 });
+      throw new AppError('FORBIDDEN', `this key lacks the role: ${roles.join(' or ')}`, {
+        status: 403,
+      });
     }
     ctx.state.apiKey = caller satisfies ApiCaller;
     await next();

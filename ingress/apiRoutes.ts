@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import type { PassThrough } from 'node:stream';
 import Router from '@koa/router';
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
@@ -21,10 +23,17 @@ export const ApiMessage = z.strictObject({
   /** Who says it, for bindings and rate limits. Default: the key. */
   sender_id: z.string().min(1).max(200).optional(),
   /** The project's API channel account. Default: its only one. */
-  account: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/).optional(),
+  account: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]{0,62}$/)
+    .optional(),
 });
 
-const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+const IdempotencyKey = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
 /** What the API routes need. */
 export type ApiDeps = AcceptDeps & { accounts: AccountLookup; pool: DatabasePool };
@@ -42,10 +51,17 @@ export function apiRoutes(deps: ApiDeps): Router {
     const projectId = ctx.params.projectId!;
     const caller = ctx.state.apiKey as ApiCaller;
     const parsed = ApiMessage.safeParse(parseJson(await readRawBody(ctx)));
-    if (!parsed.success) throw new ContractViolationError(formatIssues(parsed.error), undefined, { code: 'BODY_INVALID' });
+    if (!parsed.success)
+      throw new ContractViolationError(formatIssues(parsed.error), undefined, {
+        code: 'BODY_INVALID',
+      });
     const idem = ctx.get('idempotency-key');
     if (idem && !IdempotencyKey.safeParse(idem).success) {
-      throw new ContractViolationError(['Idempotency-Key: must be 1-200 printable ASCII characters without spaces'], undefined, { code: 'BODY_INVALID' });
+      throw new ContractViolationError(
+        ['Idempotency-Key: must be 1-200 printable ASCII characters without spaces'],
+        undefined,
+        { code: 'BODY_INVALID' },
+      );
     }
     const accountId = parsed.data.account ?? (await defaultApiAccount(deps, projectId));
     await deps.accounts(projectId, accountId, 'api');
@@ -74,7 +90,11 @@ export function apiRoutes(deps: ApiDeps): Router {
     const runId = ctx.params.runId!;
     await describeRun(deps.pool, projectId, runId); // 404 before the stream opens
     ctx.req.socket.setTimeout(0);
-    ctx.set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+    ctx.set({
+      'Content-Type': 'text/event-stream',
+      'Cache-Control': 'no-cache',
+      Connection: 'keep-alive',
+    });
     ctx.status = 200;
     const { PassThrough } = await import('node:stream');
     const stream = new PassThrough();
@@ -86,7 +106,9 @@ export function apiRoutes(deps: ApiDeps): Router {
 }
 
 async function defaultApiAccount(deps: ApiDeps, projectId: string): Promise<string> {
-  const accounts = await withProject(deps.pool, projectId, (tx) => listActive(tx, { kind: 'channel' }));
+  const accounts = await withProject(deps.pool, projectId, (tx) =>
+    listActive(tx, { kind: 'channel' }),
+  );
   for (const a of accounts) {
     try {
       await deps.accounts(projectId, a.name, 'api');
@@ -103,8 +125,8 @@ async function followRun(
   pool: DatabasePool,
   projectId: string,
   runId: string,
-  stream: import('node:stream').PassThrough,
-  req: import('node:http').IncomingMessage,
+  stream: PassThrough,
+  req: IncomingMessage,
 ) {
   let closed = false;
   req.on('close', () => {
@@ -119,7 +141,9 @@ async function followRun(
       }
       sent = view.timeline.length;
       if (isTerminal(view.state)) {
-        stream.write(`event: done\ndata: ${JSON.stringify({ state: view.state, output: view.output, failure: view.failure })}\n\n`);
+        stream.write(
+          `event: done\ndata: ${JSON.stringify({ state: view.state, output: view.output, failure: view.failure })}\n\n`,
+        );
         break;
       }
       stream.write(': keep-alive\n\n');

@@ -29,7 +29,10 @@ export function createAccountLookup({
   const cache = new Map<string, { value: ChannelContract | null; until: number }>();
   return async (projectId, accountId, type) => {
     const notFound = () =>
-      new NotFoundError('ACCOUNT_NOT_FOUND', `no ${type} account "${accountId}" in project "${projectId}"`);
+      new NotFoundError(
+        'ACCOUNT_NOT_FOUND',
+        `no ${type} account "${accountId}" in project "${projectId}"`,
+      );
     if (!ProjectId.safeParse(projectId).success || !/^[a-z][a-z0-9_-]{0,62}$/.test(accountId)) {
       throw notFound();
     }

@@ -29,7 +29,13 @@ export type AppDeps = HealthDeps &
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa({ proxy: false });
   app.use(errorMiddleware({ logger: deps.logger }));
-  app.use(adminBoard({ queues: Object.values(deps.queues), adminToken: deps.adminToken, viewerToken: deps.viewerToken }));
+  app.use(
+    adminBoard({
+      queues: Object.values(deps.queues),
+      adminToken: deps.adminToken,
+      viewerToken: deps.viewerToken,
+    }),
+  );
   const routers: Router[] = [healthRoutes(deps), webhookRoutes(deps), apiRoutes(deps)];
   if (deps.metrics) {
     const render = deps.metrics;

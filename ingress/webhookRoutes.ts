@@ -39,7 +39,11 @@ export function webhookRoutes(deps: WebhookDeps): Router {
       batch.events,
     );
     ctx.status = 200;
-    ctx.body = { ok: true, runs: accepted.map((a) => a.runId), duplicate: accepted.some((a) => !a.created) };
+    ctx.body = {
+      ok: true,
+      runs: accepted.map((a) => a.runId),
+      duplicate: accepted.some((a) => !a.created),
+    };
   });
 
   router.post('/webhooks/line/:projectId/:accountId', async (ctx) => {

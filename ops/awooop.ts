@@ -67,7 +67,10 @@ const COMMANDS: Record<string, Command> = {
   worker: async (ctx, [stage]) => {
     const { parseStages, runWorker } = await import('./runWorker.ts');
     const stages = parseStages(stage);
-    if (!stages) throw new UsageError(`worker: expected a stage (resolve, policy, execute, sanitize, deliver) or all, got ${JSON.stringify(stage ?? '')}`);
+    if (!stages)
+      throw new UsageError(
+        `worker: expected a stage (resolve, policy, execute, sanitize, deliver) or all, got ${JSON.stringify(stage ?? '')}`,
+      );
     return runWorker(ctx.config, stages);
   },
   sweeper: async (ctx) => {

@@ -23,7 +23,10 @@ export async function createRuntime(
   config: Config,
   { logger, actor, maxPoolSize = 10 }: { logger: Logger; actor: string; maxPoolSize?: number },
 ): Promise<Runtime> {
-  const pool = await createDbPool(config.DATABASE_URL, { applicationName: `awooop-${actor.replace(/\W+/g, '-')}`, maxPoolSize });
+  const pool = await createDbPool(config.DATABASE_URL, {
+    applicationName: `awooop-${actor.replace(/\W+/g, '-')}`,
+    maxPoolSize,
+  });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const queues = createStageQueues(redis, config.AWOOOP_REDIS_PREFIX);

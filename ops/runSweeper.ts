@@ -21,7 +21,10 @@ export async function runSweeper(config: Config): Promise<number> {
   const runtime = await createRuntime(config, { logger, actor: 'sweeper', maxPoolSize: 4 });
   const { ctx, queues } = runtime;
   const { Queue } = await import('bullmq');
-  const queue = new Queue(SWEEPER_QUEUE, { connection: ctx.redis, prefix: config.AWOOOP_REDIS_PREFIX });
+  const queue = new Queue(SWEEPER_QUEUE, {
+    connection: ctx.redis,
+    prefix: config.AWOOOP_REDIS_PREFIX,
+  });
   const schedule = () =>
     queue.upsertJobScheduler(
       'sweep',
@@ -51,9 +54,15 @@ export async function runSweeper(config: Config): Promise<number> {
   );
   worker.on('error', (error) => logger.warn({ err: error.message }, 'sweeper error'));
   // After a Redis flush the scheduler is gone and nothing fires; re-arm it from here too.
-  const rearm = setInterval(() => void schedule().catch(() => {}), Math.max(1000, config.AWOOOP_SWEEP_INTERVAL_MS * 2));
+  const rearm = setInterval(
+    () => void schedule().catch(() => {}),
+    Math.max(1000, config.AWOOOP_SWEEP_INTERVAL_MS * 2),
+  );
   rearm.unref();
-  logger.info({ everyMs: config.AWOOOP_SWEEP_INTERVAL_MS, stallMs: config.AWOOOP_STALL_MS }, 'sweeper running');
+  logger.info(
+    { everyMs: config.AWOOOP_SWEEP_INTERVAL_MS, stallMs: config.AWOOOP_STALL_MS },
+    'sweeper running',
+  );
   await onShutdown(logger, async () => {
     clearInterval(rearm);
     await Promise.race([worker.close(), new Promise((r) => setTimeout(r, 5000).unref())]);

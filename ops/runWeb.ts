@@ -25,7 +25,13 @@ export async function runWeb(config: Config): Promise<number> {
     queues: queues.queues,
     adminToken: config.AWOOOP_ADMIN_TOKEN,
     viewerToken: config.AWOOOP_VIEWER_TOKEN,
-    metrics: () => renderMetrics({ pool: ctx.pool, redis: ctx.redis, prefix: config.AWOOOP_REDIS_PREFIX, queues: queues.queues }),
+    metrics: () =>
+      renderMetrics({
+        pool: ctx.pool,
+        redis: ctx.redis,
+        prefix: config.AWOOOP_REDIS_PREFIX,
+        queues: queues.queues,
+      }),
   });
   const server = app.listen(config.PORT, '0.0.0.0');
   await once(server, 'listening');

@@ -13,7 +13,13 @@ import type { Config } from './loadConfig.ts';
 import { onShutdown } from './onShutdown.ts';
 
 /** Each stage's plain function. */
-export const STAGE_HANDLERS: Record<Stage, StageHandler> = { resolve, policy, execute, sanitize, deliver };
+export const STAGE_HANDLERS: Record<Stage, StageHandler> = {
+  resolve,
+  policy,
+  execute,
+  sanitize,
+  deliver,
+};
 
 /** How long a stopping worker waits for running jobs before handing them back. */
 const CLOSE_DEADLINE_MS = 10_000;
@@ -27,7 +33,11 @@ const CLOSE_DEADLINE_MS = 10_000;
 export async function runWorker(config: Config, stages: readonly Stage[]): Promise<number> {
   const name = stages.length === 1 ? stages[0]! : 'all';
   const logger = createLogger({ level: config.LOG_LEVEL, name: `worker-${name}` });
-  const runtime = await createRuntime(config, { logger, actor: `worker:${name}`, maxPoolSize: Math.min(20, config.AWOOOP_WORKER_CONCURRENCY + 2) });
+  const runtime = await createRuntime(config, {
+    logger,
+    actor: `worker:${name}`,
+    maxPoolSize: Math.min(20, config.AWOOOP_WORKER_CONCURRENCY + 2),
+  });
   const observe = recordStageMetrics(runtime.ctx.redis, config.AWOOOP_REDIS_PREFIX);
   const workers: Worker[] = stages.map((stage) => {
     const worker = createStageWorker({

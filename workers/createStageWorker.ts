@@ -15,7 +15,12 @@ export type StageHandler = (
 ) => Promise<StageOutcome>;
 
 /** Called after each job with its stage, outcome and duration (metrics). */
-export type StageObserver = (e: { stage: Stage; outcome: 'advanced' | 'waited' | 'retried' | 'failed'; ms: number; code?: string }) => void;
+export type StageObserver = (e: {
+  stage: Stage;
+  outcome: 'advanced' | 'waited' | 'retried' | 'failed';
+  ms: number;
+  code?: string;
+}) => void;
 
 /**
  * The queue shell of one stage: parses `job.data` with its zod schema, calls the stage, and
@@ -77,7 +82,15 @@ export function createStageWorker({
       const final = error instanceof NonRetryableError || job.attemptsMade + 1 >= attempts;
       const code = error instanceof AppError ? error.code : 'STAGE_FAILED';
       ctx.logger.warn(
-        { stage, runId: data.runId, traceId: data.traceId, code, attempt: job.attemptsMade + 1, final, err: error instanceof Error ? error.message : String(error) },
+        {
+          stage,
+          runId: data.runId,
+          traceId: data.traceId,
+          code,
+          attempt: job.attemptsMade + 1,
+          final,
+          err: error instanceof Error ? error.message : String(error),
+        },
         'stage failed',
       );
       if (!final) {
@@ -87,7 +100,9 @@ export function createStageWorker({
       observe({ stage, outcome: 'failed', ms: elapsed(), code });
       await endRun(ctx, data, stage, error, code);
       await enqueue('deliver', data);
-      throw new UnrecoverableError(`${code}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new UnrecoverableError(
+        `${code}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   };
   return new Worker(stage, processor, {
@@ -109,6 +124,12 @@ async function endRun(ctx: StageContext, job: RunJob, stage: Stage, error: unkno
     const run = await loadRun(tx, job).catch(() => null);
     if (!run) return;
     const channel = await loadPinnedChannel(ctx, tx, run).catch(() => null);
-    await failRun(ctx, tx, run, { code, message, detail }, { stage, startedAt: ctx.now(), channel });
+    await failRun(
+      ctx,
+      tx,
+      run,
+      { code, message, detail },
+      { stage, startedAt: ctx.now(), channel },
+    );
   });
 }

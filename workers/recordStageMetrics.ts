@@ -2,7 +2,9 @@ import type { Redis } from 'ioredis';
 import type { StageObserver } from './createStageWorker.ts';
 
 /** Upper bounds (ms) of the stage latency histogram buckets. */
-export const STAGE_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000] as const;
+export const STAGE_BUCKETS_MS = [
+  5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000,
+] as const;
 
 /**
  * An observer that counts each stage job into Redis hashes (one per stage): a histogram of its

@@ -20,17 +20,25 @@ export async function jobsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
   const queues = new Map<Stage, Queue>();
   const queue = (stage: Stage) => {
     let q = queues.get(stage);
-    if (!q) queues.set(stage, (q = new Queue(stage, { connection: redis, prefix: ctx.config.AWOOOP_REDIS_PREFIX })));
+    if (!q)
+      queues.set(
+        stage,
+        (q = new Queue(stage, { connection: redis, prefix: ctx.config.AWOOOP_REDIS_PREFIX })),
+      );
     return q;
   };
   const stageOf = (value: string | undefined, what: string): Stage => {
     const parsed = Stage.safeParse(value);
-    if (!parsed.success) throw new UsageError(`${what}: expected a stage (${Stage.options.join(', ')}), got ${JSON.stringify(value ?? '')}`);
+    if (!parsed.success)
+      throw new UsageError(
+        `${what}: expected a stage (${Stage.options.join(', ')}), got ${JSON.stringify(value ?? '')}`,
+      );
     return parsed.data;
   };
   const jobOf = async (jobId: string | undefined) => {
     const match = /^([a-z]+)-[0-9a-f-]{36}$/.exec(jobId ?? '');
-    if (!match) throw new UsageError(`JOB_ID: expected <stage>-<run id>, got ${JSON.stringify(jobId ?? '')}`);
+    if (!match)
+      throw new UsageError(`JOB_ID: expected <stage>-<run id>, got ${JSON.stringify(jobId ?? '')}`);
     const job = await queue(stageOf(match[1], 'JOB_ID')).getJob(jobId!);
     return job ?? null;
   };
@@ -38,8 +46,14 @@ export async function jobsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     switch (sub) {
       case 'failed': {
         const stage = stageOf(positionals[0], 'STAGE');
-        const jobs = await queue(stage).getFailed(0, (parsePositiveInt('limit', values.limit) ?? 50) - 1);
-        for (const j of jobs) ctx.print(`${j.id}  attempts ${j.attemptsMade}  ${new Date(j.finishedOn ?? j.timestamp).toISOString()}  ${j.failedReason ?? ''}`);
+        const jobs = await queue(stage).getFailed(
+          0,
+          (parsePositiveInt('limit', values.limit) ?? 50) - 1,
+        );
+        for (const j of jobs)
+          ctx.print(
+            `${j.id}  attempts ${j.attemptsMade}  ${new Date(j.finishedOn ?? j.timestamp).toISOString()}  ${j.failedReason ?? ''}`,
+          );
         if (jobs.length === 0) ctx.print(`no failed ${stage} jobs`);
         return 0;
       }

@@ -1,5 +1,11 @@
 import { appendAudit } from '../../db/auditEvents.ts';
-import { API_KEY_ROLES, createApiKey, listApiKeys, revokeApiKey, type ApiKeyRole } from '../../db/apiKeys.ts';
+import {
+  API_KEY_ROLES,
+  createApiKey,
+  listApiKeys,
+  revokeApiKey,
+  type ApiKeyRole,
+} from '../../db/apiKeys.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { CliContext } from './CliContext.ts';
 import { parseCommandArgs, requireProject } from './parseCommandArgs.ts';
@@ -23,7 +29,8 @@ export async function keysCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
   switch (sub) {
     case 'create': {
       const roles = (values.role ?? ['client']).map((r) => {
-        if (!API_KEY_ROLES.includes(r as ApiKeyRole)) throw new UsageError(`--role: "${r}" is not one of ${API_KEY_ROLES.join(', ')}`);
+        if (!API_KEY_ROLES.includes(r as ApiKeyRole))
+          throw new UsageError(`--role: "${r}" is not one of ${API_KEY_ROLES.join(', ')}`);
         return r as ApiKeyRole;
       });
       const name = values.name ?? 'default';
@@ -41,24 +48,35 @@ export async function keysCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
         return key;
       });
       ctx.print(created.key);
-      process.stderr.write(`key ${created.keyId} (${roles.join(', ')}) for ${projectId}; it is shown only now\n`);
+      process.stderr.write(
+        `key ${created.keyId} (${roles.join(', ')}) for ${projectId}; it is shown only now\n`,
+      );
       return 0;
     }
     case 'list': {
       const keys = await withProject(pool, projectId, (tx) => listApiKeys(tx, projectId));
       for (const k of keys) {
-        ctx.print(`${k.keyId}  ${k.keyPrefix}…  ${k.name}  [${k.roles.join(', ')}]${k.revokedAt ? '  revoked' : ''}`);
+        ctx.print(
+          `${k.keyId}  ${k.keyPrefix}…  ${k.name}  [${k.roles.join(', ')}]${k.revokedAt ? '  revoked' : ''}`,
+        );
       }
       if (keys.length === 0) ctx.print(`no keys for ${projectId}`);
       return 0;
     }
     case 'revoke': {
       const keyId = positionals[0];
-      if (!keyId || !/^[0-9a-f-]{36}$/.test(keyId)) throw new UsageError('revoke: name the KEY_ID (a UUID from keys list)');
+      if (!keyId || !/^[0-9a-f-]{36}$/.test(keyId))
+        throw new UsageError('revoke: name the KEY_ID (a UUID from keys list)');
       const revoked = await withProject(pool, projectId, async (tx) => {
         const done = await revokeApiKey(tx, projectId, keyId);
         if (done) {
-          await appendAudit(tx, { projectId, chain: `api_key:${keyId}`, actor: ctx.actor, action: 'api_key.revoked', subject: `api_key:${keyId}` });
+          await appendAudit(tx, {
+            projectId,
+            chain: `api_key:${keyId}`,
+            actor: ctx.actor,
+            action: 'api_key.revoked',
+            subject: `api_key:${keyId}`,
+          });
         }
         return done;
       });

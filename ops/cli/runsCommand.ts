@@ -28,10 +28,15 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       if (state !== undefined && !RUN_STATES.includes(state as RunState)) {
         throw new UsageError(`--state: "${values.state}" is not one of ${RUN_STATES.join(', ')}`);
       }
-      const options = { limit: parsePositiveInt('limit', values.limit) ?? 50, ...(state ? { state: state as RunState } : {}) };
+      const options = {
+        limit: parsePositiveInt('limit', values.limit) ?? 50,
+        ...(state ? { state: state as RunState } : {}),
+      };
       const runs: readonly Run[] = values.project
         ? await withProject(pool, requireProject(values.project), (tx) => listRuns(tx, options))
-        : await withPlatform(pool, { actor: ctx.actor, reason: 'runs list (all projects)' }, (tx) => listRuns(tx, options));
+        : await withPlatform(pool, { actor: ctx.actor, reason: 'runs list (all projects)' }, (tx) =>
+            listRuns(tx, options),
+          );
       if (values.json) {
         ctx.print(JSON.stringify(runs, null, 2));
         return 0;
@@ -46,14 +51,19 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     }
     case 'show': {
       const runId = positionals[0];
-      if (!runId || !z.uuid().safeParse(runId).success) throw new UsageError('show: name the RUN_ID (a UUID)');
+      if (!runId || !z.uuid().safeParse(runId).success)
+        throw new UsageError('show: name the RUN_ID (a UUID)');
       const projectId = values.project
         ? requireProject(values.project)
-        : await withPlatform(pool, { actor: ctx.actor, reason: `runs show ${runId}` }, async (tx) => {
-            const row = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
+        : await withPlatform(
+            pool,
+            { actor: ctx.actor, reason: `runs show ${runId}` },
+            async (tx) => {
+              const row = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
               SELECT project_id AS "projectId" FROM runs WHERE run_id = ${runId}`);
-            return row?.projectId ?? null;
-          });
+              return row?.projectId ?? null;
+            },
+          );
       if (!projectId) {
         ctx.print(`no run ${runId}`);
         return 1;
@@ -64,14 +74,25 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
         return 0;
       }
       ctx.print(`run ${view.run_id}  project ${view.project_id}  trace ${view.trace_id}`);
-      ctx.print(`state ${view.state}${view.failure ? `  failure ${view.failure.code}: ${view.failure.message}` : ''}`);
-      ctx.print(`agent ${view.agent ?? '-'}  mode ${view.mode ?? '-'}${view.live === false ? ' (recorded only)' : ''}  session ${view.session_key ?? '-'}`);
+      ctx.print(
+        `state ${view.state}${view.failure ? `  failure ${view.failure.code}: ${view.failure.message}` : ''}`,
+      );
+      ctx.print(
+        `agent ${view.agent ?? '-'}  mode ${view.mode ?? '-'}${view.live === false ? ' (recorded only)' : ''}  session ${view.session_key ?? '-'}`,
+      );
       ctx.print('timeline:');
-      for (const t of view.timeline) ctx.print(`  ${t.at}  ${t.stage.padEnd(8)} ${(t.from ?? '-').padEnd(9)} -> ${t.to.padEnd(9)} ${String(t.ms).padStart(6)} ms`);
+      for (const t of view.timeline)
+        ctx.print(
+          `  ${t.at}  ${t.stage.padEnd(8)} ${(t.from ?? '-').padEnd(9)} -> ${t.to.padEnd(9)} ${String(t.ms).padStart(6)} ms`,
+        );
       ctx.print('revisions:');
-      for (const [contract, revision] of Object.entries(view.pinned)) ctx.print(`  ${contract.padEnd(24)} ${revision}`);
+      for (const [contract, revision] of Object.entries(view.pinned))
+        ctx.print(`  ${contract.padEnd(24)} ${revision}`);
       ctx.print('outbound:');
-      for (const o of view.outbound) ctx.print(`  ${o.kind} #${o.chunk}  ${o.status}${o.method ? ` via ${o.method}` : ''}  attempts ${o.attempts}${o.error ? `  ${o.error}` : ''}`);
+      for (const o of view.outbound)
+        ctx.print(
+          `  ${o.kind} #${o.chunk}  ${o.status}${o.method ? ` via ${o.method}` : ''}  attempts ${o.attempts}${o.error ? `  ${o.error}` : ''}`,
+        );
       if (view.outbound.length === 0) ctx.print('  (none)');
       if (view.output !== null) ctx.print(`output:\n${view.output}`);
       return 0;

@@ -23,33 +23,57 @@ export async function secretsCommand(ctx: CliContext, [sub, ...args]: string[]):
   const projectId = requireProject(values.project);
   const name = positionals[0];
   if (sub !== 'list' && (!name || !NAME.test(name))) {
-    throw new UsageError(`NAME: expected a secret name like telegram-bot-token, got ${JSON.stringify(name ?? '')}`);
+    throw new UsageError(
+      `NAME: expected a secret name like telegram-bot-token, got ${JSON.stringify(name ?? '')}`,
+    );
   }
   const { pool } = await ctx.connect();
   switch (sub) {
     case 'set': {
       const key = secretKeyBytes(ctx.config);
-      if (!key) throw new UsageError('AWOOOP_SECRET_KEY: must be set to store secrets (32 bytes, hex or base64)');
+      if (!key)
+        throw new UsageError(
+          'AWOOOP_SECRET_KEY: must be set to store secrets (32 bytes, hex or base64)',
+        );
       const fromEnv = values['from-env'];
       const value = fromEnv ? process.env[fromEnv] : await readStdin();
-      if (!value) throw new UsageError(fromEnv ? `--from-env: ${fromEnv} is empty or unset` : 'value: pipe the secret on stdin or use --from-env VAR');
+      if (!value)
+        throw new UsageError(
+          fromEnv
+            ? `--from-env: ${fromEnv} is empty or unset`
+            : 'value: pipe the secret on stdin or use --from-env VAR',
+        );
       await withProject(pool, projectId, async (tx) => {
         await putSecret(tx, { projectId, name: name!, value, key, actor: ctx.actor });
-        await appendAudit(tx, { projectId, chain: `secret:${name}`, actor: ctx.actor, action: 'secret.set', subject: `secret:${name}` });
+        await appendAudit(tx, {
+          projectId,
+          chain: `secret:${name}`,
+          actor: ctx.actor,
+          action: 'secret.set',
+          subject: `secret:${name}`,
+        });
       });
       ctx.print(`stored secret ${name} for ${projectId}`);
       return 0;
     }
     case 'list': {
       const rows = await withProject(pool, projectId, (tx) => listSecretNames(tx, projectId));
-      for (const r of rows) ctx.print(`${r.name}  (key ${r.keyId}, updated ${new Date(r.updatedAt).toISOString()})`);
+      for (const r of rows)
+        ctx.print(`${r.name}  (key ${r.keyId}, updated ${new Date(r.updatedAt).toISOString()})`);
       if (rows.length === 0) ctx.print(`no secrets for ${projectId}`);
       return 0;
     }
     case 'rm': {
       const removed = await withProject(pool, projectId, async (tx) => {
         const done = await deleteSecret(tx, projectId, name!);
-        if (done) await appendAudit(tx, { projectId, chain: `secret:${name}`, actor: ctx.actor, action: 'secret.removed', subject: `secret:${name}` });
+        if (done)
+          await appendAudit(tx, {
+            projectId,
+            chain: `secret:${name}`,
+            actor: ctx.actor,
+            action: 'secret.removed',
+            subject: `secret:${name}`,
+          });
         return done;
       });
       ctx.print(removed ? `removed secret ${name}` : `no secret ${name} in ${projectId}`);
@@ -62,5 +86,7 @@ async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }

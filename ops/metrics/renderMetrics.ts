@@ -24,32 +24,57 @@ export async function renderMetrics({
   queues: Record<Stage, Queue>;
 }): Promise<string> {
   const out: string[] = [];
-  const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  const metric = (name: string, type: string, help: string) =>
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   const label = (labels: Record<string, string>) =>
-    `{${Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`).join(',')}}`;
+    `{${Object.entries(labels)
+      .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
+      .join(',')}}`;
 
   const { runs, failures, outbound } = await pool.transaction(async (tx) => {
     await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
-    const runs = await tx.any(sql.type(z.object({ projectId: z.string(), state: z.string(), n: z.number() }))`
+    const runs = await tx.any(sql.type(
+      z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
+    )`
       SELECT project_id AS "projectId", state, count(*) AS n FROM runs GROUP BY 1, 2 ORDER BY 1, 2`);
-    const failures = await tx.any(sql.type(z.object({ projectId: z.string(), code: z.string(), n: z.number() }))`
+    const failures = await tx.any(sql.type(
+      z.object({ projectId: z.string(), code: z.string(), n: z.number() }),
+    )`
       SELECT project_id AS "projectId", failure_code AS code, count(*) AS n FROM runs
        WHERE failure_code IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2`);
-    const outbound = await tx.any(sql.type(z.object({ projectId: z.string(), status: z.string(), n: z.number() }))`
+    const outbound = await tx.any(sql.type(
+      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+    )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM outbound_messages GROUP BY 1, 2 ORDER BY 1, 2`);
     return { runs, failures, outbound };
   });
   metric('awooop_runs', 'gauge', 'Runs by project and state.');
-  for (const r of runs) out.push(`awooop_runs${label({ project: r.projectId, state: r.state })} ${r.n}`);
+  for (const r of runs)
+    out.push(`awooop_runs${label({ project: r.projectId, state: r.state })} ${r.n}`);
   metric('awooop_run_failures_total', 'counter', 'Failed runs by project and failure code.');
-  for (const r of failures) out.push(`awooop_run_failures_total${label({ project: r.projectId, code: r.code })} ${r.n}`);
-  metric('awooop_outbound_messages_total', 'counter', 'Outbound ledger rows by project and status.');
-  for (const r of outbound) out.push(`awooop_outbound_messages_total${label({ project: r.projectId, status: r.status })} ${r.n}`);
+  for (const r of failures)
+    out.push(`awooop_run_failures_total${label({ project: r.projectId, code: r.code })} ${r.n}`);
+  metric(
+    'awooop_outbound_messages_total',
+    'counter',
+    'Outbound ledger rows by project and status.',
+  );
+  for (const r of outbound)
+    out.push(
+      `awooop_outbound_messages_total${label({ project: r.projectId, status: r.status })} ${r.n}`,
+    );
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {
-    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized');
-    for (const [state, n] of Object.entries(counts)) out.push(`awooop_queue_jobs${label({ stage, state })} ${n}`);
+    const counts = await queue.getJobCounts(
+      'waiting',
+      'active',
+      'delayed',
+      'failed',
+      'prioritized',
+    );
+    for (const [state, n] of Object.entries(counts))
+      out.push(`awooop_queue_jobs${label({ stage, state })} ${n}`);
   }
 
   metric('awooop_stage_duration_ms', 'histogram', 'Stage job duration in milliseconds.');
@@ -57,15 +82,23 @@ export async function renderMetrics({
   for (const stage of Object.keys(queues)) {
     const h = await redis.hgetall(`${prefix}:metrics:stage:${stage}`);
     const count = Number(h.count ?? 0);
-    for (const le of STAGE_BUCKETS_MS) out.push(`awooop_stage_duration_ms_bucket${label({ stage, le: String(le) })} ${Number(h[`le_${le}`] ?? 0)}`);
+    for (const le of STAGE_BUCKETS_MS)
+      out.push(
+        `awooop_stage_duration_ms_bucket${label({ stage, le: String(le) })} ${Number(h[`le_${le}`] ?? 0)}`,
+      );
     out.push(`awooop_stage_duration_ms_bucket${label({ stage, le: '+Inf' })} ${count}`);
     out.push(`awooop_stage_duration_ms_sum${label({ stage })} ${Number(h.sum_ms ?? 0)}`);
     out.push(`awooop_stage_duration_ms_count${label({ stage })} ${count}`);
     for (const [field, n] of Object.entries(h)) {
-      if (field.startsWith('outcome_')) outcomes.push(`awooop_stage_jobs_total${label({ stage, outcome: field.slice(8) })} ${n}`);
+      if (field.startsWith('outcome_'))
+        outcomes.push(`awooop_stage_jobs_total${label({ stage, outcome: field.slice(8) })} ${n}`);
     }
   }
-  metric('awooop_stage_jobs_total', 'counter', 'Stage jobs by outcome (advanced, waited, retried, failed).');
+  metric(
+    'awooop_stage_jobs_total',
+    'counter',
+    'Stage jobs by outcome (advanced, waited, retried, failed).',
+  );
   out.push(...outcomes);
   return `${out.join('\n')}\n`;
 }

@@ -27,11 +27,15 @@ type Target = { ctx: StageContext; run: Run; channel: ChannelContract; event: Co
  * LINE the push carries the row's id as `X-Line-Retry-Key`, so LINE drops a repeat. Returns
  * how many rows failed for good.
  */
-export async function sendOutboundRows(target: Target, rows: readonly OutboundRow[]): Promise<number> {
+export async function sendOutboundRows(
+  target: Target,
+  rows: readonly OutboundRow[],
+): Promise<number> {
   const pending = rows.filter((r) => r.status === 'queued' || r.status === 'sending');
   let failed = 0;
-  for (let i = 0; i < pending.length; ) {
-    const batch = target.channel.type === 'line' ? pending.slice(i, i + LINE_BATCH) : pending.slice(i, i + 1);
+  for (let i = 0; i < pending.length;) {
+    const batch =
+      target.channel.type === 'line' ? pending.slice(i, i + LINE_BATCH) : pending.slice(i, i + 1);
     i += batch.length;
     failed += await sendBatch(target, batch);
   }
@@ -42,7 +46,9 @@ async function sendBatch(target: Target, batch: readonly OutboundRow[]): Promise
   const { ctx, run } = target;
   const claimed: OutboundRow[] = [];
   for (const row of batch) {
-    const got = await withProject(ctx.pool, run.projectId, (tx) => claimOutbound(tx, row.messageId, LEASE_MS));
+    const got = await withProject(ctx.pool, run.projectId, (tx) =>
+      claimOutbound(tx, row.messageId, LEASE_MS),
+    );
     if (got) {
       claimed.push(got);
       continue;
@@ -56,7 +62,11 @@ async function sendBatch(target: Target, batch: readonly OutboundRow[]): Promise
   if (claimed.length === 0) return 0;
   try {
     const result = await sendClaimed(target, claimed);
-    await settleAll(target, claimed, { status: 'sent', method: result.method, externalMessageId: result.externalMessageId ?? null });
+    await settleAll(target, claimed, {
+      status: 'sent',
+      method: result.method,
+      externalMessageId: result.externalMessageId ?? null,
+    });
     return 0;
   } catch (error) {
     if (error instanceof NonRetryableError) {
@@ -65,7 +75,10 @@ async function sendBatch(target: Target, batch: readonly OutboundRow[]): Promise
       return claimed.length;
     }
     // Not sent (a 429, a 5xx, a timeout): back to queued so the retry sends it.
-    await settleAll(target, claimed, { status: 'queued', errorCode: error instanceof AppError ? error.code : 'SEND_FAILED' });
+    await settleAll(target, claimed, {
+      status: 'queued',
+      errorCode: error instanceof AppError ? error.code : 'SEND_FAILED',
+    });
     throw error;
   }
 }
@@ -116,7 +129,8 @@ async function sendClaimed(
           await sender.reply(token.value, texts);
           return { method: 'reply' };
         } catch (error) {
-          if (!(error instanceof AppError) || error.code !== 'LINE_REPLY_TOKEN_INVALID') throw error;
+          if (!(error instanceof AppError) || error.code !== 'LINE_REPLY_TOKEN_INVALID')
+            throw error;
         }
       }
       const to = conversation.kind === 'dm' ? event.sender.id : conversation.id;
@@ -147,7 +161,11 @@ async function sendClaimed(
 
 /** Keeps a Telegram bot inside its published limits per chat, per group and overall. */
 async function paceTelegram({ ctx, run, event }: Target): Promise<void> {
-  const buckets = telegramSendBuckets(run.accountId, event.conversation.id, event.conversation.kind === 'group');
+  const buckets = telegramSendBuckets(
+    run.accountId,
+    event.conversation.id,
+    event.conversation.kind === 'group',
+  );
   let wait = 0;
   for (const bucket of buckets) {
     wait = Math.max(wait, await reserveSendSlot(ctx.redis, ctx.redisPrefix, bucket));

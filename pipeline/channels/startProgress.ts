@@ -24,7 +24,10 @@ export function startProgress(
     return { stop: async () => {} };
   }
   const warn = (error: unknown) =>
-    ctx.logger.warn({ runId: run.runId, err: error instanceof Error ? error.message : String(error) }, 'progress feedback failed');
+    ctx.logger.warn(
+      { runId: run.runId, err: error instanceof Error ? error.message : String(error) },
+      'progress feedback failed',
+    );
 
   if (channel.progress.typingIndicator) void typing(ctx, run, channel, event).catch(warn);
 
@@ -41,7 +44,12 @@ export function startProgress(
   };
 }
 
-async function typing(ctx: StageContext, run: Run, channel: ChannelContract, event: ConversationEvent) {
+async function typing(
+  ctx: StageContext,
+  run: Run,
+  channel: ChannelContract,
+  event: ConversationEvent,
+) {
   const c = event.conversation;
   if (channel.type === 'telegram') {
     const sender = createTelegramSender({
@@ -58,13 +66,24 @@ async function typing(ctx: StageContext, run: Run, channel: ChannelContract, eve
   }
 }
 
-async function sendStatus(ctx: StageContext, run: Run, channel: ChannelContract, event: ConversationEvent) {
+async function sendStatus(
+  ctx: StageContext,
+  run: Run,
+  channel: ChannelContract,
+  event: ConversationEvent,
+) {
   const format = channel.type === 'telegram' ? channel.parseMode : 'plain';
   const rows = await withProject(ctx.pool, run.projectId, async (tx) => {
-    await enqueueOutbound(tx, run, 'status', formatForChannel(channel.progress.statusText, format, null), {
-      format,
-      suppressed: false,
-    });
+    await enqueueOutbound(
+      tx,
+      run,
+      'status',
+      formatForChannel(channel.progress.statusText, format, null),
+      {
+        format,
+        suppressed: false,
+      },
+    );
     return (await listOutbound(tx, run.runId)).filter((r) => r.kind === 'status');
   });
   await sendOutboundRows({ ctx, run, channel, event }, rows);

@@ -28,7 +28,9 @@ export type ContractReader = {
 };
 
 /** A reader with an in-process cache of pinned revisions (bounded, oldest evicted first). */
-export function createContractReader({ maxCached = 2000 }: { maxCached?: number } = {}): ContractReader {
+export function createContractReader({
+  maxCached = 2000,
+}: { maxCached?: number } = {}): ContractReader {
   const cache = new Map<string, { projectId: string; kind: ContractKind; body: unknown }>();
   return {
     async active(db, key) {
@@ -43,16 +45,26 @@ export function createContractReader({ maxCached = 2000 }: { maxCached?: number 
       }
       const revision = await getPublishedRevision(db, { projectId, revisionId });
       if (!revision || revision.kind !== kind) {
-        throw new NotFoundError('REVISION_NOT_FOUND', `pinned ${kind} revision ${revisionId} not found`);
+        throw new NotFoundError(
+          'REVISION_NOT_FOUND',
+          `pinned ${kind} revision ${revisionId} not found`,
+        );
       }
       if (bodyHash(revision.body) !== revision.bodyHash) {
-        throw new IntegrityError('CONTRACT_HASH_MISMATCH', `${kind}/${revision.name} v${revision.version} does not match its body_hash`);
+        throw new IntegrityError(
+          'CONTRACT_HASH_MISMATCH',
+          `${kind}/${revision.name} v${revision.version} does not match its body_hash`,
+        );
       }
       const parsed = CONTRACT_SCHEMAS[kind].safeParse(revision.body);
       if (!parsed.success) {
-        throw new IntegrityError('CONTRACT_BODY_INVALID', `${kind}/${revision.name} v${revision.version} fails its schema`, {
-          detail: { issues: formatIssues(parsed.error) },
-        });
+        throw new IntegrityError(
+          'CONTRACT_BODY_INVALID',
+          `${kind}/${revision.name} v${revision.version} fails its schema`,
+          {
+            detail: { issues: formatIssues(parsed.error) },
+          },
+        );
       }
       if (cache.size >= maxCached) cache.delete(cache.keys().next().value!);
       cache.set(revisionId, { projectId, kind, body: parsed.data });

@@ -14,9 +14,12 @@ export function decideMode(
   state: { mode: MigrationMode; canary: Record<string, unknown> },
   peer: { projectId: string; flow: string; channel: string; senderId: string },
 ): ModeDecision {
-  if (state.mode === 'shadow') return { mode: 'shadow', live: false, reason: 'shadow: recorded only' };
+  if (state.mode === 'shadow')
+    return { mode: 'shadow', live: false, reason: 'shadow: recorded only' };
   if (state.mode !== 'canary') return { mode: state.mode, live: true, reason: state.mode };
-  const allow = Array.isArray(state.canary.allowPeers) ? (state.canary.allowPeers as unknown[]) : [];
+  const allow = Array.isArray(state.canary.allowPeers)
+    ? (state.canary.allowPeers as unknown[])
+    : [];
   if (allow.includes(`${peer.channel}:${peer.senderId}`) || allow.includes(peer.senderId)) {
     return { mode: 'canary', live: true, reason: 'canary: allow-listed peer' };
   }
@@ -24,7 +27,11 @@ export function decideMode(
   const bucket = canaryBucket(`${peer.projectId}:${peer.flow}:${peer.channel}:${peer.senderId}`);
   return bucket < percent
     ? { mode: 'canary', live: true, reason: `canary: bucket ${bucket} < ${percent}%` }
-    : { mode: 'canary', live: false, reason: `canary: bucket ${bucket} >= ${percent}%, recorded only` };
+    : {
+        mode: 'canary',
+        live: false,
+        reason: `canary: bucket ${bucket} >= ${percent}%, recorded only`,
+      };
 }
 
 /** A peer's stable bucket 0-99. */

@@ -7,7 +7,8 @@ import { NotFoundError } from '../errors.ts';
 
 /** A run as the API shows it: state, failure, output, timeline and outbound ledger. */
 export async function describeRun(pool: DatabasePool, projectId: string, runId: string) {
-  if (!z.uuid().safeParse(runId).success) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId.slice(0, 64)}"`);
+  if (!z.uuid().safeParse(runId).success)
+    throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId.slice(0, 64)}"`);
   return withProject(pool, projectId, async (tx) => {
     const run = await getRun(tx, runId);
     if (!run) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId}"`);
@@ -24,7 +25,8 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
       mode: run.mode,
       live: run.live,
       pinned: run.pinned,
-      output: run.state === 'COMPLETED' || run.state === 'SANITIZED' ? (output?.text ?? null) : null,
+      output:
+        run.state === 'COMPLETED' || run.state === 'SANITIZED' ? (output?.text ?? null) : null,
       failure: run.failureCode ? { code: run.failureCode, message: run.failureMessage } : null,
       created_at: new Date(run.createdAt).toISOString(),
       completed_at: run.completedAt ? new Date(run.completedAt).toISOString() : null,
@@ -48,4 +50,3 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
     };
   });
 }
-

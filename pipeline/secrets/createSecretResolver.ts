@@ -55,7 +55,9 @@ export function createSecretResolver({
           `AWOOOP_SECRET_KEY is not set, so ${ref} cannot be read`,
         );
       }
-      const sealed = await withProject(pool, projectId, (tx) => readSealedSecret(tx, projectId, name));
+      const sealed = await withProject(pool, projectId, (tx) =>
+        readSealedSecret(tx, projectId, name),
+      );
       if (!sealed) {
         throw new NonRetryableError(
           'SECRET_MISSING',
@@ -71,7 +73,9 @@ export function createSecretResolver({
   async function knownValues(projectId: string): Promise<string[]> {
     const values = new Set<string>(envUsed.get(projectId) ?? []);
     if (key) {
-      const sealed = await withProject(pool, projectId, (tx) => readAllSealedSecrets(tx, projectId));
+      const sealed = await withProject(pool, projectId, (tx) =>
+        readAllSealedSecrets(tx, projectId),
+      );
       for (const s of sealed) {
         try {
           values.add(openSecret(key, s, secretAad(projectId, s.name)));

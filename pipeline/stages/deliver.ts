@@ -19,7 +19,8 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
   const startedAt = ctx.now();
   const loaded = await withProject(ctx.pool, job.projectId, async (tx) => {
     const run = await loadRun(tx, job);
-    if (run.state !== 'SANITIZED' && run.state !== 'FAILED') return { done: alreadyDone(run) } as const;
+    if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
+      return { done: alreadyDone(run) } as const;
     const rows = await listOutbound(tx, run.runId);
     const channel = await loadPinnedChannel(ctx, tx, run);
     const event = ConversationEvent.parse(await getRunEvent(tx, run));

@@ -52,7 +52,10 @@ export async function execute(
 
   const messages: ChatMessage[] = [{ role: 'system', content: prompt }];
   for (const turn of [...history].reverse()) {
-    messages.push({ role: 'user', content: turn.input }, { role: 'assistant', content: turn.output });
+    messages.push(
+      { role: 'user', content: turn.input },
+      { role: 'assistant', content: turn.output },
+    );
   }
   messages.push({ role: 'user', content: event.message.text });
 
@@ -94,7 +97,11 @@ export async function execute(
           attempts: result.attempts,
         },
       },
-      detail: { provider: result.provider, model: result.model, fallbacks: result.attempts.length - 1 },
+      detail: {
+        provider: result.provider,
+        model: result.model,
+        fallbacks: result.attempts.length - 1,
+      },
     }),
   );
   return { next: moved ? 'sanitize' : null };

@@ -23,7 +23,11 @@ export async function failRun(
   db: CommonQueryMethods,
   run: Run,
   failure: { code: string; message: string; detail?: Record<string, unknown> },
-  { stage, startedAt, channel }: { stage: string; startedAt: number; channel: ChannelContract | null },
+  {
+    stage,
+    startedAt,
+    channel,
+  }: { stage: string; startedAt: number; channel: ChannelContract | null },
 ): Promise<boolean> {
   const open = RUN_STATES.filter((s) => s !== 'COMPLETED' && s !== 'FAILED');
   const moved = await transitionRun(db, {
@@ -39,9 +43,15 @@ export async function failRun(
   const wantsNotice = channel.type === 'api' ? channel.callbackUrl !== undefined : true;
   if (!wantsNotice) return moved;
   const format = channelFormat(channel);
-  await enqueueOutbound(db, run, 'failure', formatForChannel(channel.failureMessage, format, null), {
-    format,
-    suppressed: run.live !== true,
-  });
+  await enqueueOutbound(
+    db,
+    run,
+    'failure',
+    formatForChannel(channel.failureMessage, format, null),
+    {
+      format,
+      suppressed: run.live !== true,
+    },
+  );
   return moved;
 }

@@ -33,7 +33,11 @@ export async function loadPinnedContracts(
   const load = async <K extends ContractKind>(kind: K): Promise<ContractBodies[K]> => {
     const pin = find(kind);
     if (!pin) throw new IntegrityError('RUN_NOT_PINNED', `run ${run.runId} has no pinned ${kind}`);
-    const loaded = await ctx.contracts.pinned(db, { projectId: run.projectId, kind, revisionId: pin.revisionId });
+    const loaded = await ctx.contracts.pinned(db, {
+      projectId: run.projectId,
+      kind,
+      revisionId: pin.revisionId,
+    });
     return loaded.body;
   };
   const gatewayPin = find('mcp_gateway');
@@ -55,5 +59,11 @@ export async function loadPinnedChannel(
 ): Promise<ContractBodies['channel'] | null> {
   const entry = Object.entries(run.pinned).find(([key]) => key.startsWith('channel/'));
   if (!entry) return null;
-  return (await ctx.contracts.pinned(db, { projectId: run.projectId, kind: 'channel', revisionId: entry[1] })).body;
+  return (
+    await ctx.contracts.pinned(db, {
+      projectId: run.projectId,
+      kind: 'channel',
+      revisionId: entry[1],
+    })
+  ).body;
 }

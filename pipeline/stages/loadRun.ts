@@ -11,7 +11,8 @@ import type { StageOutcome } from './StageContext.ts';
  */
 export async function loadRun(db: CommonQueryMethods, job: RunJob): Promise<Run> {
   const run = await getRun(db, job.runId);
-  if (!run) throw new NonRetryableError('RUN_NOT_FOUND', `run ${job.runId} not found in ${job.projectId}`);
+  if (!run)
+    throw new NonRetryableError('RUN_NOT_FOUND', `run ${job.runId} not found in ${job.projectId}`);
   if (run.projectId !== job.projectId || run.traceId !== job.traceId) {
     throw new TenantIsolationError(`job for run ${job.runId} does not match the run`);
   }

@@ -24,11 +24,17 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
     const contracts = await loadPinnedContracts(ctx, tx, run);
     const event = ConversationEvent.parse(await getRunEvent(tx, run));
     const fail = async (code: string, message: string, detail?: Record<string, unknown>) => {
-      await failRun(ctx, tx, run, { code, message, ...(detail ? { detail } : {}) }, {
-        stage: 'policy',
-        startedAt,
-        channel: contracts.channel,
-      });
+      await failRun(
+        ctx,
+        tx,
+        run,
+        { code, message, ...(detail ? { detail } : {}) },
+        {
+          stage: 'policy',
+          startedAt,
+          channel: contracts.channel,
+        },
+      );
       return { next: 'deliver' as const };
     };
 
@@ -51,7 +57,10 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
       now: ctx.now(),
     });
     if (!peer.admitted) {
-      return fail('RATE_LIMITED', `more than ${rate.perPeerPerMinute} messages a minute from this peer`);
+      return fail(
+        'RATE_LIMITED',
+        `more than ${rate.perPeerPerMinute} messages a minute from this peer`,
+      );
     }
     const project = await admitToWindow(ctx.redis, {
       key: `${base}:project`,
@@ -60,7 +69,10 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
       now: ctx.now(),
     });
     if (!project.admitted) {
-      return fail('RATE_LIMITED', `more than ${rate.perProjectPerMinute} messages a minute for the project`);
+      return fail(
+        'RATE_LIMITED',
+        `more than ${rate.perProjectPerMinute} messages a minute for the project`,
+      );
     }
 
     const route = [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks];

@@ -19,24 +19,35 @@ export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutc
     const run = await loadRun(tx, job);
     if (run.state !== 'RECEIVED') return alreadyDone(run);
     const event = ConversationEvent.parse(await getRunEvent(tx, run));
-    const read = <K extends Parameters<typeof ctx.contracts.active>[1]['kind']>(kind: K, name: string) =>
-      ctx.contracts.active(tx, { projectId: run.projectId, kind, name });
+    const read = <K extends Parameters<typeof ctx.contracts.active>[1]['kind']>(
+      kind: K,
+      name: string,
+    ) => ctx.contracts.active(tx, { projectId: run.projectId, kind, name });
 
     const channel = await read('channel', event.accountId);
     const fail = async (code: string, message: string) => {
-      await failRun(ctx, tx, run, { code, message }, { stage: 'resolve', startedAt, channel: channel?.body ?? null });
+      await failRun(
+        ctx,
+        tx,
+        run,
+        { code, message },
+        { stage: 'resolve', startedAt, channel: channel?.body ?? null },
+      );
       return { next: 'deliver' as const };
     };
     const project = await read('project', 'project');
-    if (!project) return fail('PROJECT_NOT_CONFIGURED', 'the project has no active project contract');
-    if (!channel) return fail('CHANNEL_NOT_CONFIGURED', `no active channel contract "${event.accountId}"`);
+    if (!project)
+      return fail('PROJECT_NOT_CONFIGURED', 'the project has no active project contract');
+    if (!channel)
+      return fail('CHANNEL_NOT_CONFIGURED', `no active channel contract "${event.accountId}"`);
     const agentName = bindAgent(project.body, event);
     const agent = await read('agent', agentName);
     if (!agent) return fail('AGENT_NOT_CONFIGURED', `no active agent "${agentName}"`);
     const policy = await read('policy', agent.body.policy);
     if (!policy) return fail('POLICY_NOT_CONFIGURED', `no active policy "${agent.body.policy}"`);
     const runtime = await read('runtime', 'runtime');
-    if (!runtime) return fail('RUNTIME_NOT_CONFIGURED', 'the project has no active runtime contract');
+    if (!runtime)
+      return fail('RUNTIME_NOT_CONFIGURED', 'the project has no active runtime contract');
     const gateway = await read('mcp_gateway', 'gateway');
 
     const pinned: Record<string, string> = {

@@ -33,7 +33,9 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
 
     const schemaRef = contracts.agent.outputSchema;
     const schema = schemaRef
-      ? (JSON.parse((await readArtifact(tx, { projectId: run.projectId, ...schemaRef })).toString('utf8')) as unknown)
+      ? (JSON.parse(
+          (await readArtifact(tx, { projectId: run.projectId, ...schemaRef })).toString('utf8'),
+        ) as unknown)
       : undefined;
     const checked = validateOutput(raw, schema);
     if (!checked.ok) {
@@ -41,7 +43,11 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
         ctx,
         tx,
         run,
-        { code: 'OUTPUT_SCHEMA_INVALID', message: 'the answer did not match the agent output schema', detail: { issues: checked.issues } },
+        {
+          code: 'OUTPUT_SCHEMA_INVALID',
+          message: 'the answer did not match the agent output schema',
+          detail: { issues: checked.issues },
+        },
         { stage: 'sanitize', startedAt, channel: contracts.channel },
       );
       return { next: 'deliver' };
@@ -50,7 +56,8 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
     const secrets = redactSecrets(checked.text, known);
     const pii = redactPii(secrets.text, contracts.policy.privacy.redactPii);
     const format = channelFormat(contracts.channel);
-    const limit = contracts.channel.formatting.maxChunkChars ?? CHANNEL_TEXT_LIMITS[contracts.channel.type];
+    const limit =
+      contracts.channel.formatting.maxChunkChars ?? CHANNEL_TEXT_LIMITS[contracts.channel.type];
     const chunks = formatForChannel(pii.text, format, limit);
     await enqueueOutbound(tx, run, 'reply', chunks, { format, suppressed: run.live !== true });
     const moved = await transitionRun(tx, {
@@ -60,8 +67,14 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
       stage: 'sanitize',
       actor: ctx.actor,
       startedAt,
-      changes: { output: { ...output, text: pii.text, redactions: secrets.redactions + pii.redactions } },
-      detail: { chunks: chunks.length, redactions: secrets.redactions + pii.redactions, suppressed: run.live !== true },
+      changes: {
+        output: { ...output, text: pii.text, redactions: secrets.redactions + pii.redactions },
+      },
+      detail: {
+        chunks: chunks.length,
+        redactions: secrets.redactions + pii.redactions,
+        suppressed: run.live !== true,
+      },
     });
     return { next: moved ? 'deliver' : null };
   });

@@ -24,7 +24,12 @@ export type SweepDeps = {
 };
 
 /** What one sweep did. */
-export type SweepReport = { checked: number; requeued: number; timedOut: number; exhausted: number };
+export type SweepReport = {
+  checked: number;
+  requeued: number;
+  timedOut: number;
+  exhausted: number;
+};
 
 const Stalled = z.object({
   runId: z.string(),
@@ -34,7 +39,13 @@ const Stalled = z.object({
   overdue: z.boolean(),
 });
 
-const LIVE_JOB_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
+const LIVE_JOB_STATES = new Set([
+  'active',
+  'waiting',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+]);
 
 /**
  * Finds runs that sit unfinished past the stall time with no live job — after a Redis flush,
@@ -110,7 +121,13 @@ async function endRun(
   return withProject(ctx.pool, job.projectId, async (tx) => {
     const run = await loadRun(tx, job);
     const channel = await loadPinnedChannel(ctx, tx, run);
-    return failRun(ctx, tx, run, { code, message }, { stage: 'sweeper', startedAt: ctx.now(), channel });
+    return failRun(
+      ctx,
+      tx,
+      run,
+      { code, message },
+      { stage: 'sweeper', startedAt: ctx.now(), channel },
+    );
   });
 }
 
@@ -118,7 +135,10 @@ async function endRun(
  * Folds every project's settled audit rows into its checkpoint chain. Harmless twice: a
  * project with nothing new since its last checkpoint gets none.
  */
-export async function checkpointAllProjects(ctx: StageContext, settleSeconds = 300): Promise<number> {
+export async function checkpointAllProjects(
+  ctx: StageContext,
+  settleSeconds = 300,
+): Promise<number> {
   const projects = await ctx.pool.transaction(async (tx) => {
     await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
     return tx.any(sql.type(z.object({ projectId: z.string() }))`
@@ -126,7 +146,9 @@ export async function checkpointAllProjects(ctx: StageContext, settleSeconds = 3
   });
   let written = 0;
   for (const { projectId } of projects) {
-    const cp = await withProject(ctx.pool, projectId, (tx) => checkpointAudit(tx, projectId, { settleSeconds }));
+    const cp = await withProject(ctx.pool, projectId, (tx) =>
+      checkpointAudit(tx, projectId, { settleSeconds }),
+    );
     if (cp) written += 1;
   }
   return written;

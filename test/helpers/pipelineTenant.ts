@@ -39,12 +39,26 @@ export function pipelineTenant({
   outputSchema?: object;
   statusAfterMs?: number;
 }): { tenant: TenantFile; artifacts: ArtifactInput[] } {
-  const artifacts: ArtifactInput[] = [{ ref: 'prompts/agent.md', kind: 'prompt', mediaType: 'text/markdown', content: PROMPT }];
+  const artifacts: ArtifactInput[] = [
+    { ref: 'prompts/agent.md', kind: 'prompt', mediaType: 'text/markdown', content: PROMPT },
+  ];
   const schemaBytes = outputSchema ? Buffer.from(JSON.stringify(outputSchema)) : null;
-  if (schemaBytes) artifacts.push({ ref: 'schemas/out.json', kind: 'json_schema', mediaType: 'application/schema+json', content: schemaBytes });
+  if (schemaBytes)
+    artifacts.push({
+      ref: 'schemas/out.json',
+      kind: 'json_schema',
+      mediaType: 'application/schema+json',
+      content: schemaBytes,
+    });
   const model = (baseUrl: string | undefined) =>
     baseUrl
-      ? { provider: 'openai_compatible', model: 'test-model', baseUrl, apiKey: 'secret:model-key', timeoutMs: 5000 }
+      ? {
+          provider: 'openai_compatible',
+          model: 'test-model',
+          baseUrl,
+          apiKey: 'secret:model-key',
+          timeoutMs: 5000,
+        }
       : { provider: 'echo' };
   const progress = { statusAfterMs, statusText: 'Working on it' };
   const tenant = TenantFile.parse({
@@ -63,7 +77,9 @@ export function pipelineTenant({
         description: 'Test agent',
         capabilityVersion: '1.0.0',
         prompt: { ref: 'prompts/agent.md', sha256: sha256Hex(PROMPT) },
-        ...(schemaBytes ? { outputSchema: { ref: 'schemas/out.json', sha256: sha256Hex(schemaBytes) } } : {}),
+        ...(schemaBytes
+          ? { outputSchema: { ref: 'schemas/out.json', sha256: sha256Hex(schemaBytes) } }
+          : {}),
         contextDomain: 'general',
         safetyCeiling: 'read',
       },
@@ -79,12 +95,31 @@ export function pipelineTenant({
       },
     },
     runtime: {
-      flows: [{ name: 'default', mode, ...(mode === 'canary' ? { canary: { percent: 0, allowPeers: [] } } : {}) }],
+      flows: [
+        {
+          name: 'default',
+          mode,
+          ...(mode === 'canary' ? { canary: { percent: 0, allowPeers: [] } } : {}),
+        },
+      ],
       timeouts: { runMs: 120_000 },
     },
     channels: {
-      tg: { type: 'telegram', botToken: 'secret:tg-token', webhookSecret: 'secret:tg-webhook', apiRoot: telegramApiRoot, parseMode: 'HTML', progress },
-      ln: { type: 'line', channelSecret: 'secret:line-secret', channelAccessToken: 'secret:line-token', apiBaseUrl: lineBaseUrl, progress },
+      tg: {
+        type: 'telegram',
+        botToken: 'secret:tg-token',
+        webhookSecret: 'secret:tg-webhook',
+        apiRoot: telegramApiRoot,
+        parseMode: 'HTML',
+        progress,
+      },
+      ln: {
+        type: 'line',
+        channelSecret: 'secret:line-secret',
+        channelAccessToken: 'secret:line-token',
+        apiBaseUrl: lineBaseUrl,
+        progress,
+      },
       api: { type: 'api' },
     },
   });

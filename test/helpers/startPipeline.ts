@@ -120,9 +120,15 @@ export async function startPipeline({
         stallMs,
       }),
     setSecret: (projectId, name, value) =>
-      withProject(pool, projectId, (tx) => putSecret(tx, { projectId, name, value, key: secretKey, actor: 'test' })),
+      withProject(pool, projectId, (tx) =>
+        putSecret(tx, { projectId, name, value, key: secretKey, actor: 'test' }),
+      ),
     createKey: async (projectId, roles = ['client']) =>
-      (await withProject(pool, projectId, (tx) => createApiKey(tx, { projectId, name: 'test', roles, actor: 'test' }))).key,
+      (
+        await withProject(pool, projectId, (tx) =>
+          createApiKey(tx, { projectId, name: 'test', roles, actor: 'test' }),
+        )
+      ).key,
     async close() {
       await stopWorkers();
       await new Promise<void>((r) => server.close(() => r()));

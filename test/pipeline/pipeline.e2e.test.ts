@@ -25,7 +25,10 @@ const PROJECT = 'acme';
 const SHADOW = 'quiet';
 const SCHEMA = 'strict';
 
-async function setUpProject(projectId: string, options: Partial<Parameters<typeof pipelineTenant>[0]> = {}) {
+async function setUpProject(
+  projectId: string,
+  options: Partial<Parameters<typeof pipelineTenant>[0]> = {},
+) {
   await applyTestTenant(
     { pool: db().pool, logger: pipeline.ctx.logger },
     pipelineTenant({
@@ -36,7 +39,8 @@ async function setUpProject(projectId: string, options: Partial<Parameters<typeo
       ...options,
     }),
   );
-  for (const [name, value] of Object.entries(TEST_SECRETS)) await pipeline.setSecret(projectId, name, value);
+  for (const [name, value] of Object.entries(TEST_SECRETS))
+    await pipeline.setSecret(projectId, name, value);
 }
 
 beforeAll(async () => {
@@ -64,7 +68,11 @@ afterAll(async () => {
 });
 
 let nextUpdateId = 1000;
-function postTelegram(projectId: string, update: object, secret: string = TEST_SECRETS['tg-webhook']) {
+function postTelegram(
+  projectId: string,
+  update: object,
+  secret: string = TEST_SECRETS['tg-webhook'],
+) {
   return fetch(`${pipeline.url}/webhooks/telegram/${projectId}/tg`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secret },
@@ -73,7 +81,12 @@ function postTelegram(projectId: string, update: object, secret: string = TEST_S
 }
 
 async function runsOf(projectId: string) {
-  const { rows } = await owner.query<{ run_id: string; state: string; failure_code: string | null; run_seq: string }>(
+  const { rows } = await owner.query<{
+    run_id: string;
+    state: string;
+    failure_code: string | null;
+    run_seq: string;
+  }>(
     'SELECT run_id, state, failure_code, run_seq FROM runs WHERE project_id = $1 ORDER BY run_seq',
     [projectId],
   );
@@ -84,7 +97,10 @@ async function settled(projectId: string, count: number) {
   return waitFor(
     async () => {
       const runs = await runsOf(projectId);
-      return runs.length >= count && runs.every((r) => r.state === 'COMPLETED' || r.state === 'FAILED') ? runs : false;
+      return runs.length >= count &&
+        runs.every((r) => r.state === 'COMPLETED' || r.state === 'FAILED')
+        ? runs
+        : false;
     },
     { what: `${count} finished runs in ${projectId}` },
   );
@@ -95,7 +111,10 @@ const sentTo = (chatId: string) => telegram.sent.filter((m) => String(m.chat_id)
 describe('a Telegram update', () => {
   it('becomes one run and one reply on the channel, with its timeline and audit trail', async () => {
     const chatId = '5001';
-    const res = await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'hello <world>' }));
+    const res = await postTelegram(
+      PROJECT,
+      telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'hello <world>' }),
+    );
     expect(res.status).toBe(200);
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the reply' });
     const reply = sentTo(chatId)[0]!;
@@ -104,12 +123,35 @@ describe('a Telegram update', () => {
     expect(reply.token).toBe(TEST_SECRETS['tg-token']);
     const [run] = await settled(PROJECT, 1);
     expect(run!.state).toBe('COMPLETED');
-    const transitions = await owner.query('SELECT to_state FROM run_transitions WHERE run_id = $1 ORDER BY transition_id', [run!.run_id]);
-    expect(transitions.rows.map((r) => r.to_state)).toEqual(['RECEIVED', 'RESOLVED', 'ADMITTED', 'EXECUTED', 'SANITIZED', 'COMPLETED']);
-    const audit = await owner.query('SELECT action, trace_id FROM audit_events WHERE run_id = $1 ORDER BY seq', [run!.run_id]);
-    expect(audit.rows.map((r) => r.action)).toEqual(['run.received', 'run.resolved', 'run.admitted', 'run.executed', 'run.sanitized', 'run.completed']);
+    const transitions = await owner.query<{ to_state: string }>(
+      'SELECT to_state FROM run_transitions WHERE run_id = $1 ORDER BY transition_id',
+      [run!.run_id],
+    );
+    expect(transitions.rows.map((r) => r.to_state)).toEqual([
+      'RECEIVED',
+      'RESOLVED',
+      'ADMITTED',
+      'EXECUTED',
+      'SANITIZED',
+      'COMPLETED',
+    ]);
+    const audit = await owner.query<{ action: string; trace_id: string }>(
+      'SELECT action, trace_id FROM audit_events WHERE run_id = $1 ORDER BY seq',
+      [run!.run_id],
+    );
+    expect(audit.rows.map((r) => r.action)).toEqual([
+      'run.received',
+      'run.resolved',
+      'run.admitted',
+      'run.executed',
+      'run.sanitized',
+      'run.completed',
+    ]);
     expect(new Set(audit.rows.map((r) => r.trace_id)).size).toBe(1);
-    const ledger = await owner.query('SELECT status, method FROM outbound_messages WHERE run_id = $1', [run!.run_id]);
+    const ledger = await owner.query(
+      'SELECT status, method FROM outbound_messages WHERE run_id = $1',
+      [run!.run_id],
+    );
     expect(ledger.rows).toEqual([{ status: 'sent', method: 'sendMessage' }]);
     // the model was asked with the agent's prompt and the user's text, and the configured key
     const request = model.requests.at(-1)!;
@@ -120,9 +162,15 @@ describe('a Telegram update', () => {
 
   it('sent five times at once makes one run and one reply', async () => {
     const chatId = '5002';
-    const update = telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'only once' });
+    const update = telegramUpdate({
+      updateId: nextUpdateId++,
+      chatId: Number(chatId),
+      text: 'only once',
+    });
     const before = (await runsOf(PROJECT)).length;
-    const answers = await Promise.all(Array.from({ length: 5 }, () => postTelegram(PROJECT, update)));
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => postTelegram(PROJECT, update)),
+    );
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the reply' });
     await settled(PROJECT, before + 1);
@@ -137,7 +185,10 @@ describe('a Telegram update', () => {
     const chatId = '5003';
     telegram.failNext(1, { status: 429, retryAfter: 1, method: 'sendMessage' });
     const started = Date.now();
-    await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'slow down' }));
+    await postTelegram(
+      PROJECT,
+      telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'slow down' }),
+    );
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the reply after 429' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     await new Promise((r) => setTimeout(r, 300));
@@ -151,7 +202,11 @@ describe('a LINE webhook', () => {
       channelSecret: TEST_SECRETS['line-secret'],
       events: [
         { userId: 'U00000000000000000000000000000001', text: 'first', replyToken: 'reply-token-1' },
-        { userId: 'U00000000000000000000000000000002', text: 'second', replyToken: 'reply-token-2' },
+        {
+          userId: 'U00000000000000000000000000000002',
+          text: 'second',
+          replyToken: 'reply-token-2',
+        },
       ],
     });
     const res = await fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
@@ -161,8 +216,13 @@ describe('a LINE webhook', () => {
     });
     expect(res.status).toBe(200);
     await waitFor(() => line.replies.length >= 2 || undefined, { what: 'two LINE replies' });
-    const byToken = Object.fromEntries(line.replies.map((r) => [r.replyToken, r.messages.map((m) => m.text)]));
-    expect(byToken).toEqual({ 'reply-token-1': ['model: first'], 'reply-token-2': ['model: second'] });
+    const byToken = Object.fromEntries(
+      line.replies.map((r) => [r.replyToken, r.messages.map((m) => m.text)]),
+    );
+    expect(byToken).toEqual({
+      'reply-token-1': ['model: first'],
+      'reply-token-2': ['model: second'],
+    });
     expect(line.replies[0]!.authorization).toBe(`Bearer ${TEST_SECRETS['line-token']}`);
     // the same webhook again (LINE redelivery) makes nothing new
     await fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
@@ -192,19 +252,36 @@ describe('bad input', () => {
   const update = () => telegramUpdate({ updateId: nextUpdateId++, chatId: 5100, text: 'x' });
 
   it('a wrong or missing Telegram secret is 401', async () => {
-    await expectNothingCreated(() => postTelegram(PROJECT, update(), 'not-the-secret'), 401, /SIGNATURE_INVALID/);
     await expectNothingCreated(
-      () => fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/tg`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(update()) }),
+      () => postTelegram(PROJECT, update(), 'not-the-secret'),
+      401,
+      /SIGNATURE_INVALID/,
+    );
+    await expectNothingCreated(
+      () =>
+        fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/tg`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(update()),
+        }),
       401,
       /SIGNATURE_INVALID/,
     );
   });
 
   it('a LINE body that does not match its signature is 401', async () => {
-    const { body, signature } = lineWebhook({ channelSecret: TEST_SECRETS['line-secret'], events: [{ text: 'hi' }] });
+    const { body, signature } = lineWebhook({
+      channelSecret: TEST_SECRETS['line-secret'],
+      events: [{ text: 'hi' }],
+    });
     const tampered = body.replace('"hi"', '"hI"');
     await expectNothingCreated(
-      () => fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-line-signature': signature }, body: tampered }),
+      () =>
+        fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-line-signature': signature },
+          body: tampered,
+        }),
       401,
       /SIGNATURE_INVALID/,
     );
@@ -213,19 +290,32 @@ describe('bad input', () => {
   it('an unknown project or account is 404', async () => {
     await expectNothingCreated(() => postTelegram('nobody', update()), 404, /NOT_FOUND/);
     await expectNothingCreated(
-      () => fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/ghost`, { method: 'POST', headers: { 'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'] }, body: '{}' }),
+      () =>
+        fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/ghost`, {
+          method: 'POST',
+          headers: { 'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'] },
+          body: '{}',
+        }),
       404,
       /NOT_FOUND/,
     );
     // an account of another type is unknown too
-    await expectNothingCreated(() => fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/ln`, { method: 'POST', body: '{}' }), 404, /NOT_FOUND/);
+    await expectNothingCreated(
+      () =>
+        fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/ln`, { method: 'POST', body: '{}' }),
+      404,
+      /NOT_FOUND/,
+    );
   });
 
   it('malformed JSON is 400 and a body that is not an update names the field', async () => {
     const post = (body: string) =>
       fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/tg`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'] },
+        headers: {
+          'content-type': 'application/json',
+          'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'],
+        },
         body,
       });
     await expectNothingCreated(() => post('{"update_id": 1,'), 400, /MALFORMED_JSON/);
@@ -235,22 +325,41 @@ describe('bad input', () => {
 
   it('a body over the limit is 413', async () => {
     const huge = JSON.stringify({ update_id: 1, padding: 'x'.repeat(1024 * 1024 + 10) });
-    await expectNothingCreated(() => postTelegram(PROJECT, JSON.parse(huge) as object), 413, /BODY_TOO_LARGE/);
+    await expectNothingCreated(
+      () => postTelegram(PROJECT, JSON.parse(huge) as object),
+      413,
+      /BODY_TOO_LARGE/,
+    );
   });
 });
 
 describe('shadow mode', () => {
   it('records a complete run and audit trail and makes no request to the channel', async () => {
     const requestsBefore = telegram.requests.length;
-    await postTelegram(SHADOW, telegramUpdate({ updateId: nextUpdateId++, chatId: 5200, text: 'hush' }));
+    await postTelegram(
+      SHADOW,
+      telegramUpdate({ updateId: nextUpdateId++, chatId: 5200, text: 'hush' }),
+    );
     const [run] = await settled(SHADOW, 1);
     expect(run!.state).toBe('COMPLETED');
-    const ledger = await owner.query('SELECT status FROM outbound_messages WHERE run_id = $1', [run!.run_id]);
+    const ledger = await owner.query('SELECT status FROM outbound_messages WHERE run_id = $1', [
+      run!.run_id,
+    ]);
     expect(ledger.rows).toEqual([{ status: 'suppressed' }]);
-    const audit = await owner.query('SELECT action FROM audit_events WHERE run_id = $1 ORDER BY seq', [run!.run_id]);
+    const audit = await owner.query<{ action: string }>(
+      'SELECT action FROM audit_events WHERE run_id = $1 ORDER BY seq',
+      [run!.run_id],
+    );
     expect(audit.rows.map((r) => r.action)).toContain('run.completed');
-    const stored = await owner.query<{ mode: string; live: boolean; output: { text: string } }>('SELECT mode, live, output FROM runs WHERE run_id = $1', [run!.run_id]);
-    expect(stored.rows[0]).toMatchObject({ mode: 'shadow', live: false, output: { text: 'model: hush' } });
+    const stored = await owner.query<{ mode: string; live: boolean; output: { text: string } }>(
+      'SELECT mode, live, output FROM runs WHERE run_id = $1',
+      [run!.run_id],
+    );
+    expect(stored.rows[0]).toMatchObject({
+      mode: 'shadow',
+      live: false,
+      output: { text: 'model: hush' },
+    });
     await new Promise((r) => setTimeout(r, 200));
     expect(telegram.requests.length).toBe(requestsBefore);
   });
@@ -261,18 +370,39 @@ describe('one session', () => {
     const chatId = 5300;
     model.setDelay(800);
     try {
-      await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId, text: 'one' }));
+      await postTelegram(
+        PROJECT,
+        telegramUpdate({ updateId: nextUpdateId++, chatId, text: 'one' }),
+      );
       await new Promise((r) => setTimeout(r, 200));
-      await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId, text: 'two' }));
-      await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId, text: 'three' }));
-      await waitFor(() => sentTo(String(chatId)).length === 3 || undefined, { what: 'three replies' });
+      await postTelegram(
+        PROJECT,
+        telegramUpdate({ updateId: nextUpdateId++, chatId, text: 'two' }),
+      );
+      await postTelegram(
+        PROJECT,
+        telegramUpdate({ updateId: nextUpdateId++, chatId, text: 'three' }),
+      );
+      await waitFor(() => sentTo(String(chatId)).length === 3 || undefined, {
+        what: 'three replies',
+      });
     } finally {
       model.setDelay(0);
     }
-    expect(sentTo(String(chatId)).map((m) => m.text)).toEqual(['model: one', 'model: two', 'model: three']);
+    expect(sentTo(String(chatId)).map((m) => m.text)).toEqual([
+      'model: one',
+      'model: two',
+      'model: three',
+    ]);
     // the later runs carried the earlier turns as history
     const third = model.requests.find((r) => r.body.messages.at(-1)?.content === 'three')!;
-    expect(third.body.messages.slice(1).map((m: { content: string }) => m.content)).toEqual(['one', 'model: one', 'two', 'model: two', 'three']);
+    expect(third.body.messages.slice(1).map((m: { content: string }) => m.content)).toEqual([
+      'one',
+      'model: one',
+      'two',
+      'model: two',
+      'three',
+    ]);
   });
 });
 
@@ -280,25 +410,38 @@ describe('model routes and output', () => {
   it('fall back to the next provider when the primary fails', async () => {
     const chatId = '5400';
     model.failNext(1, { status: 500 });
-    await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'fallback please' }));
+    await postTelegram(
+      PROJECT,
+      telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'fallback please' }),
+    );
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the reply' });
     expect(sentTo(chatId)[0]!.text).toBe('model: fallback please');
-    expect(fallbackModel.requests.some((r) => r.body.messages.at(-1)?.content === 'fallback please')).toBe(true);
+    expect(
+      fallbackModel.requests.some((r) => r.body.messages.at(-1)?.content === 'fallback please'),
+    ).toBe(true);
   });
 
   it('never delivers an output that fails the output schema; the user gets the short failure message', async () => {
     const chatId = '5401';
     model.respondNext({ content: '{"answer": "", "extra": true}' });
-    await postTelegram(SCHEMA, telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'break it' }));
+    await postTelegram(
+      SCHEMA,
+      telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'break it' }),
+    );
     const [run] = await settled(SCHEMA, 1);
     expect(run).toMatchObject({ state: 'FAILED', failure_code: 'OUTPUT_SCHEMA_INVALID' });
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the failure notice' });
-    expect(sentTo(chatId).map((m) => m.text)).toEqual(['Sorry, I could not finish that. The team has been told.']);
+    expect(sentTo(chatId).map((m) => m.text)).toEqual([
+      'Sorry, I could not finish that. The team has been told.',
+    ]);
   });
 
   it('delivers the answer field of a schema-valid output', async () => {
     const chatId = '5402';
-    await postTelegram(SCHEMA, telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'fine' }));
+    await postTelegram(
+      SCHEMA,
+      telegramUpdate({ updateId: nextUpdateId++, chatId: Number(chatId), text: 'fine' }),
+    );
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the reply' });
     expect(sentTo(chatId)[0]!.text).toBe('model: fine');
   });
@@ -322,14 +465,23 @@ describe('the API channel', () => {
     });
     expect(await again.json()).toEqual({ run_id, duplicate: true });
 
-    const events = await fetch(`${pipeline.url}/v1/projects/${PROJECT}/runs/${run_id}/events`, { headers });
+    const events = await fetch(`${pipeline.url}/v1/projects/${PROJECT}/runs/${run_id}/events`, {
+      headers,
+    });
     expect(events.headers.get('content-type')).toContain('text/event-stream');
     const stream = await events.text();
     expect(stream).toContain('event: done');
     expect(stream).toContain('"to":"COMPLETED"');
 
-    const view = (await (await fetch(`${pipeline.url}/v1/projects/${PROJECT}/runs/${run_id}`, { headers })).json()) as Record<string, unknown>;
-    expect(view).toMatchObject({ run_id, state: 'COMPLETED', output: 'model: status of order 42?', failure: null });
+    const view = (await (
+      await fetch(`${pipeline.url}/v1/projects/${PROJECT}/runs/${run_id}`, { headers })
+    ).json()) as Record<string, unknown>;
+    expect(view).toMatchObject({
+      run_id,
+      state: 'COMPLETED',
+      output: 'model: status of order 42?',
+      failure: null,
+    });
     expect((view.timeline as unknown[]).length).toBe(6);
   });
 
@@ -361,7 +513,10 @@ describe('recovery', () => {
     await pipeline.stopWorkers();
     const chatIds = Array.from({ length: 6 }, (_, i) => 5500 + i);
     for (const chatId of chatIds) {
-      await postTelegram(PROJECT, telegramUpdate({ updateId: nextUpdateId++, chatId, text: `batch ${chatId}` }));
+      await postTelegram(
+        PROJECT,
+        telegramUpdate({ updateId: nextUpdateId++, chatId, text: `batch ${chatId}` }),
+      );
     }
     // every key of this test's prefix goes, as a FLUSHALL would take them
     await deleteKeys(prefix);
@@ -369,7 +524,9 @@ describe('recovery', () => {
     const report = await pipeline.sweep(0);
     expect(report.requeued).toBeGreaterThanOrEqual(chatIds.length);
     for (const chatId of chatIds) {
-      await waitFor(() => sentTo(String(chatId)).length === 1 || undefined, { what: `the reply to ${chatId}` });
+      await waitFor(() => sentTo(String(chatId)).length === 1 || undefined, {
+        what: `the reply to ${chatId}`,
+      });
     }
     await pipeline.sweep(0);
     await new Promise((r) => setTimeout(r, 300));

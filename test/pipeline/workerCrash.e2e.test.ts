@@ -49,9 +49,15 @@ beforeAll(async () => {
   pipeline.startWorkers(['resolve', 'policy', 'sanitize', 'deliver']);
   await applyTestTenant(
     { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({ projectId: 'crash', telegramApiRoot: telegram.apiRoot, lineBaseUrl: line.baseUrl, modelBaseUrl: model.url }),
+    pipelineTenant({
+      projectId: 'crash',
+      telegramApiRoot: telegram.apiRoot,
+      lineBaseUrl: line.baseUrl,
+      modelBaseUrl: model.url,
+    }),
   );
-  for (const [name, value] of Object.entries(TEST_SECRETS)) await pipeline.setSecret('crash', name, value);
+  for (const [name, value] of Object.entries(TEST_SECRETS))
+    await pipeline.setSecret('crash', name, value);
 });
 
 afterAll(async () => {
@@ -69,26 +75,39 @@ describe('a worker killed in the middle of execute', () => {
     for (const chatId of chats) {
       const res = await fetch(`${pipeline.url}/webhooks/telegram/crash/tg`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'] },
-        body: JSON.stringify(telegramUpdate({ updateId: updateId++, chatId, text: `hi ${chatId}` })),
+        headers: {
+          'content-type': 'application/json',
+          'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'],
+        },
+        body: JSON.stringify(
+          telegramUpdate({ updateId: updateId++, chatId, text: `hi ${chatId}` }),
+        ),
       });
       expect(res.status).toBe(200);
     }
     // the model has been asked: the worker is inside execute
-    await waitFor(() => model.requests.length >= 1 || undefined, { what: 'a model request', timeoutMs: 20_000 });
+    await waitFor(() => model.requests.length >= 1 || undefined, {
+      what: 'a model request',
+      timeoutMs: 20_000,
+    });
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
     model.setDelay(0);
     startExecuteWorker();
     for (const chatId of chats) {
-      await waitFor(() => telegram.sent.some((m) => String(m.chat_id) === String(chatId)) || undefined, {
-        what: `the reply to ${chatId}`,
-        timeoutMs: 25_000,
-      });
+      await waitFor(
+        () => telegram.sent.some((m) => String(m.chat_id) === String(chatId)) || undefined,
+        {
+          what: `the reply to ${chatId}`,
+          timeoutMs: 25_000,
+        },
+      );
     }
     await new Promise((r) => setTimeout(r, 500));
     for (const chatId of chats) {
-      expect(telegram.sent.filter((m) => String(m.chat_id) === String(chatId)).map((m) => m.text)).toEqual([`model: hi ${chatId}`]);
+      expect(
+        telegram.sent.filter((m) => String(m.chat_id) === String(chatId)).map((m) => m.text),
+      ).toEqual([`model: hi ${chatId}`]);
     }
   });
 });

@@ -6,7 +6,16 @@ import { bindAgent, sessionKeyFor } from '../../pipeline/runs/bindAgent.ts';
 import { canaryBucket, decideMode } from '../../pipeline/runs/decideMode.ts';
 import { openSecret, sealSecret } from '../../pipeline/secrets/secretBox.ts';
 
-const event = (over: { channel?: 'telegram' | 'line'; account?: string; sender?: string; kind?: 'dm' | 'group'; id?: string; thread?: string } = {}) =>
+const event = (
+  over: {
+    channel?: 'telegram' | 'line';
+    account?: string;
+    sender?: string;
+    kind?: 'dm' | 'group';
+    id?: string;
+    thread?: string;
+  } = {},
+) =>
   ConversationEvent.parse({
     eventId: '00000000-0000-4000-8000-000000000001',
     projectId: 'acme',
@@ -16,7 +25,11 @@ const event = (over: { channel?: 'telegram' | 'line'; account?: string; sender?:
     externalEventId: '1',
     receivedAt: new Date().toISOString(),
     sender: { id: over.sender ?? 'u1' },
-    conversation: { kind: over.kind ?? 'dm', id: over.id ?? 'c1', ...(over.thread ? { threadId: over.thread } : {}) },
+    conversation: {
+      kind: over.kind ?? 'dm',
+      id: over.id ?? 'c1',
+      ...(over.thread ? { threadId: over.thread } : {}),
+    },
     message: { text: 'hi' },
   });
 
@@ -50,7 +63,9 @@ describe('bindings', () => {
 
   it('give a deterministic session key per agent and conversation, threads appended', () => {
     expect(sessionKeyFor('sre', event())).toBe('agent:sre:telegram:tg:dm:c1');
-    expect(sessionKeyFor('sre', event({ kind: 'group', id: '-100', thread: '7' }))).toBe('agent:sre:telegram:tg:group:-100:7');
+    expect(sessionKeyFor('sre', event({ kind: 'group', id: '-100', thread: '7' }))).toBe(
+      'agent:sre:telegram:tg:group:-100:7',
+    );
   });
 });
 
@@ -64,13 +79,25 @@ describe('migration modes', () => {
   });
 
   it('canary speaks to allow-listed peers and a stable share of the rest', () => {
-    expect(decideMode({ mode: 'canary', canary: { percent: 0, allowPeers: ['line:U1'] } }, peer).live).toBe(true);
-    expect(decideMode({ mode: 'canary', canary: { percent: 0, allowPeers: [] } }, peer).live).toBe(false);
-    expect(decideMode({ mode: 'canary', canary: { percent: 100, allowPeers: [] } }, peer).live).toBe(true);
+    expect(
+      decideMode({ mode: 'canary', canary: { percent: 0, allowPeers: ['line:U1'] } }, peer).live,
+    ).toBe(true);
+    expect(decideMode({ mode: 'canary', canary: { percent: 0, allowPeers: [] } }, peer).live).toBe(
+      false,
+    );
+    expect(
+      decideMode({ mode: 'canary', canary: { percent: 100, allowPeers: [] } }, peer).live,
+    ).toBe(true);
     let live = 0;
     for (let i = 0; i < 2000; i++) {
-      const d1 = decideMode({ mode: 'canary', canary: { percent: 10 } }, { ...peer, senderId: `U${i}` });
-      const d2 = decideMode({ mode: 'canary', canary: { percent: 10 } }, { ...peer, senderId: `U${i}` });
+      const d1 = decideMode(
+        { mode: 'canary', canary: { percent: 10 } },
+        { ...peer, senderId: `U${i}` },
+      );
+      const d2 = decideMode(
+        { mode: 'canary', canary: { percent: 10 } },
+        { ...peer, senderId: `U${i}` },
+      );
       expect(d2.live).toBe(d1.live);
       if (d1.live) live += 1;
     }
@@ -86,8 +113,13 @@ describe('sealed secrets', () => {
     const sealed = sealSecret(key, 'hunter2-token', 'awooop:secret:acme:tok');
     expect(openSecret(key, sealed, 'awooop:secret:acme:tok')).toBe('hunter2-token');
     expect(() => openSecret(key, sealed, 'awooop:secret:other:tok')).toThrow(/integrity/);
-    expect(() => openSecret(randomBytes(32), sealed, 'awooop:secret:acme:tok')).toThrow(/sealed with key/);
-    const flipped = { ...sealed, ciphertext: Buffer.from(sealed.ciphertext.map((b, i) => (i === 0 ? b ^ 1 : b))) };
+    expect(() => openSecret(randomBytes(32), sealed, 'awooop:secret:acme:tok')).toThrow(
+      /sealed with key/,
+    );
+    const flipped = {
+      ...sealed,
+      ciphertext: Buffer.from(sealed.ciphertext.map((b, i) => (i === 0 ? b ^ 1 : b))),
+    };
     expect(() => openSecret(key, flipped, 'awooop:secret:acme:tok')).toThrow(/integrity/);
     expect(sealed.ciphertext.toString('utf8')).not.toContain('hunter2');
   });
