@@ -11,7 +11,7 @@ const OutboundRow = z.object({
   chunkCount: z.number(),
   text: z.string(),
   format: z.enum(['plain', 'HTML', 'MarkdownV2']),
-  status: z.enum(['queued', 'sending', 'sent', 'failed', 'suppressed']),
+  status: z.enum(['queued', 'sending', 'sent', 'uncertain', 'failed', 'suppressed']),
   method: z.string().nullable(),
   attempts: z.number(),
   leaseUntil: z.number().nullable(),
@@ -60,35 +60,51 @@ export async function listOutbound(
      ORDER BY CASE kind WHEN 'status' THEN 0 WHEN 'reply' THEN 1 ELSE 2 END, chunk_index`);
 }
 
+/** A claimed chunk: the row as now held, and whether an earlier sender died holding it. */
+export type ClaimedRow = OutboundRow & { takenOver: boolean };
+
 /**
  * Claims a chunk for sending: `queued` → `sending` with a lease, or a `sending` row whose
- * lease ran out (its sender died mid-call). Returns null when someone else holds it or it is
- * already settled, so two deliver workers never send the same chunk at once.
+ * lease ran out (its sender died mid-call: `takenOver`, and the call may have gone out).
+ * Returns null when someone else holds it or it is already settled, so two deliver workers
+ * never send the same chunk at once. The new `attempts` is the claim's fencing token.
  */
 export async function claimOutbound(
   db: CommonQueryMethods,
   messageId: string,
   leaseMs: number,
-): Promise<OutboundRow | null> {
-  return db.maybeOne(sql.type(OutboundRow)`
+): Promise<ClaimedRow | null> {
+  return db.maybeOne(sql.type(OutboundRow.extend({ takenOver: z.boolean() }))`
+    WITH o AS (
+      SELECT status AS previous FROM outbound_messages WHERE message_id = ${messageId} FOR UPDATE
+    )
     UPDATE outbound_messages
        SET status = 'sending', attempts = attempts + 1, updated_at = now(),
            lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+      FROM o
      WHERE message_id = ${messageId}
-       AND (status = 'queued' OR (status = 'sending' AND lease_until < now()))
-    RETURNING ${COLUMNS}`);
+       AND (o.previous = 'queued' OR (o.previous = 'sending' AND lease_until < now()))
+    RETURNING ${COLUMNS}, o.previous = 'sending' AS "takenOver"`);
 }
 
-/** Settles a claimed chunk: sent (with the channel's message id), back to queued, or failed. */
+/** How a claimed chunk ended. */
+export type OutboundOutcome =
+  | { status: 'sent'; method: string; externalMessageId?: string | null }
+  | { status: 'uncertain'; method: string; errorCode: string }
+  | { status: 'queued'; errorCode: string }
+  | { status: 'failed'; errorCode: string; method?: string };
+
+/**
+ * Settles a claimed chunk: sent (with the channel's message id), uncertain, back to queued,
+ * or failed. Fenced by the claim's `attempts`: a sender whose lease ran out and whose row was
+ * taken over changes nothing. Returns whether this claim still held the row.
+ */
 export async function settleOutbound(
   db: CommonQueryMethods,
-  messageId: string,
-  outcome:
-    | { status: 'sent'; method: string; externalMessageId?: string | null }
-    | { status: 'queued'; errorCode: string }
-    | { status: 'failed'; errorCode: string; method?: string },
-): Promise<void> {
-  await db.query(sql.unsafe`
+  claim: { messageId: string; attempts: number },
+  outcome: OutboundOutcome,
+): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
     UPDATE outbound_messages SET
       status = ${outcome.status},
       method = coalesce(${'method' in outcome ? (outcome.method ?? null) : null}, method),
@@ -97,5 +113,23 @@ export async function settleOutbound(
       sent_at = CASE WHEN ${outcome.status === 'sent'} THEN now() END,
       lease_until = NULL,
       updated_at = now()
-     WHERE message_id = ${messageId} AND status = 'sending'`);
+     WHERE message_id = ${claim.messageId} AND status = 'sending' AND attempts = ${claim.attempts}`);
+  return result.rowCount > 0;
+}
+
+/**
+ * Withdraws a run's unsent chunks of the given kinds (`queued` → `suppressed`, with a code):
+ * a failed run's answer, or a progress note the answer has overtaken. A chunk being sent is
+ * left to its sender. Harmless twice: only `queued` rows change.
+ */
+export async function withdrawOutbound(
+  db: CommonQueryMethods,
+  runId: string,
+  kinds: readonly OutboundKind[],
+  errorCode: string,
+): Promise<number> {
+  const result = await db.query(sql.unsafe`
+    UPDATE outbound_messages SET status = 'suppressed', error_code = ${errorCode}, updated_at = now()
+     WHERE run_id = ${runId} AND status = 'queued' AND kind = ANY(${sql.array([...kinds], 'text')})`);
+  return result.rowCount;
 }

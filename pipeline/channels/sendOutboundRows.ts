@@ -1,4 +1,10 @@
-import { claimOutbound, settleOutbound, type OutboundRow } from '../../db/outboundMessages.ts';
+import {
+  claimOutbound,
+  settleOutbound,
+  type ClaimedRow,
+  type OutboundOutcome,
+  type OutboundRow,
+} from '../../db/outboundMessages.ts';
 import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
@@ -10,41 +16,62 @@ import { createLineSender } from './line/createLineSender.ts';
 import { reserveSendSlot, telegramSendBuckets } from './sendRateLimiter.ts';
 import { createTelegramSender } from './telegram/createTelegramSender.ts';
 
-/** How long a claimed chunk is held before another worker may take it over. */
-const LEASE_MS = 30_000;
-/** Waits for a send slot up to this long in-process; longer waits go back to the queue. */
-const MAX_INLINE_WAIT_MS = 2000;
+/**
+ * How long a claimed chunk is held before another worker may take it over: well past the
+ * longest send (pacing, a LINE reply and its push fallback, 15 s each).
+ */
+const LEASE_MS = 60_000;
+/**
+ * Waits for a send slot up to this long in-process; longer waits go back to the queue. Above a
+ * Telegram group's 3 s spacing, so a group's next message waits here rather than re-queueing.
+ */
+const MAX_INLINE_WAIT_MS = 3500;
 /** LINE takes at most five messages per reply or push. */
 const LINE_BATCH = 5;
 
 type Target = { ctx: StageContext; run: Run; channel: ChannelContract; event: ConversationEvent };
 
+/** What one deliver did with the rows it was given. */
+export type SendReport = {
+  sent: number;
+  /** Rows whose call may or may not have reached the channel; never repeated. */
+  uncertain: number;
+  /** The first refusal, after which nothing more was sent. */
+  failed: { code: string; chunkIndex: number } | null;
+};
+
 /**
- * Sends ledger rows in order, each exactly once: a row is claimed (queued → sending, with a
+ * Sends ledger rows in order, each at most once: a row is claimed (queued → sending, with a
  * lease) in its own transaction before the call and settled after it, so a second deliver —
  * a retry, a restarted worker, a twin job — skips what was sent and never sends a row another
- * worker holds. A row whose sender died mid-call is taken over when its lease runs out; for
- * LINE the push carries the row's id as `X-Line-Retry-Key`, so LINE drops a repeat. Returns
- * how many rows failed for good.
+ * worker holds. A row whose sender died mid-call is taken over when its lease runs out: where
+ * the channel dedupes a repeat (a LINE push carries the row's id as `X-Line-Retry-Key`, an API
+ * callback its `Idempotency-Key`) it is sent again; where it cannot (Telegram, a LINE reply)
+ * it is settled `uncertain` rather than risk a second copy, and so is a call whose answer was
+ * lost. A refused row stops the send: what follows stays queued for the caller to withdraw.
  */
 export async function sendOutboundRows(
   target: Target,
   rows: readonly OutboundRow[],
-): Promise<number> {
+): Promise<SendReport> {
   const pending = rows.filter((r) => r.status === 'queued' || r.status === 'sending');
-  let failed = 0;
-  for (let i = 0; i < pending.length;) {
+  const report: SendReport = { sent: 0, uncertain: 0, failed: null };
+  for (let i = 0; i < pending.length && !report.failed;) {
     const batch =
       target.channel.type === 'line' ? pending.slice(i, i + LINE_BATCH) : pending.slice(i, i + 1);
     i += batch.length;
-    failed += await sendBatch(target, batch);
+    await sendBatch(target, batch, report);
   }
-  return failed;
+  return report;
 }
 
-async function sendBatch(target: Target, batch: readonly OutboundRow[]): Promise<number> {
+async function sendBatch(
+  target: Target,
+  batch: readonly OutboundRow[],
+  report: SendReport,
+): Promise<void> {
   const { ctx, run } = target;
-  const claimed: OutboundRow[] = [];
+  const claimed: ClaimedRow[] = [];
   for (const row of batch) {
     const got = await withProject(ctx.pool, run.projectId, (tx) =>
       claimOutbound(tx, row.messageId, LEASE_MS),
@@ -59,22 +86,45 @@ async function sendBatch(target: Target, batch: readonly OutboundRow[]): Promise
       throw new RetryAfterError('DELIVERY_IN_PROGRESS', 'another worker is sending this run', 1000);
     }
   }
-  if (claimed.length === 0) return 0;
+  if (claimed.length === 0) return;
+  const method = methodFor(target, claimed);
+  if (claimed.some((r) => r.takenOver) && !method.dedupes) {
+    // The sender before us died during the call: it may have gone out, and a repeat could not
+    // be told apart by the channel.
+    await settleAll(target, claimed, {
+      status: 'uncertain',
+      method: method.name,
+      errorCode: 'SENDER_LOST',
+    });
+    report.uncertain += claimed.length;
+    return;
+  }
   try {
-    const result = await sendClaimed(target, claimed);
+    const result = await sendClaimed(target, claimed, method.name);
     await settleAll(target, claimed, {
       status: 'sent',
       method: result.method,
       externalMessageId: result.externalMessageId ?? null,
     });
-    return 0;
+    report.sent += claimed.length;
   } catch (error) {
+    if (error instanceof AppError && error.code === 'CHANNEL_UNCERTAIN') {
+      await settleAll(target, claimed, {
+        status: 'uncertain',
+        method: method.name,
+        errorCode: error.code,
+      });
+      ctx.logger.warn({ runId: run.runId, err: error.message }, 'a send may not have arrived');
+      report.uncertain += claimed.length;
+      return;
+    }
     if (error instanceof NonRetryableError) {
       await settleAll(target, claimed, { status: 'failed', errorCode: error.code });
       ctx.logger.warn({ runId: run.runId, code: error.code }, 'channel refused a message');
-      return claimed.length;
+      report.failed = { code: error.code, chunkIndex: claimed[0]!.chunkIndex };
+      return;
     }
-    // Not sent (a 429, a 5xx, a timeout): back to queued so the retry sends it.
+    // Not sent (a 429, a 5xx, a refused connection): back to queued so the retry sends it.
     await settleAll(target, claimed, {
       status: 'queued',
       errorCode: error instanceof AppError ? error.code : 'SEND_FAILED',
@@ -83,20 +133,50 @@ async function sendBatch(target: Target, batch: readonly OutboundRow[]): Promise
   }
 }
 
+/** How a claimed batch goes out, and whether the channel drops a repeat of that call. */
+function methodFor(
+  { ctx, channel, event }: Target,
+  rows: readonly ClaimedRow[],
+): { name: 'sendMessage' | 'reply' | 'push' | 'stored' | 'callback'; dedupes: boolean } {
+  switch (channel.type) {
+    case 'telegram':
+      return { name: 'sendMessage', dedupes: false };
+    case 'line': {
+      // A reply token is single-use: only a first attempt of the first batch may spend it.
+      const token = event.replyToken;
+      const firstTry = rows.every((r) => r.attempts === 1);
+      const isFirstBatch = rows[0]!.chunkIndex === 0 && rows[0]!.kind !== 'status';
+      const fresh = token !== undefined && Date.parse(token.expiresAt) > ctx.now() + 1000;
+      return firstTry && isFirstBatch && fresh
+        ? { name: 'reply', dedupes: false }
+        : { name: 'push', dedupes: true };
+    }
+    case 'api':
+      return { name: channel.callbackUrl ? 'callback' : 'stored', dedupes: true };
+    case 'slack':
+      return { name: 'stored', dedupes: false };
+  }
+}
+
 async function settleAll(
   { ctx, run }: Target,
-  rows: readonly OutboundRow[],
-  outcome: Parameters<typeof settleOutbound>[2],
+  rows: readonly ClaimedRow[],
+  outcome: OutboundOutcome,
 ): Promise<void> {
   if (rows.length === 0) return;
   await withProject(ctx.pool, run.projectId, async (tx) => {
-    for (const row of rows) await settleOutbound(tx, row.messageId, outcome);
+    for (const row of rows) {
+      if (!(await settleOutbound(tx, row, outcome))) {
+        ctx.logger.warn({ runId: run.runId, messageId: row.messageId }, 'lost a chunk lease');
+      }
+    }
   });
 }
 
 async function sendClaimed(
   target: Target,
-  rows: readonly OutboundRow[],
+  rows: readonly ClaimedRow[],
+  method: ReturnType<typeof methodFor>['name'],
 ): Promise<{ method: string; externalMessageId?: string }> {
   const { ctx, run, channel, event } = target;
   const conversation = event.conversation;
@@ -120,13 +200,9 @@ async function sendClaimed(
         ...(channel.apiBaseUrl ? { baseUrl: channel.apiBaseUrl } : {}),
       });
       const texts = rows.map((r) => r.text);
-      const token = event.replyToken;
-      // A reply token is single-use: only a first attempt of the first batch may spend it.
-      const firstTry = rows.every((r) => r.attempts === 1);
-      const isFirstBatch = rows[0]!.chunkIndex === 0 && rows[0]!.kind !== 'status';
-      if (token && firstTry && isFirstBatch && Date.parse(token.expiresAt) > ctx.now() + 1000) {
+      if (method === 'reply' && event.replyToken) {
         try {
-          await sender.reply(token.value, texts);
+          await sender.reply(event.replyToken.value, texts);
           return { method: 'reply' };
         } catch (error) {
           if (!(error instanceof AppError) || error.code !== 'LINE_REPLY_TOKEN_INVALID')
@@ -168,7 +244,15 @@ async function paceTelegram({ ctx, run, event }: Target): Promise<void> {
   );
   let wait = 0;
   for (const bucket of buckets) {
-    wait = Math.max(wait, await reserveSendSlot(ctx.redis, ctx.redisPrefix, bucket));
+    // With maxWaitMs a too-long wait reserves nothing, so giving up does not push the chat's
+    // schedule further out (which would make the next try wait just as long, forever).
+    wait = Math.max(
+      wait,
+      await reserveSendSlot(ctx.redis, ctx.redisPrefix, {
+        ...bucket,
+        maxWaitMs: MAX_INLINE_WAIT_MS,
+      }),
+    );
   }
   if (wait > MAX_INLINE_WAIT_MS) {
     throw new RetryAfterError('CHANNEL_PACING', 'waiting for a send slot in this chat', wait);

@@ -1,5 +1,6 @@
 import { HTTPFetchError, messagingApi } from '@line/bot-sdk';
 import { AppError, NonRetryableError, RetryAfterError } from '../../errors.ts';
+import { connectFailed } from '../connectFailed.ts';
 import { retryAfterMs } from '../retryAfterMs.ts';
 
 /** LINE takes at most this many messages in one reply or push. */
@@ -123,7 +124,11 @@ function mapLineError(error: unknown, method: string): AppError {
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : '';
     const reason =
       (error instanceof Error ? error.message : String(error)) + (cause && ` (${cause})`);
-    return new AppError('CHANNEL_UNAVAILABLE', `LINE ${method} did not complete: ${reason}`, {
+    // A reply has no retry key: one that may have gone out must not be sent again (a push
+    // carries its retry key, so LINE itself drops a repeat of it).
+    const code =
+      method === 'reply' && !connectFailed(error) ? 'CHANNEL_UNCERTAIN' : 'CHANNEL_UNAVAILABLE';
+    return new AppError(code, `LINE ${method} did not complete: ${reason}`, {
       status: 503,
       detail: { method },
     });
@@ -131,6 +136,14 @@ function mapLineError(error: unknown, method: string): AppError {
   const status = error.status;
   const lineMessage = messageOf(error.body);
   const detail = { method, httpStatus: status, lineMessage };
+  if (status === 429 && /monthly limit/i.test(lineMessage)) {
+    // The channel's monthly message quota: waiting seconds cannot help, and retrying forever
+    // would keep the run's deliver job alive past any deadline.
+    return new NonRetryableError('CHANNEL_QUOTA_EXCEEDED', `LINE ${method}: ${lineMessage}`, {
+      status: 502,
+      detail,
+    });
+  }
   if (status === 429) {
     const waitMs = retryAfterMs(error.headers.get('retry-after'), 1000);
     return new RetryAfterError('CHANNEL_RATE_LIMITED', `LINE ${method} was rate limited`, waitMs);

@@ -1,5 +1,6 @@
 import { Telegram, TelegramError } from 'telegraf';
 import { AppError, NonRetryableError, RetryAfterError } from '../../errors.ts';
+import { connectFailed } from '../connectFailed.ts';
 
 // telegraf types its signal as the old `abort-controller` polyfill's; node-fetch, which it
 // calls, accepts Node's own AbortSignal (it checks the constructor name only).
@@ -39,7 +40,8 @@ export type TelegramSenderOptions = {
 /**
  * A Telegram sender on telegraf's `Telegram` client. Errors are mapped by how to handle them:
  * 429 → {@link RetryAfterError} `CHANNEL_RATE_LIMITED` after Telegram's `retry_after`;
- * 5xx, timeouts and network failures → retryable `CHANNEL_UNAVAILABLE`; any other refusal
+ * 5xx and failures to connect → retryable `CHANNEL_UNAVAILABLE`; a timeout or a connection
+ * lost after the request may have gone out → `CHANNEL_UNCERTAIN` (never repeated); any other refusal
  * (bad chat, blocked bot, bad markup, bad token) → {@link NonRetryableError} `CHANNEL_REJECTED`.
  */
 export function createTelegramSender({
@@ -126,7 +128,12 @@ function mapTelegramError(error: unknown, method: string, token: string): AppErr
     );
   }
   const reason = redact(error instanceof Error ? error.message : String(error));
-  return new AppError('CHANNEL_UNAVAILABLE', `Telegram ${method} did not complete: ${reason}`, {
+  // Telegram has no idempotency key: a call that may have reached it is not to be repeated.
+  // An answer that is not the Bot API's JSON came from something in front of it (a proxy's
+  // error page): Telegram did not take the call, so it can be repeated.
+  const notTelegram = (error as { type?: unknown } | null)?.type === 'invalid-json';
+  const code = connectFailed(error) || notTelegram ? 'CHANNEL_UNAVAILABLE' : 'CHANNEL_UNCERTAIN';
+  return new AppError(code, `Telegram ${method} did not complete: ${reason}`, {
     status: 503,
     detail: { method },
   });
