@@ -35,11 +35,14 @@ export async function runSweeper(config: Config): Promise<number> {
   let lastCheckpoint = 0;
   const worker = new Worker(
     SWEEPER_QUEUE,
+    // Harmless twice (two sweepers, a stalled sweep): sweep() enqueues only where no live job
+    // exists and fails only runs still in the state it saw; checkpoints skip settled ranges.
     async () => {
       // A Redis flush also removes the scheduler: put it back on every run.
       await schedule();
       const report = await sweep(ctx, {
-        jobState: (stage, runId) => queues.queues[stage].getJobState(stageJobId(stage, runId)),
+        jobState: (stage, runId, notice) =>
+          queues.queues[stage].getJobState(stageJobId(stage, runId, notice)),
         enqueue: queues.enqueue,
         stallMs: config.AWOOOP_STALL_MS,
       });

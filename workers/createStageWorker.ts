@@ -6,6 +6,7 @@ import { failRun } from '../pipeline/stages/failRun.ts';
 import { loadPinnedChannel } from '../pipeline/stages/loadPinnedContracts.ts';
 import { loadRun } from '../pipeline/stages/loadRun.ts';
 import type { Enqueue, StageContext, StageOutcome } from '../pipeline/stages/StageContext.ts';
+import { stateFor } from '../pipeline/runs/runState.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
 export type StageHandler = (
@@ -54,6 +55,8 @@ export function createStageWorker({
   lockMs?: number;
   observe?: StageObserver;
 }): Worker {
+  // Harmless twice (a stalled job runs again): each stage acts only on a run in its own state
+  // and moves it with a conditional transition; the next stage's job id is per run and stage.
   const processor = async (job: Job, token?: string, signal?: AbortSignal) => {
     const started = performance.now();
     const parsed = RunJob.safeParse(job.data);
@@ -69,7 +72,7 @@ export function createStageWorker({
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();
       }
-      if (outcome.next) await enqueue(outcome.next, data);
+      if (outcome.next) await enqueue(outcome.next, data, { notice: outcome.notice ?? false });
       observe({ stage, outcome: 'advanced', ms: elapsed() });
     } catch (error) {
       if (error instanceof DelayedError) throw error;
@@ -99,7 +102,7 @@ export function createStageWorker({
       }
       observe({ stage, outcome: 'failed', ms: elapsed(), code });
       await endRun(ctx, data, stage, error, code);
-      await enqueue('deliver', data);
+      await enqueue('deliver', data, { notice: true });
       throw new UnrecoverableError(
         `${code}: ${error instanceof Error ? error.message : String(error)}`,
       );
@@ -116,7 +119,10 @@ export function createStageWorker({
   });
 }
 
-/** Fails the run for an error no retry will fix; the user sees the channel's short message. */
+/**
+ * Fails the run for an error no retry will fix; the user sees the channel's short message.
+ * Harmless twice: only a run still in this stage's state is failed.
+ */
 async function endRun(ctx: StageContext, job: RunJob, stage: Stage, error: unknown, code: string) {
   const message = error instanceof AppError ? error.message : 'the stage failed';
   const detail = error instanceof AppError ? { ...error.detail } : {};
@@ -129,7 +135,7 @@ async function endRun(ctx: StageContext, job: RunJob, stage: Stage, error: unkno
       tx,
       run,
       { code, message, detail },
-      { stage, startedAt: ctx.now(), channel },
+      { stage, startedAt: ctx.now(), channel, from: stateFor(stage) },
     );
   });
 }

@@ -13,10 +13,10 @@ export const STAGE_RETRY: Record<Stage, { attempts: number; delayMs: number }> =
 };
 
 /** Job options of a stage job: a job id per run and stage, retries, and bounded retention. */
-export function stageJobOptions(stage: Stage, runId: string): JobsOptions {
+export function stageJobOptions(stage: Stage, runId: string, notice = false): JobsOptions {
   const retry = STAGE_RETRY[stage];
   return {
-    jobId: stageJobId(stage, runId),
+    jobId: stageJobId(stage, runId, notice),
     attempts: retry.attempts,
     backoff: { type: 'exponential', delay: retry.delayMs, jitter: 0.5 },
     // Completed jobs go at once (Postgres holds the run); failed ones stay a week to inspect.
@@ -40,7 +40,7 @@ export function createStageQueues(connection: ConnectionOptions, prefix: string)
   const enqueue: Enqueue = async (stage, job, options = {}) => {
     const data = RunJob.parse({ ...job, stage });
     await queues[stage].add(stage, data, {
-      ...stageJobOptions(stage, job.runId),
+      ...stageJobOptions(stage, job.runId, options.notice ?? false),
       ...(options.delayMs ? { delay: options.delayMs } : {}),
     });
   };

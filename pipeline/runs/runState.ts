@@ -39,7 +39,16 @@ export function stageFor(state: RunState): Stage | null {
   }
 }
 
-/** The BullMQ job id of a run's stage: one live job per run and stage (no ':' allowed). */
-export function stageJobId(stage: Stage, runId: string): string {
-  return `${stage}-${runId}`;
+/** The state a run is in while `stage` works on it (the state `stageFor` maps to it). */
+export function stateFor(stage: Stage): RunState {
+  return RUN_STATES.find((s) => stageFor(s) === stage)!;
+}
+
+/**
+ * The BullMQ job id of a run's stage: one live job per run and stage (no ':' allowed). A
+ * failed run's notice has its own id, because the job that failed it may still hold (or, kept
+ * for inspection, keep) the stage's id.
+ */
+export function stageJobId(stage: Stage, runId: string, notice = false): string {
+  return notice ? `${stage}-${runId}-notice` : `${stage}-${runId}`;
 }

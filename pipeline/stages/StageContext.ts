@@ -4,8 +4,15 @@ import type { RunJob, Stage } from '../contracts/runJob.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
 import type { SecretResolver } from '../secrets/createSecretResolver.ts';
 
-/** Adds a stage job for a run; the queue layer derives the job id from run and stage. */
-export type Enqueue = (stage: Stage, job: RunJob, options?: { delayMs?: number }) => Promise<void>;
+/**
+ * Adds a stage job for a run; the queue layer derives the job id from run and stage, and from
+ * `notice` for the deliver job that sends a failed run's failure notice.
+ */
+export type Enqueue = (
+  stage: Stage,
+  job: RunJob,
+  options?: { delayMs?: number; notice?: boolean },
+) => Promise<void>;
 
 /**
  * What a stage receives first: the base context plus the pipeline's clients. Built once per
@@ -23,7 +30,9 @@ export type StageContext = Context & {
 };
 
 /**
- * What a stage tells its queue shell: move on to `next` (null: nothing more to do), or run
- * this same stage again after `waitMs` (a session's earlier run is still executing).
+ * What a stage tells its queue shell: move on to `next` (null: nothing more to do; `notice`:
+ * the run failed and deliver is to send its failure notice), or run this same stage again
+ * after `waitMs` (a session's earlier run is still executing).
  */
-export type StageOutcome = { next: Stage | null } | { waitMs: number; reason: string };
+export type StageOutcome =
+  { next: Stage | null; notice?: boolean } | { waitMs: number; reason: string };

@@ -1,4 +1,4 @@
-import { listOutbound } from '../../db/outboundMessages.ts';
+import { listOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
 import { getRunEvent, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { sendOutboundRows } from '../channels/sendOutboundRows.ts';
@@ -11,9 +11,12 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
 
 /**
  * deliver: sends the run's queued ledger rows through its channel, in order, then completes the
- * run. For a failed run it sends the pending failure notice. Shadow rows are `suppressed` and
- * never reach a channel. Harmless twice: each row is claimed and settled in the ledger, so a
- * sent row is skipped, and completing is conditional on the `SANITIZED` state.
+ * run. A progress note the answer overtook is withdrawn, not sent late. For a failed run it
+ * sends only the pending failure notice. Shadow rows are `suppressed` and never reach a
+ * channel. A chunk the channel refuses fails the run: later chunks are withdrawn and the user
+ * gets the failure notice instead of half an answer.
+ * Harmless twice: each row is claimed and settled in the ledger, so a sent (or uncertain) row
+ * is never sent again, and completing is conditional on the `SANITIZED` state.
  */
 export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
@@ -21,32 +24,40 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
     const run = await loadRun(tx, job);
     if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
       return { done: alreadyDone(run) } as const;
-    const rows = await listOutbound(tx, run.runId);
+    if (run.state === 'SANITIZED') await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
+    const rows = (await listOutbound(tx, run.runId)).filter(
+      (r) => run.state === 'SANITIZED' || r.kind === 'failure',
+    );
     const channel = await loadPinnedChannel(ctx, tx, run);
     const event = ConversationEvent.parse(await getRunEvent(tx, run));
     return { run, rows, channel, event } as const;
   });
   if ('done' in loaded) return loaded.done;
   const { run, rows, channel, event } = loaded;
-  const failed = channel ? await sendOutboundRows({ ctx, run, channel, event }, rows) : 0;
+  const sent = channel
+    ? await sendOutboundRows({ ctx, run, channel, event }, rows)
+    : { sent: 0, uncertain: 0, failed: null };
   if (run.state !== 'SANITIZED') return { next: null };
 
-  const counts = { sent: 0, suppressed: 0, failed };
-  for (const row of rows) {
-    if (row.status === 'suppressed') counts.suppressed += 1;
-    else if (row.kind === 'reply') counts.sent += 1;
-  }
-  counts.sent -= failed;
-  await withProject(ctx.pool, job.projectId, async (tx) => {
-    if (failed > 0) {
+  const counts = {
+    sent: sent.sent,
+    uncertain: sent.uncertain,
+    suppressed: rows.filter((r) => r.status === 'suppressed').length,
+  };
+  return withProject(ctx.pool, job.projectId, async (tx): Promise<StageOutcome> => {
+    if (sent.failed) {
       await failRun(
         ctx,
         tx,
         run,
-        { code: 'CHANNEL_REJECTED', message: 'the channel refused the answer', detail: counts },
-        { stage: 'deliver', startedAt, channel: null },
+        {
+          code: sent.failed.code,
+          message: 'the channel refused the answer',
+          detail: { ...counts, chunk: sent.failed.chunkIndex },
+        },
+        { stage: 'deliver', startedAt, channel, from: 'SANITIZED' },
       );
-      return;
+      return { next: 'deliver', notice: true };
     }
     await transitionRun(tx, {
       runId: run.runId,
@@ -57,6 +68,6 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
       startedAt,
       detail: counts,
     });
+    return { next: null };
   });
-  return { next: null };
 }

@@ -1,9 +1,9 @@
 import type { CommonQueryMethods } from 'slonik';
-import { enqueueOutbound } from '../../db/outboundMessages.ts';
+import { enqueueOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
-import { RUN_STATES } from '../runs/runState.ts';
+import type { RunState } from '../runs/runState.ts';
 import type { StageContext } from './StageContext.ts';
 
 /** The format the channel's messages are written in. */
@@ -14,9 +14,12 @@ export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'Mar
 /**
  * Ends a run with a failure code: the detail stays on the run and in the audit; the user gets
  * the channel's short failure message, only if the policy stage had already let the run speak
- * (`live`) — a shadow run, or one that failed before policy decided, stays silent.
- * Harmless twice: the transition only applies to an unfinished run, and the notice's ledger
- * key (run, 'failure', 0) admits one row.
+ * (`live`) — a shadow run, or one that failed before policy decided, stays silent. Unsent
+ * answer chunks and progress notes are withdrawn, so a failed run never answers as well.
+ * `from` is the state the caller saw: a run that has moved on since is left alone (the
+ * caller's view is stale), so a late timeout cannot fail a run that is being delivered.
+ * Harmless twice: the transition only applies to a run still in `from`, and the notice's
+ * ledger key (run, 'failure', 0) admits one row. The caller enqueues the notice's deliver.
  */
 export async function failRun(
   ctx: Pick<StageContext, 'actor'>,
@@ -27,19 +30,26 @@ export async function failRun(
     stage,
     startedAt,
     channel,
-  }: { stage: string; startedAt: number; channel: ChannelContract | null },
+    from,
+  }: {
+    stage: string;
+    startedAt: number;
+    channel: ChannelContract | null;
+    from: RunState | readonly RunState[];
+  },
 ): Promise<boolean> {
-  const open = RUN_STATES.filter((s) => s !== 'COMPLETED' && s !== 'FAILED');
   const moved = await transitionRun(db, {
     runId: run.runId,
-    from: open,
+    from,
     to: 'FAILED',
     stage,
     actor: ctx.actor,
     startedAt,
     changes: { failure },
   });
-  if (!moved || !channel) return moved;
+  if (!moved) return false;
+  await withdrawOutbound(db, run.runId, ['reply', 'status'], 'RUN_FAILED');
+  if (!channel) return moved;
   const wantsNotice = channel.type === 'api' ? channel.callbackUrl !== undefined : true;
   if (!wantsNotice) return moved;
   const format = channelFormat(channel);

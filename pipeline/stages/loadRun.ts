@@ -24,5 +24,5 @@ export async function loadRun(db: CommonQueryMethods, job: RunJob): Promise<Run>
  * its state needs now (a failed run goes to deliver, which sends any pending failure notice).
  */
 export function alreadyDone(run: Run): StageOutcome {
-  return { next: run.state === 'FAILED' ? 'deliver' : stageFor(run.state) };
+  return run.state === 'FAILED' ? { next: 'deliver', notice: true } : { next: stageFor(run.state) };
 }

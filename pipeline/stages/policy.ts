@@ -33,9 +33,10 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
           stage: 'policy',
           startedAt,
           channel: contracts.channel,
+          from: 'RESOLVED',
         },
       );
-      return { next: 'deliver' as const };
+      return { next: 'deliver' as const, notice: true };
     };
 
     const flow = contracts.agent.flow;

@@ -31,9 +31,9 @@ export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutc
         tx,
         run,
         { code, message },
-        { stage: 'resolve', startedAt, channel: channel?.body ?? null },
+        { stage: 'resolve', startedAt, channel: channel?.body ?? null, from: 'RECEIVED' },
       );
-      return { next: 'deliver' as const };
+      return { next: 'deliver' as const, notice: true };
     };
     const project = await read('project', 'project');
     if (!project)

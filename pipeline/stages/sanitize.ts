@@ -48,9 +48,9 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
           message: 'the answer did not match the agent output schema',
           detail: { issues: checked.issues },
         },
-        { stage: 'sanitize', startedAt, channel: contracts.channel },
+        { stage: 'sanitize', startedAt, channel: contracts.channel, from: 'EXECUTED' },
       );
-      return { next: 'deliver' };
+      return { next: 'deliver', notice: true };
     }
 
     const secrets = redactSecrets(checked.text, known);
@@ -59,7 +59,7 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
     const limit =
       contracts.channel.formatting.maxChunkChars ?? CHANNEL_TEXT_LIMITS[contracts.channel.type];
     const chunks = formatForChannel(pii.text, format, limit);
-    await enqueueOutbound(tx, run, 'reply', chunks, { format, suppressed: run.live !== true });
+    // The transition first: if a concurrent failRun won, no answer rows are written at all.
     const moved = await transitionRun(tx, {
       runId: run.runId,
       from: 'EXECUTED',
@@ -76,6 +76,8 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
         suppressed: run.live !== true,
       },
     });
-    return { next: moved ? 'deliver' : null };
+    if (!moved) return { next: null };
+    await enqueueOutbound(tx, run, 'reply', chunks, { format, suppressed: run.live !== true });
+    return { next: 'deliver' };
   });
 }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { appendAudit, checkpointAudit } from '../../db/auditEvents.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { Stage } from '../contracts/runJob.ts';
-import { RUN_STATES, stageFor } from '../runs/runState.ts';
+import { RUN_STATES, stageFor, type RunState } from '../runs/runState.ts';
 import { failRun } from './failRun.ts';
 import { loadPinnedChannel } from './loadPinnedContracts.ts';
 import { loadRun } from './loadRun.ts';
@@ -14,8 +14,11 @@ export const SWEEPER_ROLE = 'awooop_sweeper';
 
 /** What the sweeper needs from the queue layer. */
 export type SweepDeps = {
-  /** The BullMQ state of a run's stage job (`unknown` when there is none). */
-  jobState: (stage: Stage, runId: string) => Promise<string>;
+  /**
+   * The BullMQ state of a run's stage job, or of its failure-notice job with `notice`
+   * (`unknown` when there is none).
+   */
+  jobState: (stage: Stage, runId: string, notice: boolean) => Promise<string>;
   enqueue: Enqueue;
   /** A run untouched this long is checked for a live job. */
   stallMs: number;
@@ -68,33 +71,45 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
       UNION
       SELECT r.run_id, r.project_id, r.trace_id, r.state, false
         FROM outbound_messages o JOIN runs r USING (run_id)
-       WHERE r.state = 'FAILED' AND o.status IN ('queued', 'sending')
+       WHERE r.state = 'FAILED' AND o.kind = 'failure' AND o.status IN ('queued', 'sending')
          AND o.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
          AND (o.lease_until IS NULL OR o.lease_until < now())
        LIMIT ${deps.limit ?? 1000}`);
   });
   const report: SweepReport = { checked: stalled.length, requeued: 0, timedOut: 0, exhausted: 0 };
   for (const run of stalled) {
-    const stage: Stage = run.state === 'FAILED' ? 'deliver' : stageFor(run.state)!;
-    const state = await deps.jobState(stage, run.runId);
+    const notice = run.state === 'FAILED';
+    const stage: Stage = notice ? 'deliver' : stageFor(run.state)!;
+    const state = await deps.jobState(stage, run.runId, notice);
     const job = { projectId: run.projectId, runId: run.runId, traceId: run.traceId, stage };
     if (run.overdue && state !== 'active') {
-      if (await endRun(ctx, job, 'RUN_TIMEOUT', 'the run did not finish before its deadline')) {
+      if (
+        await endRun(
+          ctx,
+          job,
+          run.state,
+          'RUN_TIMEOUT',
+          'the run did not finish before its deadline',
+        )
+      ) {
         report.timedOut += 1;
-        await deps.enqueue('deliver', job);
+        await deps.enqueue('deliver', job, { notice: true });
       }
       continue;
     }
     if (LIVE_JOB_STATES.has(state)) continue;
-    if (state === 'failed' && run.state !== 'FAILED') {
-      if (await endRun(ctx, job, 'STAGE_FAILED', `the ${stage} stage used up its attempts`)) {
+    if (state === 'failed' && !notice) {
+      if (
+        await endRun(ctx, job, run.state, 'STAGE_FAILED', `the ${stage} stage used up its attempts`)
+      ) {
         report.exhausted += 1;
-        await deps.enqueue('deliver', job);
+        await deps.enqueue('deliver', job, { notice: true });
       }
       continue;
     }
+    // A notice whose own job used up its attempts stays unsent; the failed job shows why.
     if (state === 'failed') continue;
-    await deps.enqueue(stage, job);
+    await deps.enqueue(stage, job, { notice });
     await withProject(ctx.pool, run.projectId, (tx) =>
       appendAudit(tx, {
         projectId: run.projectId,
@@ -112,9 +127,14 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
   return report;
 }
 
+/**
+ * Fails a run the sweep found stuck. Harmless twice, and never behind a live stage's back:
+ * only a run still in the state the sweep saw is failed.
+ */
 async function endRun(
   ctx: StageContext,
   job: { projectId: string; runId: string; traceId: string; stage: Stage },
+  seen: RunState,
   code: string,
   message: string,
 ): Promise<boolean> {
@@ -126,7 +146,7 @@ async function endRun(
       tx,
       run,
       { code, message },
-      { stage: 'sweeper', startedAt: ctx.now(), channel },
+      { stage: 'sweeper', startedAt: ctx.now(), channel, from: seen },
     );
   });
 }
