@@ -27,7 +27,9 @@ const EnvSchema = z.object({
   AWOOOP_SECRET_KEY: z
     .string()
     .refine(
-      (v) => /^[0-9a-fA-F]{64}$/.test(v) || Buffer.from(v, 'base64').length === 32,
+      // Strict base64 of exactly 32 bytes: Buffer.from(v, 'base64') skips stray characters,
+      // so a 43-letter passphrase would otherwise pass as a key.
+      (v) => /^[0-9a-fA-F]{64}$/.test(v) || /^[A-Za-z0-9+/]{43}=?$/.test(v),
       'must be 32 bytes, as 64 hex characters or base64',
     )
     .optional(),
@@ -64,21 +66,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(lines);
   }
   const parsed = result.data;
-  return {
-    ...parsed,
-    toJSON() {
-      return Object.fromEntries(
-        Object.entries(parsed).map(([k, v]) => [
-          k,
-          SECRET_NAMES.has(k)
-            ? '[redacted]'
-            : k === 'DATABASE_URL' || k === 'REDIS_URL'
-              ? redactUrl(String(v))
-              : v,
-        ]),
-      );
-    },
-  };
+  const redacted = () =>
+    Object.fromEntries(
+      Object.entries(parsed).map(([k, v]) => [
+        k,
+        SECRET_NAMES.has(k)
+          ? '[redacted]'
+          : k === 'DATABASE_URL' || k === 'REDIS_URL'
+            ? redactUrl(String(v))
+            : v,
+      ]),
+    );
+  const config = { ...parsed, toJSON: redacted };
+  // console.log / util.inspect show the redacted view too, not the raw fields.
+  Object.defineProperty(config, Symbol.for('nodejs.util.inspect.custom'), { value: redacted });
+  return config;
 }
 
 /** A URL with its password replaced, for logs. */

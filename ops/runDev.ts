@@ -75,9 +75,15 @@ export async function runDev(config: Config): Promise<number> {
         (child) => new Promise((resolve) => child.once('exit', resolve)),
       );
       for (const child of children.values()) child.kill('SIGTERM');
+      // A child past its own shutdown deadline (a worker's is 15 s) is killed rather than
+      // left running without its supervisor.
+      const straggler = setTimeout(() => {
+        for (const child of children.values()) child.kill('SIGKILL');
+      }, 18_000);
       await Promise.all(exits);
+      clearTimeout(straggler);
     },
-    { deadlineMs: 15_000 },
+    { deadlineMs: 20_000 },
   );
   return 0;
 }

@@ -58,11 +58,15 @@ export async function runWorker(config: Config, stages: readonly Stage[]): Promi
   await onShutdown(
     logger,
     async () => {
-      // worker.close() waits for running jobs with no limit of its own: race it with a deadline.
-      await Promise.race([
-        Promise.all(workers.map((w) => w.close())),
-        new Promise((r) => setTimeout(r, CLOSE_DEADLINE_MS).unref()),
-      ]);
+      // worker.close() waits for running jobs with no limit of its own: race it with a deadline,
+      // then cancel what still runs (its processor sees the abort and hands the job back to
+      // the queue) and give that a moment before the connections close.
+      const closing = Promise.all(workers.map((w) => w.close()));
+      const settle = (ms: number) =>
+        Promise.race([closing, new Promise((r) => setTimeout(r, ms).unref())]);
+      await settle(CLOSE_DEADLINE_MS);
+      for (const w of workers) w.cancelAllJobs('shutdown');
+      await settle(2000);
       await runtime.close();
     },
     { deadlineMs: CLOSE_DEADLINE_MS + 5000 },

@@ -1,4 +1,11 @@
-import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import {
+  DelayedError,
+  UnrecoverableError,
+  WaitingError,
+  Worker,
+  type ConnectionOptions,
+  type Job,
+} from 'bullmq';
 import { withProject } from '../db/withProject.ts';
 import { RunJob, type Stage } from '../pipeline/contracts/runJob.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../pipeline/errors.ts';
@@ -76,6 +83,11 @@ export function createStageWorker({
       observe({ stage, outcome: 'advanced', ms: elapsed() });
     } catch (error) {
       if (error instanceof DelayedError) throw error;
+      if (signal?.aborted) {
+        // Cancelled by a stopping worker: hand the job back whole, without spending an attempt.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
       if (error instanceof RetryAfterError) {
         observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
         await job.moveToDelayed(Date.now() + error.retryAfterMs, token);

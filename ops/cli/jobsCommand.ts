@@ -1,6 +1,8 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
+import { AppError } from '../../pipeline/errors.ts';
+import { redactUrl } from '../loadConfig.ts';
 import type { CliContext } from './CliContext.ts';
 import { parseCommandArgs, parsePositiveInt } from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
@@ -16,7 +18,21 @@ export async function jobsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     all: { type: 'string' },
     limit: { type: 'string' },
   });
-  const redis = new Redis(ctx.config.REDIS_URL, { maxRetriesPerRequest: null });
+  // A CLI should fail fast, not wait forever, when Redis is down.
+  const redis = new Redis(ctx.config.REDIS_URL, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: 5000,
+    retryStrategy: () => null,
+    lazyConnect: true,
+  });
+  redis.on('error', () => {});
+  await redis.connect().catch((error: unknown) => {
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `cannot reach Redis at ${redactUrl(ctx.config.REDIS_URL)}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  });
   const queues = new Map<Stage, Queue>();
   const queue = (stage: Stage) => {
     let q = queues.get(stage);
@@ -36,9 +52,11 @@ export async function jobsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     return parsed.data;
   };
   const jobOf = async (jobId: string | undefined) => {
-    const match = /^([a-z]+)-[0-9a-f-]{36}$/.exec(jobId ?? '');
+    const match = /^([a-z]+)-[0-9a-f-]{36}(-notice)?$/.exec(jobId ?? '');
     if (!match)
-      throw new UsageError(`JOB_ID: expected <stage>-<run id>, got ${JSON.stringify(jobId ?? '')}`);
+      throw new UsageError(
+        `JOB_ID: expected <stage>-<run id> or deliver-<run id>-notice, got ${JSON.stringify(jobId ?? '')}`,
+      );
     const job = await queue(stageOf(match[1], 'JOB_ID')).getJob(jobId!);
     return job ?? null;
   };

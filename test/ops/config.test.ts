@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../ops/loadConfig.ts';
 import { parseProcfile } from '../../ops/runDev.ts';
@@ -50,7 +52,20 @@ describe('config', () => {
     expect(json).not.toContain(token);
     expect(json).not.toContain(secretKey);
     expect(json).not.toContain('hunter2');
+    const shown = inspect(config);
+    expect(shown).not.toContain(token);
+    expect(shown).not.toContain(secretKey);
     expect(config.AWOOOP_ADMIN_TOKEN).toBe(token);
+  });
+
+  it('takes a secret key as 64 hex characters or strict base64 of 32 bytes, nothing looser', () => {
+    expect(() =>
+      loadConfig({ AWOOOP_SECRET_KEY: randomBytes(32).toString('base64') }),
+    ).not.toThrow();
+    // Buffer's base64 skips the spaces and decodes the 43 letters left to 32 bytes
+    const passphrase = 'correct horse battery staple correct horse batter';
+    expect(Buffer.from(passphrase, 'base64')).toHaveLength(32);
+    expect(() => loadConfig({ AWOOOP_SECRET_KEY: passphrase })).toThrow(/AWOOOP_SECRET_KEY/);
   });
 });
 
