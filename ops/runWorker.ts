@@ -51,7 +51,6 @@ export async function runWorker(config: Config, stages: readonly Stage[]): Promi
       lockMs: config.AWOOOP_JOB_LOCK_MS,
       observe,
     });
-    worker.on('error', (error) => logger.warn({ err: error.message }, 'worker error'));
     return worker;
   });
   logger.info({ stages, concurrency: config.AWOOOP_WORKER_CONCURRENCY }, `worker ${name} running`);

@@ -120,7 +120,7 @@ export function createStageWorker({
       );
     }
   };
-  return new Worker(stage, processor, {
+  const worker = new Worker(stage, processor, {
     connection,
     prefix,
     concurrency,
@@ -129,6 +129,10 @@ export function createStageWorker({
     stalledInterval: lockMs,
     maxStalledCount: 3,
   });
+  // Without a listener BullMQ prints these to stderr. A job whose keys vanished (a Redis
+  // flush) cannot be finished here; the sweeper re-enqueues its run from Postgres.
+  worker.on('error', (error) => ctx.logger.warn({ stage, err: error.message }, 'worker error'));
+  return worker;
 }
 
 /**

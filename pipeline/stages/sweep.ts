@@ -22,7 +22,7 @@ export type SweepDeps = {
   enqueue: Enqueue;
   /** A run untouched this long is checked for a live job. */
   stallMs: number;
-  /** At most this many runs per sweep. @defaultValue 1000 */
+  /** Runs read per page (a sweep reads every page). @defaultValue 1000 */
   limit?: number;
 };
 
@@ -60,22 +60,34 @@ const LIVE_JOB_STATES = new Set([
  * and every stage skips a run that has moved on.
  */
 export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepReport> {
-  const stalled = await ctx.pool.transaction(async (tx) => {
-    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
-    return tx.any(sql.type(Stalled)`
-      SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
-             deadline_at < now() AS overdue
-        FROM runs
-       WHERE state NOT IN ('COMPLETED', 'FAILED')
-         AND updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
-      UNION
-      SELECT r.run_id, r.project_id, r.trace_id, r.state, false
-        FROM outbound_messages o JOIN runs r USING (run_id)
-       WHERE r.state = 'FAILED' AND o.kind = 'failure' AND o.status IN ('queued', 'sending')
-         AND o.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
-         AND (o.lease_until IS NULL OR o.lease_until < now())
-       LIMIT ${deps.limit ?? 1000}`);
-  });
+  // Paged by run id so every stalled run is seen each sweep, however many have live jobs.
+  const pageSize = deps.limit ?? 1000;
+  const stalled: z.infer<typeof Stalled>[] = [];
+  for (let after = '00000000-0000-0000-0000-000000000000'; ;) {
+    const page = await ctx.pool.transaction(async (tx) => {
+      await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
+      return tx.any(sql.type(Stalled)`
+        SELECT * FROM (
+          SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
+                 deadline_at < now() AS overdue
+            FROM runs
+           WHERE state NOT IN ('COMPLETED', 'FAILED')
+             AND updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+          UNION
+          SELECT r.run_id, r.project_id, r.trace_id, r.state, false
+            FROM outbound_messages o JOIN runs r USING (run_id)
+           WHERE r.state = 'FAILED' AND o.kind = 'failure' AND o.status IN ('queued', 'sending')
+             AND o.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+             AND (o.lease_until IS NULL OR o.lease_until < now())
+        ) s
+         WHERE "runId" > ${after}::uuid
+         ORDER BY "runId"
+         LIMIT ${pageSize}`);
+    });
+    stalled.push(...page);
+    if (page.length < pageSize) break;
+    after = page.at(-1)!.runId;
+  }
   const report: SweepReport = { checked: stalled.length, requeued: 0, timedOut: 0, exhausted: 0 };
   for (const run of stalled) {
     const notice = run.state === 'FAILED';

@@ -44,6 +44,8 @@ export type TelegramFailure = {
   method?: string;
   /** The call takes effect (a message is recorded) but the answer is the failure: a lost answer. */
   delivered?: boolean;
+  /** No answer at all: the connection is dropped (after the call took effect, with `delivered`). */
+  hangUp?: boolean;
 };
 
 /** A local stand-in for the Telegram Bot API, speaking its wire format. */
@@ -111,10 +113,15 @@ export async function startTelegramServer(
     const failure = index === -1 ? undefined : failures.splice(index, 1)[0];
     if (failure && !failure.delivered) {
       record(failure.status);
+      if (failure.hangUp) return void req.socket.destroy();
       return answer(res, failure.status, failureBody(failure));
     }
 
     const result = perform(method, token, params);
+    if (failure?.hangUp) {
+      record(result.status);
+      return void req.socket.destroy();
+    }
     if (failure) {
       record(failure.status);
       return answer(res, failure.status, failureBody(failure));

@@ -521,7 +521,8 @@ describe('recovery', () => {
     // every key of this test's prefix goes, as a FLUSHALL would take them
     await deleteKeys(prefix);
     pipeline.startWorkers();
-    const report = await pipeline.sweep(0);
+    // a page of 2 makes the sweep page through all six
+    const report = await pipeline.sweep(0, 2);
     expect(report.requeued).toBeGreaterThanOrEqual(chatIds.length);
     for (const chatId of chatIds) {
       await waitFor(() => sentTo(String(chatId)).length === 1 || undefined, {
@@ -531,5 +532,40 @@ describe('recovery', () => {
     await pipeline.sweep(0);
     await new Promise((r) => setTimeout(r, 300));
     for (const chatId of chatIds) expect(sentTo(String(chatId))).toHaveLength(1);
+  });
+
+  it('completes every run exactly once when Redis is wiped while a batch is in flight', async () => {
+    model.setDelay(200);
+    const chatIds = Array.from({ length: 10 }, (_, i) => 5600 + i);
+    try {
+      for (const chatId of chatIds) {
+        await postTelegram(
+          PROJECT,
+          telegramUpdate({ updateId: nextUpdateId++, chatId, text: `flight ${chatId}` }),
+        );
+      }
+      await waitFor(() => chatIds.some((id) => sentTo(String(id)).length > 0) || undefined, {
+        what: 'the first replies of the batch',
+      });
+      // jobs waiting, active and delayed all go; the workers keep running
+      await deleteKeys(prefix);
+      await waitFor(
+        async () => {
+          await pipeline.sweep(0);
+          return chatIds.every((id) => sentTo(String(id)).length >= 1) || undefined;
+        },
+        { what: 'every reply of the batch', timeoutMs: 25_000 },
+      );
+    } finally {
+      model.setDelay(0);
+    }
+    await pipeline.sweep(0);
+    await new Promise((r) => setTimeout(r, 500));
+    for (const chatId of chatIds) expect(sentTo(String(chatId))).toHaveLength(1);
+    const { rows } = await owner.query<{ state: string; n: string }>(
+      `SELECT r.state, count(*) AS n FROM runs r JOIN conversation_events e USING (event_id)
+        WHERE e.body->'message'->>'text' LIKE 'flight %' GROUP BY r.state`,
+    );
+    expect(rows).toEqual([{ state: 'COMPLETED', n: '10' }]);
   });
 });

@@ -1,0 +1,172 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { startLineServer } from '../fakes/lineServer.ts';
+import { startModelServer } from '../fakes/modelServer.ts';
+import { startTelegramServer } from '../fakes/telegramServer.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
+import { useTestDatabase } from '../helpers/testDatabase.ts';
+import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
+import { waitFor } from '../helpers/waitFor.ts';
+
+// What deliver does when a send goes wrong: the ledger decides, never a second copy.
+const db = useTestDatabase();
+const prefix = useRedisPrefix();
+const PROJECT = 'ledger';
+
+let telegram: Awaited<ReturnType<typeof startTelegramServer>>;
+let line: Awaited<ReturnType<typeof startLineServer>>;
+let model: Awaited<ReturnType<typeof startModelServer>>;
+let pipeline: Pipeline;
+let owner: pg.Client;
+let nextUpdateId = 20_000;
+
+beforeAll(async () => {
+  telegram = await startTelegramServer();
+  line = await startLineServer();
+  model = await startModelServer();
+  pipeline = await startPipeline({ pool: db().pool, prefix });
+  owner = await db().owner();
+  await applyTestTenant(
+    { pool: db().pool, logger: pipeline.ctx.logger },
+    pipelineTenant({
+      projectId: PROJECT,
+      telegramApiRoot: telegram.apiRoot,
+      lineBaseUrl: line.baseUrl,
+      modelBaseUrl: model.url,
+    }),
+  );
+  for (const [name, value] of Object.entries(TEST_SECRETS))
+    await pipeline.setSecret(PROJECT, name, value);
+});
+
+afterAll(async () => {
+  await pipeline?.close();
+  await Promise.all([telegram?.close(), line?.close(), model?.close()]);
+});
+
+async function post(chatId: number, text: string, fromId?: number) {
+  const res = await fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/tg`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'],
+    },
+    body: JSON.stringify(
+      telegramUpdate({
+        updateId: nextUpdateId++,
+        chatId,
+        text,
+        ...(fromId ? { fromId } : {}),
+      }),
+    ),
+  });
+  expect(res.status).toBe(200);
+}
+
+type RunRow = { run_id: string; state: string; failure_code: string | null };
+async function runOf(text: string): Promise<RunRow | undefined> {
+  const { rows } = await owner.query<RunRow>(
+    `SELECT r.run_id, r.state, r.failure_code FROM runs r
+       JOIN conversation_events e ON e.event_id = r.event_id
+      WHERE e.body->'message'->>'text' = $1`,
+    [text],
+  );
+  return rows[0];
+}
+const finished = (text: string) =>
+  waitFor(
+    async () => {
+      const run = await runOf(text);
+      return run && (run.state === 'COMPLETED' || run.state === 'FAILED') ? run : undefined;
+    },
+    { what: `the run of "${text}" to finish`, timeoutMs: 20_000 },
+  );
+async function ledger(runId: string) {
+  const { rows } = await owner.query<{ kind: string; status: string; error_code: string | null }>(
+    'SELECT kind, status, error_code FROM outbound_messages WHERE run_id = $1 ORDER BY kind, chunk_index',
+    [runId],
+  );
+  return rows;
+}
+const sentTo = (chatId: number) => telegram.sent.filter((m) => m.chat_id === String(chatId));
+
+describe('Telegram pacing', () => {
+  // Regression: a group's 3 s spacing was longer than the in-process wait, and each deferral
+  // reserved another slot, so a group's second message was deferred forever.
+  it("answers two messages to one group, three seconds apart by Telegram's group limit", async () => {
+    const group = -100_777;
+    await post(group, 'group one', 501);
+    await post(group, 'group two', 502);
+    await waitFor(() => sentTo(group).length === 2 || undefined, {
+      what: 'both group replies',
+      timeoutMs: 20_000,
+    });
+    expect(sentTo(group).map((m) => m.text)).toEqual(['model: group one', 'model: group two']);
+  });
+});
+
+describe('a send whose answer is lost', () => {
+  it('is recorded uncertain and never sent again; the run completes', async () => {
+    const chatId = 7101;
+    telegram.failNext(1, { status: 0, method: 'sendMessage', delivered: true, hangUp: true });
+    await post(chatId, 'lost answer');
+    const run = await finished('lost answer');
+    expect(run.state).toBe('COMPLETED');
+    expect(await ledger(run.run_id)).toEqual([
+      { kind: 'reply', status: 'uncertain', error_code: 'CHANNEL_UNCERTAIN' },
+    ]);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sentTo(chatId)).toHaveLength(1);
+  });
+});
+
+describe('a sender that died holding a chunk', () => {
+  it('leaves the chunk uncertain instead of sending a second copy', async () => {
+    const chatId = 7201;
+    await pipeline.stopWorkers();
+    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+    await post(chatId, 'taken over');
+    const run = await waitFor(
+      async () => {
+        const r = await runOf('taken over');
+        return r?.state === 'SANITIZED' ? r : undefined;
+      },
+      { what: 'a sanitized run' },
+    );
+    // as a deliver worker SIGKILLed mid-call leaves it: claimed, lease run out
+    await owner.query(
+      `UPDATE outbound_messages SET status = 'sending', attempts = 1,
+              lease_until = now() - interval '1 second' WHERE run_id = $1`,
+      [run.run_id],
+    );
+    pipeline.startWorkers(['deliver']);
+    const done = await finished('taken over');
+    expect(done.state).toBe('COMPLETED');
+    expect(await ledger(run.run_id)).toEqual([
+      { kind: 'reply', status: 'uncertain', error_code: 'SENDER_LOST' },
+    ]);
+    expect(sentTo(chatId)).toHaveLength(0);
+  });
+});
+
+describe('a chunk the channel refuses', () => {
+  it('fails the run and the user gets the failure notice, not the answer', async () => {
+    const chatId = 7301;
+    telegram.failNext(1, {
+      status: 400,
+      method: 'sendMessage',
+      description: "Bad Request: can't parse entities",
+    });
+    await post(chatId, 'refused');
+    const run = await finished('refused');
+    expect(run).toMatchObject({ state: 'FAILED', failure_code: 'CHANNEL_REJECTED' });
+    await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the failure notice' });
+    expect(sentTo(chatId)[0]!.text).not.toContain('refused');
+    expect(await ledger(run.run_id)).toEqual([
+      { kind: 'failure', status: 'sent', error_code: null },
+      { kind: 'reply', status: 'failed', error_code: 'CHANNEL_REJECTED' },
+    ]);
+  });
+});
