@@ -62,3 +62,18 @@ export async function revokeApiKey(db: CommonQueryMethods, projectId: string, ke
     RETURNING key_id AS "keyId"`);
   return row !== null;
 }
+
+/**
+ * Whether a run visible to this transaction was sent with this key. Runs that came from a
+ * channel webhook, or from another key, are not the key's (row-level security hides other
+ * projects' runs as well).
+ */
+export async function keyOwnsRun(
+  db: CommonQueryMethods,
+  keyId: string,
+  runId: string,
+): Promise<boolean> {
+  const row = await db.maybeOne(sql.type(z.object({ runId: z.string() }))`
+    SELECT run_id AS "runId" FROM runs WHERE run_id = ${runId} AND api_key_id = ${keyId}`);
+  return row !== null;
+}

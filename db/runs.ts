@@ -51,29 +51,50 @@ export function conversationKey(event: ConversationEvent): string {
   );
 }
 
+/** The advisory-lock key of one conversation of one project. */
+function conversationLockKey(projectId: string, key: string) {
+  return sql.fragment`hashtextextended(${`${projectId}/${key}`}, 0)`;
+}
+
+/** What {@link acceptEvent} found: the run, whether this call made it, the stored request hash. */
+export type AcceptedEvent = { runId: string; created: boolean; requestHash: string | null };
+
 /**
  * Records an inbound event and, only if the event is new, its run (`RECEIVED`) with the first
  * transition and audit row — one statement. A retried or concurrent duplicate finds the
- * event's unique key taken and gets the existing run back with `created: false`.
+ * event's unique key taken and gets the existing run back with `created: false`, and the
+ * request hash the first copy stored (so the caller can refuse a reused key with another body).
  */
 export async function acceptEvent(
   db: CommonQueryMethods,
   event: ConversationEvent,
-  { runId, runTimeoutMs }: { runId: string; runTimeoutMs: number },
-): Promise<{ runId: string; created: boolean }> {
+  {
+    runId,
+    runTimeoutMs,
+    requestHash = null,
+  }: { runId: string; runTimeoutMs: number; requestHash?: string | null },
+): Promise<AcceptedEvent> {
+  // The conversation's lock (the one execute claims under) orders run_seq by commit: without
+  // it a later message could commit first and be answered before an earlier one. Must run
+  // inside the caller's transaction.
+  await db.query(sql.unsafe`
+    SELECT pg_advisory_xact_lock(${conversationLockKey(event.projectId, conversationKey(event))})`);
   const created = await db.maybeOne(sql.type(z.object({ runId: z.string() }))`
     WITH ev AS (
       INSERT INTO conversation_events
-        (event_id, project_id, channel, account_id, external_event_id, trace_id, body, received_at)
+        (event_id, project_id, channel, account_id, external_event_id, trace_id, body,
+         request_hash, received_at)
       VALUES (${event.eventId}, ${event.projectId}, ${event.channel}, ${event.accountId},
-              ${event.externalEventId}, ${event.traceId}, ${sql.jsonb(event)}, ${event.receivedAt})
-      ON CONFLICT (project_id, channel, account_id, external_event_id) DO NOTHING
+              ${event.externalEventId}, ${event.traceId}, ${sql.jsonb(event)}, ${requestHash},
+              ${event.receivedAt})
+      -- either unique key: (project, channel, account, id), or (project, id) of the API channel
+      ON CONFLICT DO NOTHING
       RETURNING event_id, received_at
     ), run AS (
       INSERT INTO runs (run_id, project_id, event_id, trace_id, channel, account_id,
-                        conversation_key, deadline_at)
+                        conversation_key, api_key_id, deadline_at)
       SELECT ${runId}, ${event.projectId}, event_id, ${event.traceId}, ${event.channel},
-             ${event.accountId}, ${conversationKey(event)},
+             ${event.accountId}, ${conversationKey(event)}, ${event.apiKeyId ?? null},
              received_at + make_interval(secs => ${runTimeoutMs / 1000})
         FROM ev
       RETURNING run_id, project_id, trace_id, created_at
@@ -88,14 +109,17 @@ export async function acceptEvent(
            trace_id, run_id
       FROM run
     RETURNING run_id AS "runId"`);
-  if (created) return { runId: created.runId, created: true };
+  if (created) return { runId: created.runId, created: true, requestHash };
   // A new statement sees the twin that won the unique key, now committed.
-  const existing = await db.one(sql.type(z.object({ runId: z.string() }))`
-    SELECT r.run_id AS "runId"
+  const existing = await db.one(sql.type(
+    z.object({ runId: z.string(), requestHash: z.string().nullable() }),
+  )`
+    SELECT r.run_id AS "runId", e.request_hash AS "requestHash"
       FROM conversation_events e JOIN runs r USING (event_id)
      WHERE e.project_id = ${event.projectId} AND e.channel = ${event.channel}
-       AND e.account_id = ${event.accountId} AND e.external_event_id = ${event.externalEventId}`);
-  return { runId: existing.runId, created: false };
+       AND (e.channel = 'api' OR e.account_id = ${event.accountId})
+       AND e.external_event_id = ${event.externalEventId}`);
+  return { ...existing, created: false };
 }
 
 /** One run, or null (also when it belongs to another project: row-level security). */
@@ -190,7 +214,7 @@ export async function claimExecution(
   run: Pick<Run, 'runId' | 'runSeq' | 'projectId' | 'conversationKey'>,
 ): Promise<{ blockedBy: string } | null> {
   await db.query(sql.unsafe`
-    SELECT pg_advisory_xact_lock(hashtextextended(${`${run.projectId}/${run.conversationKey}`}, 0))`);
+    SELECT pg_advisory_xact_lock(${conversationLockKey(run.projectId, run.conversationKey)})`);
   const blocker = await db.maybeOne(sql.type(z.object({ runId: z.string() }))`
     SELECT run_id AS "runId" FROM runs
      WHERE project_id = ${run.projectId} AND conversation_key = ${run.conversationKey}

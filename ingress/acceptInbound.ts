@@ -6,6 +6,8 @@ import { withProject } from '../db/withProject.ts';
 import type { NormalizedInbound } from '../pipeline/channels/inboundTypes.ts';
 import type { ChannelType } from '../pipeline/contracts/common.ts';
 import { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
+import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
+import { AppError, ContractViolationError } from '../pipeline/errors.ts';
 import type { Enqueue } from '../pipeline/stages/StageContext.ts';
 
 /** What the durable write needs. */
@@ -16,6 +18,21 @@ export type AcceptDeps = {
   runTimeoutMs?: number;
 };
 
+/** Where a batch of inbound events came from. */
+export type InboundSource = {
+  projectId: string;
+  channel: ChannelType;
+  accountId: string;
+  traceId: string;
+  /** The API key that sent it (API channel): recorded on the run, which scopes who reads it. */
+  apiKeyId?: string;
+  /**
+   * SHA-256 of the canonical request (API channel). A duplicate whose first copy stored another
+   * hash is a reused Idempotency-Key with a different body: refused with 422.
+   */
+  requestHash?: string;
+};
+
 /** The run an inbound event became, and whether this request created it. */
 export type Accepted = { runId: string; created: boolean };
 
@@ -24,30 +41,49 @@ export type Accepted = { runId: string; created: boolean };
  * channel's event id — and only then enqueues its first stage. Returns once every event is
  * committed, so the caller answers 2xx only for what cannot be lost. A duplicate (a retried
  * or concurrent copy) gets the existing run and enqueues nothing. If the enqueue fails after
- * the commit, the run is still in Postgres and the sweeper enqueues it.
+ * the commit, the run is still in Postgres and the sweeper enqueues it. An event that does not
+ * fit the {@link ConversationEvent} schema is a 400 naming the field; nothing is written.
  */
 export async function acceptInbound(
   deps: AcceptDeps,
-  source: { projectId: string; channel: ChannelType; accountId: string; traceId: string },
+  source: InboundSource,
   events: readonly NormalizedInbound[],
 ): Promise<Accepted[]> {
   const accepted: Accepted[] = [];
   for (const [i, inbound] of events.entries()) {
     // One trace per run: the request's trace for the first event, fresh ones for the rest.
     const traceId = i === 0 ? source.traceId : randomBytes(16).toString('hex');
-    const event = ConversationEvent.parse({
+    const parsed = ConversationEvent.safeParse({
       ...inbound,
       eventId: randomUUID(),
       projectId: source.projectId,
       traceId,
       channel: source.channel,
       accountId: source.accountId,
+      ...(source.apiKeyId === undefined ? {} : { apiKeyId: source.apiKeyId }),
       receivedAt: new Date().toISOString(),
     });
+    if (!parsed.success) {
+      throw new ContractViolationError(formatIssues(parsed.error), undefined, {
+        code: 'EVENT_INVALID',
+      });
+    }
+    const event = parsed.data;
     const result = await withProject(deps.pool, source.projectId, (tx) =>
-      acceptEvent(tx, event, { runId: randomUUID(), runTimeoutMs: deps.runTimeoutMs ?? 300_000 }),
+      acceptEvent(tx, event, {
+        runId: randomUUID(),
+        runTimeoutMs: deps.runTimeoutMs ?? 300_000,
+        requestHash: source.requestHash ?? null,
+      }),
     );
-    accepted.push(result);
+    if (!result.created && source.requestHash && result.requestHash !== source.requestHash) {
+      throw new AppError(
+        'IDEMPOTENCY_KEY_REUSED',
+        'this Idempotency-Key was already used with a different request body',
+        { status: 422 },
+      );
+    }
+    accepted.push({ runId: result.runId, created: result.created });
     if (!result.created) continue;
     try {
       await deps.enqueue('resolve', {

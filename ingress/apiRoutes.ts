@@ -1,17 +1,19 @@
-import type { IncomingMessage } from 'node:http';
-import type { PassThrough } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import Router from '@koa/router';
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
-import { withProject } from '../db/withProject.ts';
-import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
+import { keyOwnsRun } from '../db/apiKeys.ts';
 import { listActive } from '../db/contractRevisions.ts';
+import { withProject } from '../db/withProject.ts';
+import { canonicalJson, sha256Hex } from '../pipeline/contracts/canonicalJson.ts';
+import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
-import { isTerminal } from '../pipeline/runs/runState.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
 import { apiAuth, type ApiCaller } from './apiAuth.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
+import { followRun } from './followRun.ts';
 import { parseJson, readRawBody } from './readBody.ts';
 import { traceIdFrom } from './traceIdFrom.ts';
 
@@ -35,18 +37,38 @@ const IdempotencyKey = z
   .max(200)
   .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 
+const LastEventId = z.string().regex(/^\d{1,6}$/);
+
+/**
+ * A run event stream being served: `stop` ends it; `ended` settles once it no longer polls
+ * and its response is closed.
+ */
+export type OpenStream = { stop(): void; ended: Promise<void> };
+
 /** What the API routes need. */
-export type ApiDeps = AcceptDeps & { accounts: AccountLookup; pool: DatabasePool };
+export type ApiDeps = AcceptDeps & {
+  accounts: AccountLookup;
+  pool: DatabasePool;
+  /** The app's open event streams, for shutdown to end. */
+  streams: Set<OpenStream>;
+  /** The longest an event stream stays open. @defaultValue 600000 */
+  streamMaxMs?: number | undefined;
+};
 
 /**
  * The API channel: send a message (202 with the run id, durable before the answer; an
- * `Idempotency-Key` makes a retry return the same run), read a run with its timeline and
- * output, and follow a run's progress as server-sent events.
+ * `Idempotency-Key` makes a retry with the same body return the same run, and is refused with
+ * 422 for a different body), read a run with its timeline and output, and follow a run's
+ * progress as server-sent events. A `client` key reads only the runs it sent; `operator` and
+ * `admin` keys read every run of the project. A run that may not be read is 404, like one that
+ * does not exist.
  */
 export function apiRoutes(deps: ApiDeps): Router {
   const router = new Router({ prefix: '/v1/projects/:projectId' });
   const anyRole = apiAuth({ pool: deps.pool, roles: ['client', 'operator', 'admin'] });
 
+  // Harmless twice: with an Idempotency-Key the event's unique (key id, key hash) id makes a
+  // retry find the first run (acceptEvent); without one, every request is a new message.
   router.post('/messages', anyRole, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const caller = ctx.state.apiKey as ApiCaller;
@@ -63,17 +85,33 @@ export function apiRoutes(deps: ApiDeps): Router {
         { code: 'BODY_INVALID' },
       );
     }
-    const accountId = parsed.data.account ?? (await defaultApiAccount(deps, projectId));
+    const body = parsed.data;
+    const accountId = body.account ?? (await defaultApiAccount(deps, projectId));
     await deps.accounts(projectId, accountId, 'api');
     const [accepted] = await acceptInbound(
       deps,
-      { projectId, channel: 'api', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+      {
+        projectId,
+        channel: 'api',
+        accountId,
+        traceId: traceIdFrom(ctx.get('traceparent')),
+        apiKeyId: caller.keyId,
+        requestHash: sha256Hex(
+          canonicalJson({
+            text: body.text,
+            conversation_id: body.conversation_id ?? null,
+            sender_id: body.sender_id ?? null,
+            account: body.account ?? null,
+          }),
+        ),
+      },
       [
         {
-          externalEventId: idem ? `idem:${idem}` : `req:${crypto.randomUUID()}`,
-          sender: { id: parsed.data.sender_id ?? `key:${caller.keyId}`, isBot: false },
-          conversation: { kind: 'dm', id: parsed.data.conversation_id ?? `key:${caller.keyId}` },
-          message: { text: parsed.data.text },
+          // Per key, so two keys never share a run; hashed, so any valid key fits the column.
+          externalEventId: idem ? `idem:${caller.keyId}:${sha256Hex(idem)}` : `req:${randomUUID()}`,
+          sender: { id: body.sender_id ?? `key:${caller.keyId}`, isBot: false },
+          conversation: { kind: 'dm', id: body.conversation_id ?? `key:${caller.keyId}` },
+          message: { text: body.text },
         },
       ],
     );
@@ -82,13 +120,19 @@ export function apiRoutes(deps: ApiDeps): Router {
   });
 
   router.get('/runs/:runId', anyRole, async (ctx) => {
-    ctx.body = await describeRun(deps.pool, ctx.params.projectId!, ctx.params.runId!);
+    const projectId = ctx.params.projectId!;
+    const runId = ctx.params.runId!;
+    await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey as ApiCaller);
+    ctx.body = await describeRun(deps.pool, projectId, runId);
   });
 
   router.get('/runs/:runId/events', anyRole, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const runId = ctx.params.runId!;
-    await describeRun(deps.pool, projectId, runId); // 404 before the stream opens
+    // 404 before the stream opens
+    await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey as ApiCaller);
+    await describeRun(deps.pool, projectId, runId);
+    const lastEventId = LastEventId.safeParse(ctx.get('last-event-id'));
     ctx.req.socket.setTimeout(0);
     ctx.set({
       'Content-Type': 'text/event-stream',
@@ -96,13 +140,45 @@ export function apiRoutes(deps: ApiDeps): Router {
       Connection: 'keep-alive',
     });
     ctx.status = 200;
-    const { PassThrough } = await import('node:stream');
     const stream = new PassThrough();
     ctx.body = stream;
-    void followRun(deps.pool, projectId, runId, stream, ctx.req);
+    const controller = new AbortController();
+    // 'close' comes when the response has ended or the client has gone: either way, stop polling.
+    const closed = new Promise<void>((resolve) =>
+      ctx.res.once('close', () => {
+        controller.abort();
+        resolve();
+      }),
+    );
+    const following = followRun(deps, { projectId, runId }, stream, {
+      after: lastEventId.success ? Number(lastEventId.data) : 0,
+      signal: controller.signal,
+      ...(deps.streamMaxMs === undefined ? {} : { maxMs: deps.streamMaxMs }),
+    });
+    const open: OpenStream = {
+      stop: () => controller.abort(),
+      ended: Promise.all([following, closed]).then(() => {
+        deps.streams.delete(open);
+      }),
+    };
+    deps.streams.add(open);
   });
 
   return router;
+}
+
+/** A `client` key may read only the runs it sent; any other run is 404, as if absent. */
+async function assertReadable(
+  pool: DatabasePool,
+  projectId: string,
+  runId: string,
+  caller: ApiCaller,
+): Promise<void> {
+  if (caller.roles.some((r) => r === 'operator' || r === 'admin')) return;
+  const own =
+    z.uuid().safeParse(runId).success &&
+    (await withProject(pool, projectId, (tx) => keyOwnsRun(tx, caller.keyId, runId)));
+  if (!own) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId.slice(0, 64)}"`);
 }
 
 async function defaultApiAccount(deps: ApiDeps, projectId: string): Promise<string> {
@@ -118,40 +194,4 @@ async function defaultApiAccount(deps: ApiDeps, projectId: string): Promise<stri
     }
   }
   throw new NotFoundError('ACCOUNT_NOT_FOUND', `project "${projectId}" has no API channel account`);
-}
-
-/** Streams a run's transitions as SSE until it is terminal or the client goes away. */
-async function followRun(
-  pool: DatabasePool,
-  projectId: string,
-  runId: string,
-  stream: PassThrough,
-  req: IncomingMessage,
-) {
-  let closed = false;
-  req.on('close', () => {
-    closed = true;
-  });
-  let sent = 0;
-  try {
-    while (!closed) {
-      const view = await describeRun(pool, projectId, runId);
-      for (const t of view.timeline.slice(sent)) {
-        stream.write(`event: transition\ndata: ${JSON.stringify(t)}\n\n`);
-      }
-      sent = view.timeline.length;
-      if (isTerminal(view.state)) {
-        stream.write(
-          `event: done\ndata: ${JSON.stringify({ state: view.state, output: view.output, failure: view.failure })}\n\n`,
-        );
-        break;
-      }
-      stream.write(': keep-alive\n\n');
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } catch {
-    stream.write(`event: error\ndata: ${JSON.stringify({ code: 'STREAM_FAILED' })}\n\n`);
-  } finally {
-    stream.end();
-  }
 }

@@ -6,7 +6,7 @@ import type { Stage } from '../pipeline/contracts/runJob.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import { adminBoard } from './adminBoard.ts';
 import type { AcceptDeps } from './acceptInbound.ts';
-import { apiRoutes } from './apiRoutes.ts';
+import { apiRoutes, type OpenStream } from './apiRoutes.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
 import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
@@ -23,11 +23,35 @@ export type AppDeps = HealthDeps &
     viewerToken?: string | undefined;
     /** Renders `/metrics`; absent: no metrics route. */
     metrics?: () => Promise<string>;
+    /** The longest a run's event stream stays open. @defaultValue 600000 */
+    streamMaxMs?: number | undefined;
   };
 
+/** The Koa application, with what shutdown needs besides `server.close()`. */
+export type App = Koa & {
+  /**
+   * Ends every open run event stream and resolves once their responses are closed, so the
+   * connections they held are idle and `server.close()` is not held open by them.
+   */
+  endStreams(): Promise<void>;
+  /** How many run event streams are open now. */
+  openStreams(): number;
+};
+
+/** Errors of a client that went away mid-response: nothing to answer and nothing to fix. */
+const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
 /** The Koa application: error mapping first, then the routes. No listening here. */
-export function createApp(deps: AppDeps): Koa {
+export function createApp(deps: AppDeps): App {
   const app = new Koa({ proxy: false });
+  const streams = new Set<OpenStream>();
+  // What reaches here escaped errorMiddleware: mostly a streamed body that failed after its
+  // headers went out. Koa's default handler would print to stderr; log it like the rest.
+  app.on('error', (error: Error & { code?: string }) => {
+    if (error.code !== undefined && CLIENT_GONE.has(error.code)) return;
+    if (error.message === 'aborted') return;
+    deps.logger.error({ err: error }, 'response failed');
+  });
   app.use(errorMiddleware({ logger: deps.logger }));
   app.use(
     adminBoard({
@@ -36,7 +60,11 @@ export function createApp(deps: AppDeps): Koa {
       viewerToken: deps.viewerToken,
     }),
   );
-  const routers: Router[] = [healthRoutes(deps), webhookRoutes(deps), apiRoutes(deps)];
+  const routers: Router[] = [
+    healthRoutes(deps),
+    webhookRoutes(deps),
+    apiRoutes({ ...deps, streams }),
+  ];
   if (deps.metrics) {
     const render = deps.metrics;
     const metrics = new Router();
@@ -47,5 +75,12 @@ export function createApp(deps: AppDeps): Koa {
     routers.push(metrics);
   }
   for (const router of routers) app.use(router.routes()).use(router.allowedMethods());
-  return app;
+  return Object.assign(app, {
+    async endStreams() {
+      const open = [...streams];
+      for (const stream of open) stream.stop();
+      await Promise.all(open.map((s) => s.ended));
+    },
+    openStreams: () => streams.size,
+  });
 }

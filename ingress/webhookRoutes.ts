@@ -32,7 +32,8 @@ export function webhookRoutes(deps: WebhookDeps): Router {
     if (!verifyTelegramSecret(ctx.get('x-telegram-bot-api-secret-token') || undefined, expected)) {
       throw unauthorized('X-Telegram-Bot-Api-Secret-Token');
     }
-    const batch = normalizeTelegramUpdate(parseJson(await readRawBody(ctx)));
+    // An edit of a message already answered is not a new question: acknowledged, no run.
+    const batch = normalizeTelegramUpdate(parseJson(await readRawBody(ctx)), { edits: 'ignore' });
     const accepted = await acceptInbound(
       deps,
       { projectId, channel: 'telegram', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { readMigrations } from '../db/migrate.ts';
 import { createAccountLookup } from '../ingress/createAccountLookup.ts';
+import { closeServer } from '../ingress/closeServer.ts';
 import { createApp } from '../ingress/createApp.ts';
 import { createLogger } from './createLogger.ts';
 import { createRuntime } from './createRuntime.ts';
@@ -37,8 +38,9 @@ export async function runWeb(config: Config): Promise<number> {
   await once(server, 'listening');
   logger.info({ port: config.PORT, config }, `web listening on http://localhost:${config.PORT}`);
   await onShutdown(logger, async () => {
-    // Stop taking requests; those in flight finish (their writes are already durable or not begun).
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // Stop taking requests; those in flight finish (their writes are already durable or not
+    // begun) within the grace; open event streams end at once.
+    await closeServer(server, app, { graceMs: 5000 });
     await runtime.close();
   });
   return 0;

@@ -42,9 +42,15 @@ CREATE TABLE conversation_events (
   external_event_id text NOT NULL,
   trace_id          text NOT NULL CHECK (trace_id ~ '^[0-9a-f]{32}$'),
   body              jsonb NOT NULL,
+  -- SHA-256 of the canonical API request: an Idempotency-Key reused with another body is refused
+  request_hash      text CHECK (request_hash ~ '^[0-9a-f]{64}$'),
   received_at       timestamptz NOT NULL DEFAULT now(),
   UNIQUE (project_id, channel, account_id, external_event_id)
 );
+-- An API Idempotency-Key belongs to its key, whichever API account the request names: reused
+-- with another account it is still taken (and refused, the body being different).
+CREATE UNIQUE INDEX conversation_events_api_key ON conversation_events (project_id, external_event_id)
+  WHERE channel = 'api';
 SELECT awooop_make_append_only('conversation_events');
 SELECT awooop_enable_tenant_rls('conversation_events');
 
@@ -59,6 +65,8 @@ CREATE TABLE runs (
   account_id       text NOT NULL,
   -- channel/account/dm|group/id[/thread]: the ordering domain, known at ingress
   conversation_key text NOT NULL,
+  -- the API key that sent the message (API channel only): a client key reads only its own runs
+  api_key_id       uuid REFERENCES api_keys (key_id),
   state            text NOT NULL DEFAULT 'RECEIVED' CHECK (state IN (
                      'RECEIVED', 'RESOLVED', 'ADMITTED', 'EXECUTED', 'SANITIZED',
                      'COMPLETED', 'FAILED')),
@@ -108,7 +116,9 @@ SELECT awooop_enable_tenant_rls('run_transitions');
 
 -- The outbound ledger: one row per chunk (or status / failure notice). A chunk is claimed
 -- (queued -> sending, with a lease) before the call and marked sent after it, so a retried or
--- restarted deliver sends each chunk once.
+-- restarted deliver sends each chunk once. `uncertain`: the call went out and its answer was
+-- lost, on a channel that cannot dedupe a repeat (Telegram, a LINE reply), so it is never
+-- sent again: at most once, and the ledger says which chunks the channel may not have.
 CREATE TABLE outbound_messages (
   message_id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   project_id          text NOT NULL,
@@ -120,7 +130,7 @@ CREATE TABLE outbound_messages (
   text                text NOT NULL,
   format              text NOT NULL CHECK (format IN ('plain', 'HTML', 'MarkdownV2')),
   status              text NOT NULL DEFAULT 'queued'
-                      CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'suppressed')),
+                      CHECK (status IN ('queued', 'sending', 'sent', 'uncertain', 'failed', 'suppressed')),
   method              text,
   attempts            integer NOT NULL DEFAULT 0,
   lease_until         timestamptz,
@@ -152,7 +162,7 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 GRANT USAGE ON SCHEMA public TO awooop_sweeper;
 GRANT SELECT (run_id, project_id, trace_id, state, failure_code, deadline_at, updated_at) ON runs TO awooop_sweeper;
-GRANT SELECT (run_id, project_id, status, updated_at, lease_until) ON outbound_messages TO awooop_sweeper;
+GRANT SELECT (run_id, project_id, kind, status, updated_at, lease_until) ON outbound_messages TO awooop_sweeper;
 GRANT SELECT (project_id) ON projects TO awooop_sweeper;
 CREATE POLICY sweeper_scan ON runs FOR SELECT TO awooop_sweeper USING (true);
 CREATE POLICY sweeper_scan ON outbound_messages FOR SELECT TO awooop_sweeper USING (true);

@@ -15,6 +15,8 @@ export const ConversationEvent = z.strictObject({
   traceId: TraceId,
   channel: ChannelType,
   accountId: Identifier,
+  /** The API key that sent it (API channel only); a `client` key reads only its own runs. */
+  apiKeyId: z.uuid().optional(),
   /** The channel's own id for the event (Telegram update_id, LINE webhookEventId, ...): the dedupe key. */
   externalEventId: z.string().min(1).max(200),
   receivedAt: z.iso.datetime(),

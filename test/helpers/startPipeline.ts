@@ -32,8 +32,8 @@ export type Pipeline = {
   startWorkers(stages?: readonly Stage[]): void;
   /** Closes the running workers (their jobs stay in Redis). */
   stopWorkers(): Promise<void>;
-  /** One sweep with the given stall time. */
-  sweep(stallMs?: number): Promise<SweepReport>;
+  /** One sweep with the given stall time (and page size). */
+  sweep(stallMs?: number, limit?: number): Promise<SweepReport>;
   setSecret(projectId: string, name: string, value: string): Promise<void>;
   createKey(projectId: string, roles?: ('client' | 'operator' | 'admin')[]): Promise<string>;
   close(): Promise<void>;
@@ -113,9 +113,11 @@ export async function startPipeline({
     secretKey,
     startWorkers,
     stopWorkers,
-    sweep: (stallMs = 0) =>
+    sweep: (stallMs = 0, limit?: number) =>
       sweep(ctx, {
-        jobState: (stage, runId) => queues.queues[stage].getJobState(stageJobId(stage, runId)),
+        ...(limit ? { limit } : {}),
+        jobState: (stage, runId, notice) =>
+          queues.queues[stage].getJobState(stageJobId(stage, runId, notice)),
         enqueue: queues.enqueue,
         stallMs,
       }),

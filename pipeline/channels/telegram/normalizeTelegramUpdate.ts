@@ -44,12 +44,24 @@ export type TelegramUpdate = z.infer<typeof TelegramUpdate>;
 /**
  * Reads a Telegram webhook body. A text message (or a media message with a caption) in a
  * private chat, group, supergroup topic or channel becomes one event keyed by `update_id`;
- * any other valid update (sticker, join, button press, ...) is counted as ignored. Throws
- * {@link ContractViolationError} naming the bad field when the body is not an Update.
+ * any other valid update (sticker, join, button press, ...) is counted as ignored. An edit
+ * (`edited_message`) is read like a message only with `edits: 'read'`; ingress ignores edits,
+ * since each has an `update_id` of its own and would start another run for text already
+ * answered. Throws {@link ContractViolationError} naming the bad field when the body is not an
+ * Update.
  */
-export function normalizeTelegramUpdate(body: unknown): InboundBatch {
+export function normalizeTelegramUpdate(
+  body: unknown,
+  {
+    edits = 'read',
+  }: {
+    /** Whether an `edited_message` becomes an event or is ignored. @defaultValue 'read' */
+    edits?: 'read' | 'ignore';
+  } = {},
+): InboundBatch {
   const update = parseContract(TelegramUpdate, body);
-  const message = update.message ?? update.edited_message ?? update.channel_post;
+  const message =
+    update.message ?? (edits === 'read' ? update.edited_message : undefined) ?? update.channel_post;
   const text = message?.text ?? message?.caption;
   if (message === undefined || text === undefined) return { events: [], ignored: 1 };
 
