@@ -4,13 +4,17 @@ import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
 import { SWEEPER_ROLE } from '../../pipeline/stages/sweep.ts';
-import { STAGE_BUCKETS_MS } from '../../workers/recordStageMetrics.ts';
+import {
+  FAILURE_FIELD,
+  OUTCOME_FIELD,
+  STAGE_BUCKETS_MS,
+} from '../../workers/recordStageMetrics.ts';
 
 /**
- * The Prometheus text exposition of the platform: runs by project and state, failures by
- * code, outbound messages by status (from Postgres, read with the column-limited sweeper
- * role), queue depth per stage (BullMQ), and stage latency histograms and outcomes (the
- * counters the workers keep in Redis).
+ * The Prometheus text exposition of the platform: runs by project and state, failed runs by
+ * code, outbound messages by status (gauges from Postgres, read with the column-limited sweeper
+ * role), queue depth per stage (BullMQ), and stage latency histograms, outcomes and failures by
+ * code (the counters the workers keep in Redis).
  */
 export async function renderMetrics({
   pool,
@@ -48,21 +52,17 @@ export async function renderMetrics({
       SELECT project_id AS "projectId", status, count(*) AS n FROM outbound_messages GROUP BY 1, 2 ORDER BY 1, 2`);
     return { runs, failures, outbound };
   });
+  // Counts of rows now, not events since start: they go down (a message is sent, retention
+  // deletes), so they are gauges.
   metric('awooop_runs', 'gauge', 'Runs by project and state.');
   for (const r of runs)
     out.push(`awooop_runs${label({ project: r.projectId, state: r.state })} ${r.n}`);
-  metric('awooop_run_failures_total', 'counter', 'Failed runs by project and failure code.');
+  metric('awooop_runs_failed', 'gauge', 'Failed runs by project and failure code.');
   for (const r of failures)
-    out.push(`awooop_run_failures_total${label({ project: r.projectId, code: r.code })} ${r.n}`);
-  metric(
-    'awooop_outbound_messages_total',
-    'counter',
-    'Outbound ledger rows by project and status.',
-  );
+    out.push(`awooop_runs_failed${label({ project: r.projectId, code: r.code })} ${r.n}`);
+  metric('awooop_outbound_messages', 'gauge', 'Outbound ledger rows by project and status.');
   for (const r of outbound)
-    out.push(
-      `awooop_outbound_messages_total${label({ project: r.projectId, status: r.status })} ${r.n}`,
-    );
+    out.push(`awooop_outbound_messages${label({ project: r.projectId, status: r.status })} ${r.n}`);
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {
@@ -79,6 +79,7 @@ export async function renderMetrics({
 
   metric('awooop_stage_duration_ms', 'histogram', 'Stage job duration in milliseconds.');
   const outcomes: string[] = [];
+  const failed: string[] = [];
   for (const stage of Object.keys(queues)) {
     const h = await redis.hgetall(`${prefix}:metrics:stage:${stage}`);
     const count = Number(h.count ?? 0);
@@ -90,8 +91,14 @@ export async function renderMetrics({
     out.push(`awooop_stage_duration_ms_sum${label({ stage })} ${Number(h.sum_ms ?? 0)}`);
     out.push(`awooop_stage_duration_ms_count${label({ stage })} ${count}`);
     for (const [field, n] of Object.entries(h)) {
-      if (field.startsWith('outcome_'))
-        outcomes.push(`awooop_stage_jobs_total${label({ stage, outcome: field.slice(8) })} ${n}`);
+      if (field.startsWith(OUTCOME_FIELD))
+        outcomes.push(
+          `awooop_stage_jobs_total${label({ stage, outcome: field.slice(OUTCOME_FIELD.length) })} ${n}`,
+        );
+      if (field.startsWith(FAILURE_FIELD))
+        failed.push(
+          `awooop_stage_failures_total${label({ stage, code: field.slice(FAILURE_FIELD.length) })} ${n}`,
+        );
     }
   }
   metric(
@@ -100,5 +107,11 @@ export async function renderMetrics({
     'Stage jobs by outcome (advanced, waited, retried, failed).',
   );
   out.push(...outcomes);
+  metric(
+    'awooop_stage_failures_total',
+    'counter',
+    'Stage jobs that failed for good (their run failed), by stage and error code.',
+  );
+  out.push(...failed);
   return `${out.join('\n')}\n`;
 }

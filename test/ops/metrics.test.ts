@@ -1,0 +1,168 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readMigrations } from '../../db/migrate.ts';
+import { closeServer } from '../../ingress/closeServer.ts';
+import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
+import { createApp, type App } from '../../ingress/createApp.ts';
+import { renderMetrics } from '../../ops/metrics/renderMetrics.ts';
+import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
+import { Stage } from '../../pipeline/contracts/runJob.ts';
+import { createStageWorker } from '../../workers/createStageWorker.ts';
+import { recordStageMetrics } from '../../workers/recordStageMetrics.ts';
+import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { startLineServer } from '../fakes/lineServer.ts';
+import { startModelServer } from '../fakes/modelServer.ts';
+import { startTelegramServer } from '../fakes/telegramServer.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
+import { useTestDatabase } from '../helpers/testDatabase.ts';
+import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
+import { waitFor } from '../helpers/waitFor.ts';
+
+const db = useTestDatabase();
+const prefix = useRedisPrefix();
+
+let telegram: Awaited<ReturnType<typeof startTelegramServer>>;
+let line: Awaited<ReturnType<typeof startLineServer>>;
+let model: Awaited<ReturnType<typeof startModelServer>>;
+let pipeline: Pipeline;
+let workers: Worker[] = [];
+let web: { app: App; server: Server; url: string };
+
+const PROJECT = 'acme';
+
+beforeAll(async () => {
+  telegram = await startTelegramServer();
+  line = await startLineServer();
+  model = await startModelServer();
+  // The harness's workers keep no metrics: these are started as `awooop worker` starts them.
+  pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
+  const observe = recordStageMetrics(pipeline.ctx.redis, prefix);
+  workers = Stage.options.map((stage) =>
+    createStageWorker({
+      stage,
+      handler: STAGE_HANDLERS[stage],
+      ctx: { ...pipeline.ctx, actor: `worker:${stage}` },
+      enqueue: pipeline.queues.enqueue,
+      connection: pipeline.ctx.redis,
+      prefix,
+      concurrency: 4,
+      lockMs: 2000,
+      observe,
+    }),
+  );
+  await applyTestTenant(
+    { pool: db().pool, logger: pipeline.ctx.logger },
+    pipelineTenant({
+      projectId: PROJECT,
+      telegramApiRoot: telegram.apiRoot,
+      lineBaseUrl: line.baseUrl,
+      modelBaseUrl: model.url,
+    }),
+  );
+  for (const [name, value] of Object.entries(TEST_SECRETS))
+    await pipeline.setSecret(PROJECT, name, value);
+
+  // `/metrics` as the web process serves it
+  const app = createApp({
+    pool: db().pool,
+    redis: pipeline.ctx.redis,
+    logger: pipeline.ctx.logger,
+    codeMigration: (await readMigrations()).at(-1)?.version ?? 0,
+    enqueue: pipeline.queues.enqueue,
+    accounts: createAccountLookup({ pool: db().pool, contracts: pipeline.ctx.contracts }),
+    secrets: pipeline.ctx.secrets,
+    queues: pipeline.queues.queues,
+    metrics: () =>
+      renderMetrics({
+        pool: db().pool,
+        redis: pipeline.ctx.redis,
+        prefix,
+        queues: pipeline.queues.queues,
+      }),
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  web = { app, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+});
+
+afterAll(async () => {
+  if (web) await closeServer(web.server, web.app, { graceMs: 100 });
+  await Promise.all(workers.map((w) => w.close()));
+  await pipeline?.close();
+  await Promise.all([telegram?.close(), line?.close(), model?.close()]);
+});
+
+function postTelegram(update: object) {
+  return fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/tg`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'],
+    },
+    body: JSON.stringify(update),
+  });
+}
+
+async function scrape(): Promise<string> {
+  const res = await fetch(`${web.url}/metrics`);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+/** The sample value of `series` (name and labels exactly as exposed), or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('/metrics', () => {
+  it('after a completed and a failed run shows runs by state, latency, queues, deliveries and failures by code', async () => {
+    expect(
+      (await postTelegram(telegramUpdate({ updateId: 1, chatId: 7001, text: 'ok' }))).status,
+    ).toBe(200);
+    await waitFor(() => telegram.sent.length === 1 || undefined, { what: 'the reply' });
+    // a model that refuses the key: the run fails for good at execute
+    model.failNext(1, { status: 401 });
+    await postTelegram(telegramUpdate({ updateId: 2, chatId: 7002, text: 'refused' }));
+
+    const text = await waitFor(
+      async () => {
+        const t = await scrape();
+        return sample(t, 'awooop_stage_failures_total{stage="execute",code="MODEL_REJECTED"}') ===
+          1 && sample(t, 'awooop_outbound_messages{project="acme",status="sent"}') === 2
+          ? t
+          : undefined;
+      },
+      { what: 'both runs in /metrics' },
+    );
+
+    expect(text).toContain('# TYPE awooop_runs gauge');
+    expect(sample(text, 'awooop_runs{project="acme",state="COMPLETED"}')).toBe(1);
+    expect(sample(text, 'awooop_runs{project="acme",state="FAILED"}')).toBe(1);
+    expect(text).toContain('# TYPE awooop_runs_failed gauge');
+    expect(sample(text, 'awooop_runs_failed{project="acme",code="MODEL_REJECTED"}')).toBe(1);
+
+    expect(text).toContain('# TYPE awooop_stage_duration_ms histogram');
+    expect(sample(text, 'awooop_stage_duration_ms_count{stage="execute"}')).toBeGreaterThanOrEqual(
+      2,
+    );
+    expect(
+      sample(text, 'awooop_stage_duration_ms_bucket{stage="execute",le="+Inf"}'),
+    ).toBeGreaterThanOrEqual(2);
+
+    expect(text).toContain('# TYPE awooop_queue_jobs gauge');
+    expect(sample(text, 'awooop_queue_jobs{stage="resolve",state="waiting"}')).toBe(0);
+
+    // deliveries: the reply and the failure notice; a gauge, as rows change status
+    expect(text).toContain('# TYPE awooop_outbound_messages gauge');
+
+    expect(text).toContain('# TYPE awooop_stage_failures_total counter');
+    expect(sample(text, 'awooop_stage_jobs_total{stage="execute",outcome="failed"}')).toBe(1);
+    // every family is declared once
+    const declared = text.split('\n').filter((l) => l.startsWith('# TYPE '));
+    expect(new Set(declared).size).toBe(declared.length);
+  });
+});
