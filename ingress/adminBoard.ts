@@ -26,10 +26,18 @@ export function adminBoard({
   adminToken: string | undefined;
   viewerToken: string | undefined;
 }): Middleware {
-  const adapter = new KoaAdapter();
-  createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter: adapter });
-  adapter.setBasePath(BOARD_PATH);
-  const board = adapter.registerPlugin({ mount: BOARD_PATH });
+  // Two boards over the same queues: the viewer's is bull-board's read-only mode, so it shows
+  // no retry or clean buttons at all (the method check below refuses them regardless).
+  const mount = (readOnlyMode: boolean) => {
+    const adapter = new KoaAdapter();
+    createBullBoard({
+      queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode })),
+      serverAdapter: adapter,
+    });
+    adapter.setBasePath(BOARD_PATH);
+    return adapter.registerPlugin({ mount: BOARD_PATH });
+  };
+  const boards = { admin: mount(false), viewer: mount(true) };
 
   return async function guardBoard(ctx, next): Promise<void> {
     if (ctx.path !== BOARD_PATH && !ctx.path.startsWith(`${BOARD_PATH}/`)) {
@@ -63,7 +71,7 @@ export function adminBoard({
         status: 403,
       });
     }
-    await board(ctx, next);
+    await boards[role](ctx, next);
   };
 }
 
