@@ -14,6 +14,8 @@ import { waitFor } from '../helpers/waitFor.ts';
 const db = useTestDatabase();
 const prefix = useRedisPrefix();
 const PROJECT = 'ledger';
+/** A project whose channel sends a status message after 300 ms of executing. */
+const SLOW = 'slow';
 
 let telegram: Awaited<ReturnType<typeof startTelegramServer>>;
 let line: Awaited<ReturnType<typeof startLineServer>>;
@@ -37,8 +39,19 @@ beforeAll(async () => {
       modelBaseUrl: model.url,
     }),
   );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await applyTestTenant(
+    { pool: db().pool, logger: pipeline.ctx.logger },
+    pipelineTenant({
+      projectId: SLOW,
+      telegramApiRoot: telegram.apiRoot,
+      lineBaseUrl: line.baseUrl,
+      modelBaseUrl: model.url,
+      statusAfterMs: 300,
+    }),
+  );
+  for (const projectId of [PROJECT, SLOW])
+    for (const [name, value] of Object.entries(TEST_SECRETS))
+      await pipeline.setSecret(projectId, name, value);
 });
 
 afterAll(async () => {
@@ -46,8 +59,8 @@ afterAll(async () => {
   await Promise.all([telegram?.close(), line?.close(), model?.close()]);
 });
 
-async function post(chatId: number, text: string, fromId?: number) {
-  const res = await fetch(`${pipeline.url}/webhooks/telegram/${PROJECT}/tg`, {
+async function post(chatId: number, text: string, fromId?: number, projectId = PROJECT) {
+  const res = await fetch(`${pipeline.url}/webhooks/telegram/${projectId}/tg`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
@@ -168,5 +181,31 @@ describe('a chunk the channel refuses', () => {
       { kind: 'failure', status: 'sent', error_code: null },
       { kind: 'reply', status: 'failed', error_code: 'CHANNEL_REJECTED' },
     ]);
+  });
+});
+
+describe('progress', () => {
+  it('shows typing at once and one status message while a slow run executes, then the answer', async () => {
+    const chatId = 7401;
+    model.setDelay(1200);
+    try {
+      await post(chatId, 'slow one', undefined, SLOW);
+      const run = await finished('slow one');
+      expect(run.state).toBe('COMPLETED');
+    } finally {
+      model.setDelay(0);
+    }
+    expect(telegram.actions.filter((a) => a.chat_id === String(chatId))).toMatchObject([
+      { action: 'typing' },
+    ]);
+    expect(sentTo(chatId).map((m) => m.text)).toEqual(['Working on it', 'model: slow one']);
+  });
+
+  it('sends no status message for a run that finishes before the delay', async () => {
+    const chatId = 7402;
+    await post(chatId, 'quick one', undefined, SLOW);
+    await finished('quick one');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sentTo(chatId).map((m) => m.text)).toEqual(['model: quick one']);
   });
 });
