@@ -234,6 +234,50 @@ describe('a LINE webhook', () => {
     expect(line.replies).toHaveLength(2);
     expect(line.pushes).toHaveLength(0);
   });
+
+  it('sent five times at once makes one run and one reply', async () => {
+    const { body, signature } = lineWebhook({
+      channelSecret: TEST_SECRETS['line-secret'],
+      events: [
+        { userId: 'U00000000000000000000000000000003', text: 'five', replyToken: 'reply-token-5' },
+      ],
+    });
+    const post = () =>
+      fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-line-signature': signature },
+        body,
+      });
+    const answers = await Promise.all(Array.from({ length: 5 }, post));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+    await waitFor(() => line.replies.some((r) => r.replyToken === 'reply-token-5') || undefined, {
+      what: 'the reply',
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(line.replies.filter((r) => r.replyToken === 'reply-token-5')).toHaveLength(1);
+    const { rows } = await owner.query<{ n: string }>(
+      `SELECT count(*) AS n FROM conversation_events WHERE body->'message'->>'text' = 'five'`,
+    );
+    expect(rows[0]!.n).toBe('1');
+  });
+
+  it('pushes with a retry key when the reply token no longer works', async () => {
+    const userId = 'U00000000000000000000000000000004';
+    line.expireReplyToken('reply-token-expired');
+    const { body, signature } = lineWebhook({
+      channelSecret: TEST_SECRETS['line-secret'],
+      events: [{ userId, text: 'too late', replyToken: 'reply-token-expired' }],
+    });
+    await fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-line-signature': signature },
+      body,
+    });
+    await waitFor(() => line.pushes.find((p) => p.to === userId), { what: 'the push' });
+    const push = line.pushes.find((p) => p.to === userId)!;
+    expect(push.messages.map((m) => m.text)).toEqual(['model: too late']);
+    expect(push.retryKey).toMatch(/^[0-9a-f-]{36}$/);
+  });
 });
 
 describe('bad input', () => {
