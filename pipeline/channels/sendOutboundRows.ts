@@ -99,14 +99,9 @@ async function sendBatch(
     report.uncertain += claimed.length;
     return;
   }
+  let result: Awaited<ReturnType<typeof sendClaimed>>;
   try {
-    const result = await sendClaimed(target, claimed, method.name);
-    await settleAll(target, claimed, {
-      status: 'sent',
-      method: result.method,
-      externalMessageId: result.externalMessageId ?? null,
-    });
-    report.sent += claimed.length;
+    result = await sendClaimed(target, claimed, method.name);
   } catch (error) {
     if (error instanceof AppError && error.code === 'CHANNEL_UNCERTAIN') {
       await settleAll(target, claimed, {
@@ -130,6 +125,39 @@ async function sendBatch(
       errorCode: error instanceof AppError ? error.code : 'SEND_FAILED',
     });
     throw error;
+  }
+  // Sent: from here on a failure must never put the row back to queued (that would send it
+  // again). Recording it is retried; if Postgres stays away the row keeps its lease, and the
+  // deliver that takes it over settles it as a non-deduping channel's takeover would.
+  await settleSent(target, claimed, {
+    status: 'sent',
+    method: result.method,
+    externalMessageId: result.externalMessageId ?? null,
+  });
+  report.sent += claimed.length;
+}
+
+async function settleSent(
+  target: Target,
+  rows: readonly ClaimedRow[],
+  outcome: OutboundOutcome,
+): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await settleAll(target, rows, outcome);
+      return;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      target.ctx.logger.warn(
+        {
+          runId: target.run.runId,
+          attempt,
+          err: error instanceof Error ? error.message : String(error),
+        },
+        'recording a sent chunk failed; retrying',
+      );
+      await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+    }
   }
 }
 

@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import type { DatabasePool } from 'slonik';
+import { deliver } from '../../pipeline/stages/deliver.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
@@ -207,5 +209,54 @@ describe('progress', () => {
     await finished('quick one');
     await new Promise((r) => setTimeout(r, 500));
     expect(sentTo(chatId).map((m) => m.text)).toEqual(['model: quick one']);
+  });
+});
+
+describe('a chunk sent while Postgres drops out', () => {
+  // Regression (found by npm run chaos): a failure recording "sent" fell into the not-sent
+  // path, put the row back to queued, and the retry sent the message a second time.
+  it('is recorded sent once Postgres answers again, and never sent twice', async () => {
+    const chatId = 7501;
+    await pipeline.stopWorkers();
+    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+    await post(chatId, 'flaky db');
+    const run = await waitFor(
+      async () => {
+        const r = await runOf('flaky db');
+        return r?.state === 'SANITIZED' ? r : undefined;
+      },
+      { what: 'a sanitized run' },
+    );
+    const { rows } = await owner.query<{ trace_id: string }>(
+      'SELECT trace_id FROM runs WHERE run_id = $1',
+      [run.run_id],
+    );
+    // the first transaction begun after Telegram took the message fails, as a lost connection
+    const real = pipeline.ctx.pool;
+    let failed = false;
+    const flaky = new Proxy(real, {
+      get(target, property, receiver) {
+        if (property !== 'transaction') return Reflect.get(target, property, receiver) as unknown;
+        return (handler: Parameters<DatabasePool['transaction']>[0]) => {
+          if (!failed && sentTo(chatId).length > 0) {
+            failed = true;
+            return Promise.reject(new Error('Connection terminated unexpectedly'));
+          }
+          return target.transaction(handler);
+        };
+      },
+    });
+    await deliver(
+      { ...pipeline.ctx, pool: flaky },
+      { projectId: PROJECT, runId: run.run_id, traceId: rows[0]!.trace_id, stage: 'deliver' },
+    );
+    expect(failed).toBe(true);
+    pipeline.startWorkers(['deliver']);
+    await pipeline.sweep(0);
+    const done = await finished('flaky db');
+    expect(done.state).toBe('COMPLETED');
+    expect(await ledger(run.run_id)).toEqual([{ kind: 'reply', status: 'sent', error_code: null }]);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sentTo(chatId)).toHaveLength(1);
   });
 });
