@@ -36,7 +36,10 @@ export async function runWorker(config: Config, stages: readonly Stage[]): Promi
   const runtime = await createRuntime(config, {
     logger,
     actor: `worker:${name}`,
-    maxPoolSize: Math.min(20, config.AWOOOP_WORKER_CONCURRENCY + 2),
+    // A stage holds a connection only inside its short transactions (never across a model or
+    // channel call), so a small pool serves many concurrent jobs; with the web (20) and the
+    // sweeper (4), the Procfile's seven processes stay within Postgres's default 100.
+    maxPoolSize: Math.min(10, config.AWOOOP_WORKER_CONCURRENCY + 2),
   });
   const observe = recordStageMetrics(runtime.ctx.redis, config.AWOOOP_REDIS_PREFIX);
   const workers: Worker[] = stages.map((stage) => {
