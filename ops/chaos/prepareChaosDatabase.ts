@@ -1,0 +1,96 @@
+import pg from 'pg';
+import { pino } from 'pino';
+import type { DatabasePool } from 'slonik';
+import { createApiKey } from '../../db/apiKeys.ts';
+import { createDbPool } from '../../db/createDbPool.ts';
+import { ensureDatabase, migrate } from '../../db/migrate.ts';
+import { putSecret } from '../../db/secrets.ts';
+import { withProject } from '../../db/withProject.ts';
+import {
+  applyTestTenant,
+  pipelineTenant,
+  TEST_SECRETS,
+} from '../../test/helpers/pipelineTenant.ts';
+
+/** The project every chaos run talks to. */
+export const CHAOS_PROJECT = 'chaos';
+
+/** A migrated chaos database with its tenant applied. */
+export type ChaosDatabase = {
+  /** DATABASE_URL for the platform's processes. */
+  url: string;
+  /** A pool (tenant role) for the harness's own reads; `withProject` shows the chaos rows. */
+  pool: DatabasePool;
+  /** A client API key of the chaos project. */
+  apiKey: string;
+  /** The Telegram webhook secret the tenant expects. */
+  webhookSecret: string;
+};
+
+/** The server of `DATABASE_URL` (or the local default), with another database in the path. */
+export function databaseUrl(database: string): string {
+  const url = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+  url.pathname = `/${database}`;
+  url.search = '';
+  return url.toString();
+}
+
+/** Drops the database (with its connections) if it exists. */
+export async function dropDatabase(database: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: databaseUrl('postgres') });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
+ * Creates `database` fresh (dropping any earlier one of that name), migrates it, and applies
+ * the chaos tenant: a Telegram account talking to `telegramApiRoot`, an API account, the echo
+ * model, in `read_only` mode (live: every run answers). Secrets are sealed with `secretKey`,
+ * the AWOOOP_SECRET_KEY the platform's processes get.
+ */
+export async function prepareChaosDatabase({
+  database,
+  telegramApiRoot,
+  secretKey,
+}: {
+  database: string;
+  telegramApiRoot: string;
+  secretKey: Buffer;
+}): Promise<ChaosDatabase> {
+  const url = databaseUrl(database);
+  await dropDatabase(database);
+  await ensureDatabase(url);
+  await migrate(url);
+  const pool = await createDbPool(url, { maxPoolSize: 4, applicationName: 'awooop-chaos' });
+  const logger = pino({ level: 'silent' });
+  await applyTestTenant(
+    { pool, logger },
+    pipelineTenant({
+      projectId: CHAOS_PROJECT,
+      telegramApiRoot,
+      // No LINE traffic is sent; the tenant file only needs a URL for the account.
+      lineBaseUrl: 'http://127.0.0.1:9',
+      mode: 'read_only',
+      // A status note would be a second message in the chat: never within a run here.
+      statusAfterMs: 600_000,
+    }),
+  );
+  for (const [name, value] of Object.entries(TEST_SECRETS)) {
+    await withProject(pool, CHAOS_PROJECT, (tx) =>
+      putSecret(tx, { projectId: CHAOS_PROJECT, name, value, key: secretKey, actor: 'chaos' }),
+    );
+  }
+  const { key } = await withProject(pool, CHAOS_PROJECT, (tx) =>
+    createApiKey(tx, {
+      projectId: CHAOS_PROJECT,
+      name: 'chaos',
+      roles: ['client'],
+      actor: 'chaos',
+    }),
+  );
+  return { url, pool, apiKey: key, webhookSecret: TEST_SECRETS['tg-webhook'] };
+}
