@@ -50,7 +50,7 @@ export async function createDbPool(
   const url = new URL(databaseUrl);
   url.searchParams.set('application_name', applicationName);
   if (role === 'app') {
-    // A startup option, not a SET: it survives the DISCARD ALL slonik runs between leases.
+    // A startup option, not a SET: no reset between leases could undo it.
     const existing = url.searchParams.get('options');
     url.searchParams.set('options', `${existing ? `${existing} ` : ''}-c role=${APP_ROLE}`);
   }
@@ -65,5 +65,10 @@ export async function createDbPool(
     ],
     maxPoolSize,
     captureStackTrace: false,
+    // slonik's default reset runs DISCARD ALL on every release: a round trip per transaction,
+    // and it throws away cached plans (the audit trigger's among them). Nothing here sets
+    // session state — role and app.project_id are set_config(..., true), transaction-local,
+    // and advisory locks are xact locks — so there is nothing to reset.
+    resetConnection: async () => {},
   });
 }

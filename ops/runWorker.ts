@@ -69,6 +69,7 @@ export async function runWorker(config: Config, stages: readonly Stage[]): Promi
       await settle(CLOSE_DEADLINE_MS);
       for (const w of workers) w.cancelAllJobs('shutdown');
       await settle(2000);
+      await observe.close();
       await runtime.close();
     },
     { deadlineMs: CLOSE_DEADLINE_MS + 5000 },

@@ -70,21 +70,31 @@ export function createSecretResolver({
     return value;
   }
 
-  async function knownValues(projectId: string): Promise<string[]> {
-    const values = new Set<string>(envUsed.get(projectId) ?? []);
+  // Every stage that redacts asks for these; reading and opening every secret per run was a
+  // transaction and a decrypt per secret each time. Cached as long as a resolved value is.
+  const sealedValues = new Map<string, { values: string[]; until: number }>();
+  async function openAll(projectId: string): Promise<string[]> {
+    const hit = sealedValues.get(projectId);
+    if (hit && hit.until > now()) return hit.values;
+    const values: string[] = [];
     if (key) {
       const sealed = await withProject(pool, projectId, (tx) =>
         readAllSealedSecrets(tx, projectId),
       );
       for (const s of sealed) {
         try {
-          values.add(openSecret(key, s, secretAad(projectId, s.name)));
+          values.push(openSecret(key, s, secretAad(projectId, s.name)));
         } catch {
           // A secret sealed under another key cannot leak through us either.
         }
       }
     }
-    return [...values];
+    if (ttlMs > 0) sealedValues.set(projectId, { values, until: now() + ttlMs });
+    return values;
+  }
+
+  async function knownValues(projectId: string): Promise<string[]> {
+    return [...new Set([...(envUsed.get(projectId) ?? []), ...(await openAll(projectId))])];
   }
 
   return { resolve, knownValues };

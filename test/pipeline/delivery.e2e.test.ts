@@ -179,6 +179,13 @@ describe('a chunk the channel refuses', () => {
     expect(run).toMatchObject({ state: 'FAILED', failure_code: 'CHANNEL_REJECTED' });
     await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the failure notice' });
     expect(sentTo(chatId)[0]!.text).not.toContain('refused');
+    // the fake records the notice before deliver settles its row
+    await waitFor(
+      async () =>
+        (await ledger(run.run_id)).some((r) => r.kind === 'failure' && r.status === 'sent') ||
+        undefined,
+      { what: 'the notice settled' },
+    );
     expect(await ledger(run.run_id)).toEqual([
       { kind: 'failure', status: 'sent', error_code: null },
       { kind: 'reply', status: 'failed', error_code: 'CHANNEL_REJECTED' },
