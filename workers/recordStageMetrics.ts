@@ -31,7 +31,7 @@ export function recordStageMetrics(
   let pending = new Map<string, Map<string, number>>();
   const add = (stage: string, field: string, by: number) => {
     let fields = pending.get(stage);
-    if (!fields) pending.set(stage, (fields = new Map()));
+    if (!fields) pending.set(stage, (fields = new Map<string, number>()));
     fields.set(field, (fields.get(field) ?? 0) + by);
   };
   const flush = async () => {
