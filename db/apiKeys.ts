@@ -4,6 +4,25 @@ import { z } from 'zod';
 
 /** What an API key may do: `client` sends messages and reads its runs; `operator` also decides approvals. */
 export const API_KEY_ROLES = ['client', 'operator', 'admin'] as const;
+
+// Row schemas built once at load: zod compiles a schema on first use, so one built per
+// call was paid on every query.
+const KeyIdRow = z.object({ keyId: z.string() });
+const FoundKeyRow = z.object({
+  keyId: z.string(),
+  name: z.string(),
+  roles: z.array(z.enum(API_KEY_ROLES)),
+});
+const KeyListRow = z.object({
+  keyId: z.string(),
+  name: z.string(),
+  keyPrefix: z.string(),
+  roles: z.array(z.string()),
+  createdAt: z.number(),
+  revokedAt: z.number().nullable(),
+});
+const RunIdRow = z.object({ runId: z.string() });
+
 export type ApiKeyRole = (typeof API_KEY_ROLES)[number];
 
 /** SHA-256 hex of a presented key: the only form a key is stored or compared in. */
@@ -20,7 +39,7 @@ export async function createApiKey(
   k: { projectId: string; name: string; roles: readonly ApiKeyRole[]; actor: string },
 ): Promise<{ keyId: string; key: string }> {
   const key = `awk_${k.projectId}_${randomBytes(32).toString('base64url')}`;
-  const row = await db.one(sql.type(z.object({ keyId: z.string() }))`
+  const row = await db.one(sql.type(KeyIdRow)`
     INSERT INTO api_keys (project_id, name, key_hash, key_prefix, roles, created_by)
     VALUES (${k.projectId}, ${k.name}, ${hashApiKey(key)}, ${key.slice(0, key.lastIndexOf('_') + 5)},
             ${sql.array([...k.roles], 'text')}, ${k.actor})
@@ -30,25 +49,14 @@ export async function createApiKey(
 
 /** The live key of this project whose hash matches, or null. */
 export async function findApiKey(db: CommonQueryMethods, projectId: string, key: string) {
-  return db.maybeOne(sql.type(
-    z.object({ keyId: z.string(), name: z.string(), roles: z.array(z.enum(API_KEY_ROLES)) }),
-  )`
+  return db.maybeOne(sql.type(FoundKeyRow)`
     SELECT key_id AS "keyId", name, roles FROM api_keys
      WHERE project_id = ${projectId} AND key_hash = ${hashApiKey(key)} AND revoked_at IS NULL`);
 }
 
 /** A project's keys, without their hashes. */
 export async function listApiKeys(db: CommonQueryMethods, projectId: string) {
-  return db.any(sql.type(
-    z.object({
-      keyId: z.string(),
-      name: z.string(),
-      keyPrefix: z.string(),
-      roles: z.array(z.string()),
-      createdAt: z.number(),
-      revokedAt: z.number().nullable(),
-    }),
-  )`
+  return db.any(sql.type(KeyListRow)`
     SELECT key_id AS "keyId", name, key_prefix AS "keyPrefix", roles, created_at AS "createdAt",
            revoked_at AS "revokedAt"
       FROM api_keys WHERE project_id = ${projectId} ORDER BY created_at`);
@@ -56,7 +64,7 @@ export async function listApiKeys(db: CommonQueryMethods, projectId: string) {
 
 /** Revokes a key; returns whether a live key was revoked. */
 export async function revokeApiKey(db: CommonQueryMethods, projectId: string, keyId: string) {
-  const row = await db.maybeOne(sql.type(z.object({ keyId: z.string() }))`
+  const row = await db.maybeOne(sql.type(KeyIdRow)`
     UPDATE api_keys SET revoked_at = now()
      WHERE project_id = ${projectId} AND key_id = ${keyId} AND revoked_at IS NULL
     RETURNING key_id AS "keyId"`);
@@ -73,7 +81,7 @@ export async function keyOwnsRun(
   keyId: string,
   runId: string,
 ): Promise<boolean> {
-  const row = await db.maybeOne(sql.type(z.object({ runId: z.string() }))`
+  const row = await db.maybeOne(sql.type(RunIdRow)`
     SELECT run_id AS "runId" FROM runs WHERE run_id = ${runId} AND api_key_id = ${keyId}`);
   return row !== null;
 }

@@ -3,6 +3,11 @@ import { z } from 'zod';
 import { sha256Hex } from '../pipeline/contracts/canonicalJson.ts';
 import { IntegrityError, NotFoundError } from '../pipeline/errors.ts';
 
+// Row schemas built once at load: zod compiles a schema on first use, so one built per
+// call was paid on every query.
+const Sha256Row = z.object({ sha256: z.string() });
+const ContentRow = z.object({ content: z.instanceof(Buffer) });
+
 /** The kinds of content-addressed artifact a contract may reference. */
 export type ArtifactKind = 'prompt' | 'json_schema' | 'eval' | 'replay';
 
@@ -23,7 +28,7 @@ export async function putArtifact(
   },
 ): Promise<{ sha256: string; created: boolean }> {
   const sha256 = sha256Hex(a.content);
-  const created = await db.maybeOne(sql.type(z.object({ sha256: z.string() }))`
+  const created = await db.maybeOne(sql.type(Sha256Row)`
     INSERT INTO artifact_refs (project_id, ref, sha256, kind, media_type, content, created_by)
     VALUES (${a.projectId}, ${a.ref}, ${sha256}, ${a.kind}, ${a.mediaType}, ${sql.binary(a.content)}, ${a.actor})
     ON CONFLICT (project_id, ref, sha256) DO NOTHING
@@ -40,7 +45,7 @@ export async function readArtifact(
   db: CommonQueryMethods,
   { projectId, ref, sha256 }: { projectId: string; ref: string; sha256: string },
 ): Promise<Buffer> {
-  const row = await db.maybeOne(sql.type(z.object({ content: z.instanceof(Buffer) }))`
+  const row = await db.maybeOne(sql.type(ContentRow)`
     SELECT content FROM artifact_refs
      WHERE project_id = ${projectId} AND ref = ${ref} AND sha256 = ${sha256}`);
   if (!row)

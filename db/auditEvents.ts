@@ -1,6 +1,11 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+// Row schemas built once at load: zod compiles a schema on first use, so one built per
+// call was paid on every query.
+const AppendedRow = z.object({ auditId: z.number(), seq: z.number(), rowHash: z.string() });
+const CountsRow = z.object({ events: z.number(), chains: z.number(), checkpoints: z.number() });
+
 /** What a caller supplies for one audit row; seq, hashes and time are set by the database. */
 export type AuditInput = {
   projectId: string;
@@ -16,7 +21,7 @@ export type AuditInput = {
 
 /** Appends one row; the `link` trigger chains and hashes it. Returns its id, seq and hash. */
 export async function appendAudit(db: CommonQueryMethods, input: AuditInput) {
-  return db.one(sql.type(z.object({ auditId: z.number(), seq: z.number(), rowHash: z.string() }))`
+  return db.one(sql.type(AppendedRow)`
     INSERT INTO audit_events (project_id, chain, actor, action, subject, detail, trace_id, run_id)
     VALUES (${input.projectId}, ${input.chain}, ${input.actor}, ${input.action}, ${input.subject},
             ${sql.jsonb(toJsonObject(input.detail ?? {}))}, ${input.traceId ?? null}, ${input.runId ?? null})
@@ -77,9 +82,7 @@ export async function verifyAudit(
   db: CommonQueryMethods,
   { limit = 1000 }: { limit?: number } = {},
 ): Promise<AuditVerification> {
-  const counts = await db.one(sql.type(
-    z.object({ events: z.number(), chains: z.number(), checkpoints: z.number() }),
-  )`
+  const counts = await db.one(sql.type(CountsRow)`
     SELECT (SELECT count(*) FROM audit_events) AS events,
            (SELECT count(*) FROM audit_chain_heads) AS chains,
            (SELECT count(*) FROM audit_checkpoints) AS checkpoints`);

@@ -2,6 +2,14 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { MigrationMode } from '../pipeline/contracts/common.ts';
 
+// Row schemas built once at load: zod compiles a schema on first use, so one built per
+// call was paid on every query.
+const PreviousModeRow = z.object({ previousMode: z.string().nullable() });
+const FlowStateRow = z.object({
+  mode: z.enum(['shadow', 'canary', 'read_only', 'suggest', 'auto_remediate']),
+  canary: z.record(z.string(), z.unknown()),
+});
+
 /**
  * Sets one flow's migration mode. Writes (and audits) only when the mode or the canary
  * settings differ from what is stored, so applying the same runtime contract twice writes
@@ -17,7 +25,7 @@ export async function setMigrationState(
     actor: string;
   },
 ): Promise<{ changed: boolean; previousMode: string | null }> {
-  const row = await db.maybeOne(sql.type(z.object({ previousMode: z.string().nullable() }))`
+  const row = await db.maybeOne(sql.type(PreviousModeRow)`
     WITH prev AS (
       SELECT mode FROM project_migration_state WHERE project_id = ${s.projectId} AND flow = ${s.flow}
     ),
@@ -50,10 +58,7 @@ export async function readMigrationState(
 ): Promise<{ mode: MigrationMode; canary: Record<string, unknown> } | null> {
   return db.maybeOne(
     sql.type(
-      z.object({
-        mode: z.enum(['shadow', 'canary', 'read_only', 'suggest', 'auto_remediate']),
-        canary: z.record(z.string(), z.unknown()),
-      }),
+      FlowStateRow,
     )`SELECT mode, canary FROM project_migration_state WHERE project_id = ${projectId} AND flow = ${flow}`,
   );
 }

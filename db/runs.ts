@@ -3,6 +3,14 @@ import { z } from 'zod';
 import type { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
 import { RUN_STATES, type RunState } from '../pipeline/runs/runState.ts';
 
+// Row schemas built once at load: zod compiles a schema on first use, so one built per
+// call was paid on every query.
+const RunIdRow = z.object({ runId: z.string() });
+const ExistingEventRow = z.object({ runId: z.string(), requestHash: z.string().nullable() });
+const EventBodyRow = z.object({ body: z.unknown() });
+const AuditIdRow = z.object({ auditId: z.number() });
+const HistoryRow = z.object({ input: z.string().nullable(), output: z.string().nullable() });
+
 const RunRow = z.object({
   runId: z.string(),
   runSeq: z.number(),
@@ -79,7 +87,7 @@ export async function acceptEvent(
   // inside the caller's transaction.
   await db.query(sql.unsafe`
     SELECT pg_advisory_xact_lock(${conversationLockKey(event.projectId, conversationKey(event))})`);
-  const created = await db.maybeOne(sql.type(z.object({ runId: z.string() }))`
+  const created = await db.maybeOne(sql.type(RunIdRow)`
     WITH ev AS (
       INSERT INTO conversation_events
         (event_id, project_id, channel, account_id, external_event_id, trace_id, body,
@@ -111,9 +119,7 @@ export async function acceptEvent(
     RETURNING run_id AS "runId"`);
   if (created) return { runId: created.runId, created: true, requestHash };
   // A new statement sees the twin that won the unique key, now committed.
-  const existing = await db.one(sql.type(
-    z.object({ runId: z.string(), requestHash: z.string().nullable() }),
-  )`
+  const existing = await db.one(sql.type(ExistingEventRow)`
     SELECT r.run_id AS "runId", e.request_hash AS "requestHash"
       FROM conversation_events e JOIN runs r USING (event_id)
      WHERE e.project_id = ${event.projectId} AND e.channel = ${event.channel}
@@ -129,7 +135,7 @@ export async function getRun(db: CommonQueryMethods, runId: string): Promise<Run
 
 /** The inbound event a run answers. */
 export async function getRunEvent(db: CommonQueryMethods, run: Pick<Run, 'eventId'>) {
-  const row = await db.one(sql.type(z.object({ body: z.unknown() }))`
+  const row = await db.one(sql.type(EventBodyRow)`
     SELECT body FROM conversation_events WHERE event_id = ${run.eventId}`);
   return row.body;
 }
@@ -169,7 +175,7 @@ export async function transitionRun(
   const from: readonly RunState[] = typeof t.from === 'string' ? [t.from] : t.from;
   const jsonb = (v: unknown) => (v === undefined ? null : sql.jsonb(v));
   const terminal = t.to === 'COMPLETED' || t.to === 'FAILED';
-  const row = await db.maybeOne(sql.type(z.object({ auditId: z.number() }))`
+  const row = await db.maybeOne(sql.type(AuditIdRow)`
     WITH up AS (
       UPDATE runs SET
         state = ${t.to},
@@ -215,7 +221,7 @@ export async function claimExecution(
 ): Promise<{ blockedBy: string } | null> {
   await db.query(sql.unsafe`
     SELECT pg_advisory_xact_lock(${conversationLockKey(run.projectId, run.conversationKey)})`);
-  const blocker = await db.maybeOne(sql.type(z.object({ runId: z.string() }))`
+  const blocker = await db.maybeOne(sql.type(RunIdRow)`
     SELECT run_id AS "runId" FROM runs
      WHERE project_id = ${run.projectId} AND conversation_key = ${run.conversationKey}
        AND state NOT IN ('COMPLETED', 'FAILED') AND run_id <> ${run.runId}
@@ -244,9 +250,7 @@ export async function sessionHistory(
   },
 ): Promise<readonly { input: string; output: string }[]> {
   if (limit <= 0) return [];
-  const rows = await db.any(sql.type(
-    z.object({ input: z.string().nullable(), output: z.string().nullable() }),
-  )`
+  const rows = await db.any(sql.type(HistoryRow)`
     SELECT e.body #>> '{message,text}' AS input, r.output ->> 'text' AS output
       FROM runs r JOIN conversation_events e USING (event_id)
      WHERE r.project_id = ${projectId} AND r.session_key = ${sessionKey}

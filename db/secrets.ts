@@ -2,6 +2,11 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { sealSecret, type SealedSecret } from '../pipeline/secrets/secretBox.ts';
 
+// Row schemas built once at load: zod compiles a schema on first use, so one built per
+// call was paid on every query.
+const SecretListRow = z.object({ name: z.string(), keyId: z.string(), updatedAt: z.number() });
+const NameRow = z.object({ name: z.string() });
+
 const Sealed = z.object({
   ciphertext: z.instanceof(Buffer),
   iv: z.instanceof(Buffer),
@@ -55,7 +60,7 @@ export async function readAllSealedSecrets(
 
 /** Names and dates of a project's secrets; never their values. */
 export async function listSecretNames(db: CommonQueryMethods, projectId: string) {
-  return db.any(sql.type(z.object({ name: z.string(), keyId: z.string(), updatedAt: z.number() }))`
+  return db.any(sql.type(SecretListRow)`
     SELECT name, key_id AS "keyId", updated_at AS "updatedAt"
       FROM secrets WHERE project_id = ${projectId} ORDER BY name`);
 }
@@ -66,7 +71,7 @@ export async function deleteSecret(
   projectId: string,
   name: string,
 ): Promise<boolean> {
-  const row = await db.maybeOne(sql.type(z.object({ name: z.string() }))`
+  const row = await db.maybeOne(sql.type(NameRow)`
     DELETE FROM secrets WHERE project_id = ${projectId} AND name = ${name} RETURNING name`);
   return row !== null;
 }
