@@ -174,6 +174,19 @@ export async function readActive(
      WHERE a.project_id = ${key.projectId} AND a.kind = ${key.kind} AND a.name = ${key.name}`);
 }
 
+const ActiveRevisionId = z.object({ revisionId: z.string() });
+
+/** Only the revision id the active pointer names (published, by the pointer's foreign key), or null. */
+export async function readActiveRevisionId(
+  db: CommonQueryMethods,
+  key: ContractKey,
+): Promise<string | null> {
+  const row = await db.maybeOne(sql.type(ActiveRevisionId)`
+    SELECT revision_id AS "revisionId" FROM contract_active
+     WHERE project_id = ${key.projectId} AND kind = ${key.kind} AND name = ${key.name}`);
+  return row?.revisionId ?? null;
+}
+
 const ActiveSummary = z.object({
   projectId: z.string(),
   kind: z.string(),

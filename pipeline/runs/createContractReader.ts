@@ -1,11 +1,10 @@
 import type { CommonQueryMethods } from 'slonik';
-import { getPublishedRevision } from '../../db/contractRevisions.ts';
+import { getPublishedRevision, readActiveRevisionId } from '../../db/contractRevisions.ts';
 import { bodyHash } from '../contracts/canonicalJson.ts';
 import type { ContractKind } from '../contracts/common.ts';
 import { formatIssues } from '../contracts/formatIssues.ts';
 import { CONTRACT_SCHEMAS, type ContractBodies } from '../contracts/tenantFile.ts';
 import { IntegrityError, NotFoundError } from '../errors.ts';
-import { readActiveContract } from '../control/readActiveContract.ts';
 
 /** A contract body the runtime may use, with the revision it came from. */
 export type LoadedContract<K extends ContractKind> = {
@@ -15,7 +14,7 @@ export type LoadedContract<K extends ContractKind> = {
 
 /** Reads contracts for the pipeline: active ones for resolve, pinned revisions afterwards. */
 export type ContractReader = {
-  /** The active revision of a contract (re-hashed and re-validated), or null. */
+  /** The active revision of a contract (re-hashed and re-validated when first read), or null. */
   active<K extends ContractKind>(
     db: CommonQueryMethods,
     key: { projectId: string; kind: K; name: string },
@@ -27,16 +26,18 @@ export type ContractReader = {
   ): Promise<LoadedContract<K>>;
 };
 
-/** A reader with an in-process cache of pinned revisions (bounded, oldest evicted first). */
+/** A reader with an in-process cache of published revisions (bounded, oldest evicted first). */
 export function createContractReader({
   maxCached = 2000,
 }: { maxCached?: number } = {}): ContractReader {
   const cache = new Map<string, { projectId: string; kind: ContractKind; body: unknown }>();
-  return {
+  const reader: ContractReader = {
+    // The pointer is read every time (an activation shows at once); the body behind it is an
+    // immutable published revision, checked once and then served from the cache.
     async active(db, key) {
-      const active = await readActiveContract(db, key);
-      if (!active) return null;
-      return { revisionId: active.revisionId, body: active.body as never };
+      const revisionId = await readActiveRevisionId(db, key);
+      if (!revisionId) return null;
+      return reader.pinned(db, { projectId: key.projectId, kind: key.kind, revisionId });
     },
     async pinned(db, { projectId, kind, revisionId }) {
       const hit = cache.get(revisionId);
@@ -71,4 +72,5 @@ export function createContractReader({
       return { revisionId, body: parsed.data as never };
     },
   };
+  return reader;
 }
