@@ -187,6 +187,40 @@ export async function readActiveRevisionId(
   return row?.revisionId ?? null;
 }
 
+const ActivePointer = z.object({ kind: z.string(), name: z.string(), revisionId: z.string() });
+
+/**
+ * The active pointers of a project, in one query: every pointer of the given kinds, plus the
+ * named ones of other kinds. Keyed `kind/name`.
+ */
+export async function readActivePointers(
+  db: CommonQueryMethods,
+  {
+    projectId,
+    kinds,
+    named,
+  }: {
+    projectId: string;
+    kinds: readonly ContractKind[];
+    named: readonly { kind: ContractKind; name: string }[];
+  },
+): Promise<Map<string, string>> {
+  const rows = await db.any(sql.type(ActivePointer)`
+    SELECT kind, name, revision_id AS "revisionId" FROM contract_active
+     WHERE project_id = ${projectId}
+       AND (kind = ANY(${sql.array([...kinds], 'text')})
+            OR (kind, name) IN (SELECT * FROM unnest(
+                 ${sql.array(
+                   named.map((n) => n.kind),
+                   'text',
+                 )}::text[],
+                 ${sql.array(
+                   named.map((n) => n.name),
+                   'text',
+                 )}::text[])))`);
+  return new Map(rows.map((r) => [`${r.kind}/${r.name}`, r.revisionId]));
+}
+
 const ActiveSummary = z.object({
   projectId: z.string(),
   kind: z.string(),

@@ -7,7 +7,6 @@ import { RUN_STATES, type RunState } from '../pipeline/runs/runState.ts';
 // call was paid on every query.
 const RunIdRow = z.object({ runId: z.string() });
 const ExistingEventRow = z.object({ runId: z.string(), requestHash: z.string().nullable() });
-const EventBodyRow = z.object({ body: z.unknown() });
 const AuditIdRow = z.object({ auditId: z.number() });
 const HistoryRow = z.object({ input: z.string().nullable(), output: z.string().nullable() });
 
@@ -39,6 +38,7 @@ const RunRow = z.object({
 });
 /** A run as the stages see it. */
 export type Run = z.infer<typeof RunRow>;
+const RunWithEventRow = RunRow.extend({ eventBody: z.unknown() });
 
 const COLUMNS = sql.fragment`
   run_id AS "runId", run_seq AS "runSeq", project_id AS "projectId", event_id AS "eventId",
@@ -133,11 +133,20 @@ export async function getRun(db: CommonQueryMethods, runId: string): Promise<Run
   return db.maybeOne(sql.type(RunRow)`SELECT ${COLUMNS} FROM runs WHERE run_id = ${runId}`);
 }
 
-/** The inbound event a run answers. */
-export async function getRunEvent(db: CommonQueryMethods, run: Pick<Run, 'eventId'>) {
-  const row = await db.one(sql.type(EventBodyRow)`
-    SELECT body FROM conversation_events WHERE event_id = ${run.eventId}`);
-  return row.body;
+/**
+ * One run and the body of the inbound event it answers, in one query (the stages that need
+ * both would otherwise pay a second round trip), or null.
+ */
+export async function getRunWithEvent(
+  db: CommonQueryMethods,
+  runId: string,
+): Promise<{ run: Run; eventBody: unknown } | null> {
+  const row = await db.maybeOne(sql.type(RunWithEventRow)`
+    SELECT ${COLUMNS}, (SELECT body FROM conversation_events e WHERE e.event_id = runs.event_id) AS "eventBody"
+      FROM runs WHERE run_id = ${runId}`);
+  if (!row) return null;
+  const { eventBody, ...run } = row;
+  return { run, eventBody };
 }
 
 /** What a transition may set on the run besides its state. */

@@ -1,5 +1,10 @@
 import type { CommonQueryMethods } from 'slonik';
-import { getPublishedRevision, readActiveRevisionId } from '../../db/contractRevisions.ts';
+import { readArtifact } from '../../db/artifacts.ts';
+import {
+  getPublishedRevision,
+  readActivePointers,
+  readActiveRevisionId,
+} from '../../db/contractRevisions.ts';
 import { bodyHash } from '../contracts/canonicalJson.ts';
 import type { ContractKind } from '../contracts/common.ts';
 import { formatIssues } from '../contracts/formatIssues.ts';
@@ -12,6 +17,12 @@ export type LoadedContract<K extends ContractKind> = {
   body: ContractBodies[K];
 };
 
+/** Finds a contract in an {@link ContractReader.activeSnapshot}: null if it has no active revision. */
+export type ActiveLookup = <K extends ContractKind>(
+  kind: K,
+  name: string,
+) => Promise<LoadedContract<K> | null>;
+
 /** Reads contracts for the pipeline: active ones for resolve, pinned revisions afterwards. */
 export type ContractReader = {
   /** The active revision of a contract (re-hashed and re-validated when first read), or null. */
@@ -19,18 +30,42 @@ export type ContractReader = {
     db: CommonQueryMethods,
     key: { projectId: string; kind: K; name: string },
   ): Promise<LoadedContract<K> | null>;
+  /**
+   * The active pointers of every contract of `kinds` and of the `named` ones, read in one
+   * query; the returned lookup serves their bodies as {@link ContractReader.active} would.
+   */
+  activeSnapshot(
+    db: CommonQueryMethods,
+    query: {
+      projectId: string;
+      kinds: readonly ContractKind[];
+      named: readonly { kind: ContractKind; name: string }[];
+    },
+  ): Promise<ActiveLookup>;
   /** A revision a run pinned; cached, since a published revision never changes. */
   pinned<K extends ContractKind>(
     db: CommonQueryMethods,
     key: { projectId: string; kind: K; revisionId: string },
   ): Promise<LoadedContract<K>>;
+  /**
+   * An artifact's text (a prompt, an output schema), checked against its SHA-256 when first
+   * read and then served from the cache: content-addressed bytes never change.
+   */
+  artifactText(
+    db: CommonQueryMethods,
+    key: { projectId: string; ref: string; sha256: string },
+  ): Promise<string>;
 };
 
-/** A reader with an in-process cache of published revisions (bounded, oldest evicted first). */
+/**
+ * A reader with an in-process cache of published revisions and artifacts (each bounded, oldest
+ * evicted first).
+ */
 export function createContractReader({
   maxCached = 2000,
 }: { maxCached?: number } = {}): ContractReader {
   const cache = new Map<string, { projectId: string; kind: ContractKind; body: unknown }>();
+  const artifacts = new Map<string, string>();
   const reader: ContractReader = {
     // The pointer is read every time (an activation shows at once); the body behind it is an
     // immutable published revision, checked once and then served from the cache.
@@ -38,6 +73,23 @@ export function createContractReader({
       const revisionId = await readActiveRevisionId(db, key);
       if (!revisionId) return null;
       return reader.pinned(db, { projectId: key.projectId, kind: key.kind, revisionId });
+    },
+    async activeSnapshot(db, query) {
+      const pointers = await readActivePointers(db, query);
+      return async (kind, name) => {
+        const revisionId = pointers.get(`${kind}/${name}`);
+        if (!revisionId) return null;
+        return reader.pinned(db, { projectId: query.projectId, kind, revisionId });
+      };
+    },
+    async artifactText(db, key) {
+      const id = JSON.stringify([key.projectId, key.ref, key.sha256]);
+      const hit = artifacts.get(id);
+      if (hit !== undefined) return hit;
+      const text = (await readArtifact(db, key)).toString('utf8');
+      if (artifacts.size >= maxCached) artifacts.delete(artifacts.keys().next().value!);
+      artifacts.set(id, text);
+      return text;
     },
     async pinned(db, { projectId, kind, revisionId }) {
       const hit = cache.get(revisionId);

@@ -1,14 +1,12 @@
-import { readArtifact } from '../../db/artifacts.ts';
-import { claimExecution, getRunEvent, sessionHistory, transitionRun } from '../../db/runs.ts';
+import { claimExecution, sessionHistory, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { callModelRoute } from '../agent/callModelRoute.ts';
 import type { ChatMessage } from '../agent/modelTypes.ts';
 import { startProgress } from '../channels/startProgress.ts';
-import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { redactSecrets } from '../sanitize/redactSecrets.ts';
 import { loadPinnedContracts } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRun } from './loadRun.ts';
+import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
 
 /** How long a run waits before looking again when an earlier run of its conversation is unfinished. */
@@ -29,20 +27,22 @@ export async function execute(
 ): Promise<StageOutcome> {
   const startedAt = ctx.now();
   const prepared = await withProject(ctx.pool, job.projectId, async (tx) => {
-    const run = await loadRun(tx, job);
+    const { run, event } = await loadRunWithEvent(tx, job);
     if (run.state !== 'ADMITTED') return { done: alreadyDone(run) } as const;
     const blocked = await claimExecution(tx, run);
     if (blocked) return { blocked } as const;
     const contracts = await loadPinnedContracts(ctx, tx, run);
-    const event = ConversationEvent.parse(await getRunEvent(tx, run));
-    const prompt = await readArtifact(tx, { projectId: run.projectId, ...contracts.agent.prompt });
+    const prompt = await ctx.contracts.artifactText(tx, {
+      projectId: run.projectId,
+      ...contracts.agent.prompt,
+    });
     const history = await sessionHistory(tx, {
       projectId: run.projectId,
       sessionKey: run.sessionKey ?? '',
       beforeSeq: run.runSeq,
       limit: Math.floor(contracts.agent.history.maxMessages / 2),
     });
-    return { run, contracts, event, prompt: prompt.toString('utf8'), history } as const;
+    return { run, contracts, event, prompt, history } as const;
   });
   if ('done' in prepared) return prepared.done;
   if ('blocked' in prepared) {

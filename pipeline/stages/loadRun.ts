@@ -1,5 +1,6 @@
 import type { CommonQueryMethods } from 'slonik';
-import { getRun, type Run } from '../../db/runs.ts';
+import { getRun, getRunWithEvent, type Run } from '../../db/runs.ts';
+import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { NonRetryableError, TenantIsolationError } from '../errors.ts';
 import { stageFor } from '../runs/runState.ts';
@@ -10,7 +11,20 @@ import type { StageOutcome } from './StageContext.ts';
  * (a forged or corrupted job) is refused, never followed.
  */
 export async function loadRun(db: CommonQueryMethods, job: RunJob): Promise<Run> {
-  const run = await getRun(db, job.runId);
+  return checkRun(job, await getRun(db, job.runId));
+}
+
+/** {@link loadRun} with the inbound event the run answers, read in the same query. */
+export async function loadRunWithEvent(
+  db: CommonQueryMethods,
+  job: RunJob,
+): Promise<{ run: Run; event: ConversationEvent }> {
+  const found = await getRunWithEvent(db, job.runId);
+  const run = checkRun(job, found?.run ?? null);
+  return { run, event: ConversationEvent.parse(found!.eventBody) };
+}
+
+function checkRun(job: RunJob, run: Run | null): Run {
   if (!run)
     throw new NonRetryableError('RUN_NOT_FOUND', `run ${job.runId} not found in ${job.projectId}`);
   if (run.projectId !== job.projectId || run.traceId !== job.traceId) {

@@ -1,13 +1,12 @@
 import { readMigrationState } from '../../db/migrationState.ts';
-import { getRunEvent, transitionRun } from '../../db/runs.ts';
+import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { decideMode } from '../runs/decideMode.ts';
 import { admitToWindow } from '../runs/rateGate.ts';
 import { failRun } from './failRun.ts';
 import { loadPinnedContracts } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRun } from './loadRun.ts';
+import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
 
 /**
@@ -19,10 +18,9 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
 export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
   return withProject(ctx.pool, job.projectId, async (tx) => {
-    const run = await loadRun(tx, job);
+    const { run, event } = await loadRunWithEvent(tx, job);
     if (run.state !== 'RESOLVED') return alreadyDone(run);
     const contracts = await loadPinnedContracts(ctx, tx, run);
-    const event = ConversationEvent.parse(await getRunEvent(tx, run));
     const fail = async (code: string, message: string, detail?: Record<string, unknown>) => {
       await failRun(
         ctx,

@@ -1,11 +1,9 @@
-import { getRunEvent } from '../../db/runs.ts';
 import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { bindAgent, sessionKeyFor } from '../runs/bindAgent.ts';
 import { failRun } from './failRun.ts';
-import { alreadyDone, loadRun } from './loadRun.ts';
+import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
 
 /**
@@ -16,13 +14,15 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
 export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
   return withProject(ctx.pool, job.projectId, async (tx) => {
-    const run = await loadRun(tx, job);
+    const { run, event } = await loadRunWithEvent(tx, job);
     if (run.state !== 'RECEIVED') return alreadyDone(run);
-    const event = ConversationEvent.parse(await getRunEvent(tx, run));
-    const read = <K extends Parameters<typeof ctx.contracts.active>[1]['kind']>(
-      kind: K,
-      name: string,
-    ) => ctx.contracts.active(tx, { projectId: run.projectId, kind, name });
+    // Every pointer resolve may need, in one read: the agent and its policy are known only
+    // once the project contract's bindings are applied.
+    const read = await ctx.contracts.activeSnapshot(tx, {
+      projectId: run.projectId,
+      kinds: ['project', 'agent', 'policy', 'runtime', 'mcp_gateway'],
+      named: [{ kind: 'channel', name: event.accountId }],
+    });
 
     const channel = await read('channel', event.accountId);
     const fail = async (code: string, message: string) => {

@@ -1,4 +1,3 @@
-import { readArtifact } from '../../db/artifacts.ts';
 import { enqueueOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -34,7 +33,7 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
     const schemaRef = contracts.agent.outputSchema;
     const schema = schemaRef
       ? (JSON.parse(
-          (await readArtifact(tx, { projectId: run.projectId, ...schemaRef })).toString('utf8'),
+          await ctx.contracts.artifactText(tx, { projectId: run.projectId, ...schemaRef }),
         ) as unknown)
       : undefined;
     const checked = validateOutput(raw, schema);
