@@ -133,3 +133,22 @@ export async function withdrawOutbound(
      WHERE run_id = ${runId} AND status = 'queued' AND kind = ANY(${sql.array([...kinds], 'text')})`);
   return result.rowCount;
 }
+
+/**
+ * Records a run's queued chunks of the given kinds as delivered by storing them (the API
+ * channel without a callback: the answer is read from the run), in the caller's transaction.
+ * There is no outside call, so claim and settle are one step. Harmless twice: only `queued`
+ * rows change. Returns how many it recorded.
+ */
+export async function storeOutbound(
+  db: CommonQueryMethods,
+  runId: string,
+  kinds: readonly OutboundKind[],
+): Promise<number> {
+  const result = await db.query(sql.unsafe`
+    UPDATE outbound_messages
+       SET status = 'sent', method = 'stored', attempts = attempts + 1, sent_at = now(),
+           lease_until = NULL, error_code = NULL, updated_at = now()
+     WHERE run_id = ${runId} AND status = 'queued' AND kind = ANY(${sql.array([...kinds], 'text')})`);
+  return result.rowCount;
+}

@@ -66,6 +66,7 @@ export type ApiDeps = AcceptDeps & {
 export function apiRoutes(deps: ApiDeps): Router {
   const router = new Router({ prefix: '/v1/projects/:projectId' });
   const anyRole = apiAuth({ pool: deps.pool, roles: ['client', 'operator', 'admin'] });
+  const defaultAccount = createDefaultAccountLookup(deps);
 
   // Harmless twice: with an Idempotency-Key the event's unique (key id, key hash) id makes a
   // retry find the first run (acceptEvent); without one, every request is a new message.
@@ -86,7 +87,7 @@ export function apiRoutes(deps: ApiDeps): Router {
       );
     }
     const body = parsed.data;
-    const accountId = body.account ?? (await defaultApiAccount(deps, projectId));
+    const accountId = body.account ?? (await defaultAccount(projectId));
     await deps.accounts(projectId, accountId, 'api');
     const [accepted] = await acceptInbound(
       deps,
@@ -181,17 +182,33 @@ async function assertReadable(
   if (!own) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId.slice(0, 64)}"`);
 }
 
-async function defaultApiAccount(deps: ApiDeps, projectId: string): Promise<string> {
-  const accounts = await withProject(deps.pool, projectId, (tx) =>
-    listActive(tx, { kind: 'channel' }),
-  );
-  for (const a of accounts) {
-    try {
-      await deps.accounts(projectId, a.name, 'api');
+/**
+ * The project's API channel account for a message that names none: the first active channel
+ * contract of type `api`. Cached like the account lookup (a burst of messages does not list the
+ * contracts per request; an activation is seen within `ttlMs`); a project without one is not
+ * cached, so the account is found as soon as it is applied.
+ */
+function createDefaultAccountLookup(deps: ApiDeps, ttlMs = 5000) {
+  const cache = new Map<string, { name: string; until: number }>();
+  return async (projectId: string): Promise<string> => {
+    const hit = cache.get(projectId);
+    if (hit && hit.until >= Date.now()) return hit.name;
+    const accounts = await withProject(deps.pool, projectId, (tx) =>
+      listActive(tx, { kind: 'channel' }),
+    );
+    for (const a of accounts) {
+      try {
+        await deps.accounts(projectId, a.name, 'api');
+      } catch {
+        continue; // not an API account
+      }
+      if (cache.size > 10_000) cache.clear();
+      cache.set(projectId, { name: a.name, until: Date.now() + ttlMs });
       return a.name;
-    } catch {
-      // not an API account
     }
-  }
-  throw new NotFoundError('ACCOUNT_NOT_FOUND', `project "${projectId}" has no API channel account`);
+    throw new NotFoundError(
+      'ACCOUNT_NOT_FOUND',
+      `project "${projectId}" has no API channel account`,
+    );
+  };
 }

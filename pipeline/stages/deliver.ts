@@ -1,12 +1,11 @@
-import { listOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
-import { getRunEvent, transitionRun } from '../../db/runs.ts';
+import { listOutbound, storeOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
+import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { sendOutboundRows } from '../channels/sendOutboundRows.ts';
-import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { failRun } from './failRun.ts';
 import { loadPinnedChannel } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRun } from './loadRun.ts';
+import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
 
 /**
@@ -21,7 +20,7 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
 export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
   const loaded = await withProject(ctx.pool, job.projectId, async (tx) => {
-    const run = await loadRun(tx, job);
+    const { run, event } = await loadRunWithEvent(tx, job);
     if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
       return { done: alreadyDone(run) } as const;
     if (run.state === 'SANITIZED') await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
@@ -29,7 +28,36 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
       (r) => run.state === 'SANITIZED' || r.kind === 'failure',
     );
     const channel = await loadPinnedChannel(ctx, tx, run);
-    const event = ConversationEvent.parse(await getRunEvent(tx, run));
+    if (
+      channel?.type === 'api' &&
+      !channel.callbackUrl &&
+      rows.every((r) => r.status !== 'sending')
+    ) {
+      // Nothing leaves the platform: the answer is stored on the run. Recording the chunks
+      // and completing the run are then one transaction instead of a claim, a settle and a
+      // completion each.
+      const stored = await storeOutbound(
+        tx,
+        run.runId,
+        run.state === 'SANITIZED' ? ['reply'] : ['failure'],
+      );
+      if (run.state === 'SANITIZED') {
+        await transitionRun(tx, {
+          runId: run.runId,
+          from: 'SANITIZED',
+          to: 'COMPLETED',
+          stage: 'deliver',
+          actor: ctx.actor,
+          startedAt,
+          detail: {
+            sent: stored,
+            uncertain: 0,
+            suppressed: rows.filter((r) => r.status === 'suppressed').length,
+          },
+        });
+      }
+      return { done: { next: null } } as const;
+    }
     return { run, rows, channel, event } as const;
   });
   if ('done' in loaded) return loaded.done;

@@ -281,6 +281,20 @@ describe('a LINE webhook', () => {
 });
 
 describe('bad input', () => {
+  // The tests before this one may leave a run finishing (its completion and audit row land
+  // after the reply the test waited for); counting rows must start from a quiet database.
+  beforeAll(async () => {
+    await waitFor(
+      async () => {
+        const { rows } = await owner.query<{ n: string }>(`
+          SELECT (SELECT count(*) FROM runs WHERE state NOT IN ('COMPLETED', 'FAILED'))
+               + (SELECT count(*) FROM outbound_messages WHERE status IN ('queued', 'sending')) AS n`);
+        return rows[0]!.n === '0' || undefined;
+      },
+      { what: 'earlier runs to finish' },
+    );
+  });
+
   async function expectNothingCreated(send: () => Promise<Response>, status: number, code: RegExp) {
     const before = await tableCounts(owner);
     const waiting = await pipeline.queues.queues.resolve.getJobCounts();
@@ -527,6 +541,37 @@ describe('the API channel', () => {
       failure: null,
     });
     expect((view.timeline as unknown[]).length).toBe(6);
+    // nothing left the platform: the answer's ledger row is recorded as stored, once
+    const ledger = await owner.query(
+      'SELECT kind, status, method, attempts FROM outbound_messages WHERE run_id = $1',
+      [run_id],
+    );
+    expect(ledger.rows).toEqual([{ kind: 'reply', status: 'sent', method: 'stored', attempts: 1 }]);
+  });
+
+  it("keeps a failed run's code on the run and writes no notice when there is no callback", async () => {
+    const key = await pipeline.createKey(PROJECT);
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    model.failNext(1, { status: 400 });
+    fallbackModel.failNext(1, { status: 400 });
+    const res = await fetch(`${pipeline.url}/v1/projects/${PROJECT}/messages`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ text: 'this one fails' }),
+    });
+    const { run_id } = (await res.json()) as { run_id: string };
+    const view = await waitFor(
+      async () => {
+        const got = (await (
+          await fetch(`${pipeline.url}/v1/projects/${PROJECT}/runs/${run_id}`, { headers })
+        ).json()) as { state: string; failure: { code: string } | null };
+        return got.state === 'FAILED' ? got : undefined;
+      },
+      { what: 'the failed run' },
+    );
+    expect(view.failure).toMatchObject({ code: 'MODEL_REJECTED' });
+    const ledger = await owner.query('SELECT 1 FROM outbound_messages WHERE run_id = $1', [run_id]);
+    expect(ledger.rowCount).toBe(0);
   });
 
   it('refuses a missing key, a key of another project, and a body without text', async () => {
