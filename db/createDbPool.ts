@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createPgDriverFactory } from '@slonik/pg-driver';
 import {
   createPool,
@@ -28,6 +29,23 @@ const resultParser: Interceptor = {
   },
 };
 
+/**
+ * Makes every parameterized query a named prepared statement, named by a hash of its text:
+ * Postgres then parses and plans each statement shape once per connection instead of on every
+ * call (planning the stage CTEs cost about as much as running them). Same text, same name, so
+ * pg's per-connection statement cache never sees one name with two texts. Only queries with
+ * parameters: those already use the extended protocol, so none of them can hold several
+ * statements (which a prepared statement cannot). Query shapes are fixed in the code, so the
+ * number of statements per connection is bounded.
+ */
+const namedStatements: Interceptor = {
+  name: 'named-statements',
+  transformQuery: (_context, query) => {
+    if (query.name || query.values.length === 0) return query;
+    return { ...query, name: `q_${createHash('sha1').update(query.sql).digest('hex')}` };
+  },
+};
+
 /** Options for {@link createDbPool}. */
 export type DbPoolOptions = {
   /**
@@ -42,7 +60,7 @@ export type DbPoolOptions = {
   applicationName?: string;
 };
 
-/** A slonik pool with the result parser installed. */
+/** A slonik pool with the result parser and named statements installed. */
 export async function createDbPool(
   databaseUrl: string,
   { role = 'app', maxPoolSize = 10, applicationName = 'awooop' }: DbPoolOptions = {},
@@ -56,7 +74,7 @@ export async function createDbPool(
   }
   return createPool(url.toString(), {
     driverFactory: createPgDriverFactory(),
-    interceptors: [resultParser],
+    interceptors: [namedStatements, resultParser],
     // Our int8 columns are counts, identity ids and sequence numbers, far below 2^53: read
     // them as numbers rather than slonik's default bigint so JSON and zod treat them plainly.
     typeParsers: [
