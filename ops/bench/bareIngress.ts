@@ -28,7 +28,11 @@ export function createBareIngress({ pool, queue }: { pool: pg.Pool; queue: Queue
       return;
     }
     const runId = randomUUID();
-    await pool.query('INSERT INTO bench_runs (id, body) VALUES ($1, $2::jsonb)', [runId, raw]);
+    await pool.query({
+      name: 'bare_ingress_insert',
+      text: 'INSERT INTO bench_runs (id, body) VALUES ($1, $2::jsonb)',
+      values: [runId, raw],
+    });
     const [job, options] = hopJob(1, runId);
     await queue.add(job.stage, job, options);
     ctx.status = 202;

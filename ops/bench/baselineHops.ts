@@ -41,18 +41,21 @@ const INSERT = `INSERT INTO bench_hops (run_id, hop) VALUES ($1, $2::smallint)`;
 const AS_ONE = `WITH up AS (${UPDATE} RETURNING id)
   INSERT INTO bench_hops (run_id, hop) SELECT id, $2::smallint FROM up`;
 
-/** One hop's Postgres transaction: one UPDATE of the run row and one INSERT of a hop row. */
+/**
+ * One hop's Postgres transaction: one UPDATE of the run row and one INSERT of a hop row, as
+ * named prepared statements like AwoooP's own (planned once per connection).
+ */
 async function writeHop(pool: pg.Pool, write: HopWrite, runId: string, hop: number) {
   const params = [runId, hop, hop === HOPS.length];
   if (write === 'cte') {
-    await pool.query(AS_ONE, params);
+    await pool.query({ name: 'baseline_hop', text: AS_ONE, values: params });
     return;
   }
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query(UPDATE, params);
-    await client.query(INSERT, [runId, hop]);
+    await client.query({ name: 'baseline_update', text: UPDATE, values: params });
+    await client.query({ name: 'baseline_insert', text: INSERT, values: [runId, hop] });
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
