@@ -83,18 +83,20 @@ export async function acceptEvent(
   }: { runId: string; runTimeoutMs: number; requestHash?: string | null },
 ): Promise<AcceptedEvent> {
   // The conversation's lock (the one execute claims under) orders run_seq by commit: without
-  // it a later message could commit first and be answered before an earlier one. Must run
-  // inside the caller's transaction.
-  await db.query(sql.unsafe`
-    SELECT pg_advisory_xact_lock(${conversationLockKey(event.projectId, conversationKey(event))})`);
+  // it a later message could commit first and be answered before an earlier one. Taken in
+  // the same statement, before the rows are made: the inserts read from `lock`, so run_seq is
+  // drawn only once the lock is held, and the lock lasts to the caller's commit.
   const created = await db.maybeOne(sql.type(RunIdRow)`
-    WITH ev AS (
+    WITH lock AS MATERIALIZED (
+      SELECT pg_advisory_xact_lock(${conversationLockKey(event.projectId, conversationKey(event))})
+    ), ev AS (
       INSERT INTO conversation_events
         (event_id, project_id, channel, account_id, external_event_id, trace_id, body,
          request_hash, received_at)
-      VALUES (${event.eventId}, ${event.projectId}, ${event.channel}, ${event.accountId},
-              ${event.externalEventId}, ${event.traceId}, ${sql.jsonb(event)}, ${requestHash},
-              ${event.receivedAt})
+      SELECT ${event.eventId}::uuid, ${event.projectId}, ${event.channel}, ${event.accountId},
+             ${event.externalEventId}, ${event.traceId}, ${sql.jsonb(event)}, ${requestHash},
+             ${event.receivedAt}::timestamptz
+        FROM lock
       -- either unique key: (project, channel, account, id), or (project, id) of the API channel
       ON CONFLICT DO NOTHING
       RETURNING event_id, received_at
