@@ -1,3 +1,4 @@
+import type { CommonQueryMethods } from 'slonik';
 import { listOutbound, storeOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -14,11 +15,25 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
  * sends only the pending failure notice. Shadow rows are `suppressed` and never reach a
  * channel. A chunk the channel refuses fails the run: later chunks are withdrawn and the user
  * gets the failure notice instead of half an answer.
- * Harmless twice: each row is claimed and settled in the ledger, so a sent (or uncertain) row
- * is never sent again, and completing is conditional on the `SANITIZED` state.
+ * Harmless twice: each row is claimed and settled in the ledger (a stored row changes only
+ * from `queued`), so a sent (or uncertain) row is never sent again, and completing is
+ * conditional on the `SANITIZED` state.
  */
 export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
+  const complete = (
+    tx: CommonQueryMethods,
+    counts: { sent: number; uncertain: number; suppressed: number },
+  ) =>
+    transitionRun(tx, {
+      runId: job.runId,
+      from: 'SANITIZED',
+      to: 'COMPLETED',
+      stage: 'deliver',
+      actor: ctx.actor,
+      startedAt,
+      detail: counts,
+    });
   const loaded = await withProject(ctx.pool, job.projectId, async (tx) => {
     const { run, event } = await loadRunWithEvent(tx, job);
     if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
@@ -42,18 +57,10 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
         run.state === 'SANITIZED' ? ['reply'] : ['failure'],
       );
       if (run.state === 'SANITIZED') {
-        await transitionRun(tx, {
-          runId: run.runId,
-          from: 'SANITIZED',
-          to: 'COMPLETED',
-          stage: 'deliver',
-          actor: ctx.actor,
-          startedAt,
-          detail: {
-            sent: stored,
-            uncertain: 0,
-            suppressed: rows.filter((r) => r.status === 'suppressed').length,
-          },
+        await complete(tx, {
+          sent: stored,
+          uncertain: 0,
+          suppressed: rows.filter((r) => r.status === 'suppressed').length,
         });
       }
       return { done: { next: null } } as const;
@@ -87,15 +94,7 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
       );
       return { next: 'deliver', notice: true };
     }
-    await transitionRun(tx, {
-      runId: run.runId,
-      from: 'SANITIZED',
-      to: 'COMPLETED',
-      stage: 'deliver',
-      actor: ctx.actor,
-      startedAt,
-      detail: counts,
-    });
+    await complete(tx, counts);
     return { next: null };
   });
 }
