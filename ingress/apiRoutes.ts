@@ -183,10 +183,11 @@ async function assertReadable(
 }
 
 /**
- * The project's API channel account for a message that names none: the first active channel
- * contract of type `api`. Cached like the account lookup (a burst of messages does not list the
- * contracts per request; an activation is seen within `ttlMs`); a project without one is not
- * cached, so the account is found as soon as it is applied.
+ * The project's API channel account for a message that names none: its only active channel
+ * contract of type `api`. With several, the message must say which (`account`), a 400 naming
+ * the field, rather than one picked by name order. Cached like the account lookup (a burst of
+ * messages does not list the contracts per request; an activation is seen within `ttlMs`); a
+ * project without one is not cached, so the account is found as soon as it is applied.
  */
 function createDefaultAccountLookup(deps: ApiDeps, ttlMs = 5000) {
   const cache = new Map<string, { name: string; until: number }>();
@@ -196,19 +197,31 @@ function createDefaultAccountLookup(deps: ApiDeps, ttlMs = 5000) {
     const accounts = await withProject(deps.pool, projectId, (tx) =>
       listActive(tx, { kind: 'channel' }),
     );
+    const api: string[] = [];
     for (const a of accounts) {
       try {
         await deps.accounts(projectId, a.name, 'api');
+        api.push(a.name);
       } catch {
-        continue; // not an API account
+        // not an API account
       }
-      if (cache.size > 10_000) cache.clear();
-      cache.set(projectId, { name: a.name, until: Date.now() + ttlMs });
-      return a.name;
     }
-    throw new NotFoundError(
-      'ACCOUNT_NOT_FOUND',
-      `project "${projectId}" has no API channel account`,
-    );
+    if (api.length > 1) {
+      throw new ContractViolationError(
+        [`account: required: the project has several API accounts (${api.join(', ')})`],
+        undefined,
+        { code: 'BODY_INVALID' },
+      );
+    }
+    const name = api[0];
+    if (name === undefined) {
+      throw new NotFoundError(
+        'ACCOUNT_NOT_FOUND',
+        `project "${projectId}" has no API channel account`,
+      );
+    }
+    if (cache.size > 10_000) cache.clear();
+    cache.set(projectId, { name, until: Date.now() + ttlMs });
+    return name;
   };
 }

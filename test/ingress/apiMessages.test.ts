@@ -202,3 +202,27 @@ describe('reading runs', () => {
     }
   });
 });
+
+describe('the default API account', () => {
+  it('is required by name when the project has several, and nothing is created without it', async () => {
+    const projectId = 'twoapi';
+    const { tenant, artifacts } = pipelineTenant({
+      projectId,
+      telegramApiRoot: telegram.apiRoot,
+      lineBaseUrl: line.baseUrl,
+    });
+    tenant.channels['api-b'] = { ...tenant.channels.api! };
+    await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, { tenant, artifacts });
+    const key = await pipeline.createKey(projectId);
+    const before = await tableCounts(owner);
+    const unnamed = await send(key, { text: 'which account?' }, { projectId });
+    expect(unnamed.status).toBe(400);
+    expect(unnamed.body.error).toMatchObject({ code: 'BODY_INVALID' });
+    expect(String((unnamed.body.error as { message: string }).message)).toMatch(
+      /^account: required: the project has several API accounts \(api, api-b\)/,
+    );
+    expect(await tableCounts(owner)).toEqual(before);
+    const named = await send(key, { text: 'this one', account: 'api-b' }, { projectId });
+    expect(named.status).toBe(202);
+  });
+});
