@@ -1,4 +1,4 @@
-import { sql } from 'slonik';
+import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { listRuns, type Run } from '../../db/runs.ts';
 import { withPlatform } from '../../db/withPlatform.ts';
@@ -33,7 +33,10 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
         ...(state ? { state: state as RunState } : {}),
       };
       const runs: readonly Run[] = values.project
-        ? await withProject(pool, requireProject(values.project), (tx) => listRuns(tx, options))
+        ? await withProject(pool, requireProject(values.project), async (tx) => {
+            await assertProjectExists(tx, values.project!);
+            return listRuns(tx, options);
+          })
         : await withPlatform(pool, { actor: ctx.actor, reason: 'runs list (all projects)' }, (tx) =>
             listRuns(tx, options),
           );
@@ -100,4 +103,11 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     default:
       throw new UsageError(USAGE);
   }
+}
+
+/** `--project` naming no project is a usage error, not an empty list. */
+async function assertProjectExists(tx: CommonQueryMethods, projectId: string): Promise<void> {
+  const found = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
+    SELECT project_id AS "projectId" FROM projects WHERE project_id = ${projectId}`);
+  if (!found) throw new UsageError(`--project: no project "${projectId}"`);
 }

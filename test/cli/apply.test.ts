@@ -272,3 +272,14 @@ describe('awooop contracts and audit', () => {
     expect(badToken.stderr).not.toContain(secret);
   });
 });
+
+describe('awooop runs list', () => {
+  it('names --project when it is no project, rather than printing an empty list', async () => {
+    const unknown = await awooop('runs', 'list', '--project', 'nosuch');
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('--project: no project "nosuch"');
+    const known = await awooop('runs', 'list', '--project', 'awoooi');
+    expect(known.code).toBe(0);
+    expect(known.stdout).toContain('no runs');
+  });
+});
