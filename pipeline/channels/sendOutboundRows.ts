@@ -12,9 +12,9 @@ import type { ConversationEvent } from '../contracts/conversationEvent.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
 import type { StageContext } from '../stages/StageContext.ts';
 import { postCallback } from './api/postCallback.ts';
-import { createLineSender, type LineSender } from './line/createLineSender.ts';
+import { createLineSender } from './line/createLineSender.ts';
 import { reserveSendSlot, telegramSendBuckets } from './sendRateLimiter.ts';
-import { createTelegramSender, type TelegramSender } from './telegram/createTelegramSender.ts';
+import { createTelegramSender } from './telegram/createTelegramSender.ts';
 
 /**
  * How long a claimed chunk is held before another worker may take it over: well past the
@@ -71,10 +71,14 @@ async function sendBatch(
   report: SendReport,
 ): Promise<void> {
   const { ctx, run } = target;
-  // Everything that can wait (pacing, the token) happens before the claim: a worker that dies
-  // here leaves the rows queued, to be sent by the next try, not `uncertain`. Between the
-  // claim and the call there is nothing left that takes time.
-  const prepared = await prepareSend(target);
+  // Telegram's send slot is waited for before the claim (up to seconds): a worker that dies
+  // while it waits leaves the rows queued, to be sent by the next try, not `uncertain`. Only
+  // for rows that looked free: a row another sender holds makes the claim fail (or, taken
+  // over, settle `uncertain` unsent), and a slot reserved for it would only push the chat's
+  // schedule back.
+  if (target.channel.type === 'telegram' && batch.every((r) => r.status === 'queued')) {
+    await paceTelegram(target);
+  }
   const claimed: ClaimedRow[] = [];
   for (const row of batch) {
     const got = await withProject(ctx.pool, run.projectId, (tx) =>
@@ -105,7 +109,7 @@ async function sendBatch(
   }
   let result: Awaited<ReturnType<typeof sendClaimed>>;
   try {
-    result = await sendClaimed(target, prepared, claimed, method.name);
+    result = await sendClaimed(target, claimed, method.name);
   } catch (error) {
     if (error instanceof AppError && error.code === 'CHANNEL_UNCERTAIN') {
       await settleAll(target, claimed, {
@@ -205,64 +209,31 @@ async function settleAll(
   });
 }
 
-/** A channel client made ready to send, before any row is claimed. */
-type PreparedSend =
-  | { type: 'telegram'; sender: TelegramSender }
-  | { type: 'line'; sender: LineSender }
-  | { type: 'none' };
-
-/**
- * Waits for Telegram's send slot and builds the channel's client (resolving its token). A
- * wait too long to hold the job is a {@link RetryAfterError}: nothing is claimed yet.
- */
-async function prepareSend(target: Target): Promise<PreparedSend> {
-  const { ctx, run, channel } = target;
-  switch (channel.type) {
-    case 'telegram': {
-      await paceTelegram(target);
-      return {
-        type: 'telegram',
-        sender: createTelegramSender({
-          token: await ctx.secrets.resolve(run.projectId, channel.botToken),
-          ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
-        }),
-      };
-    }
-    case 'line':
-      return {
-        type: 'line',
-        sender: createLineSender({
-          accessToken: await ctx.secrets.resolve(run.projectId, channel.channelAccessToken),
-          ...(channel.apiBaseUrl ? { baseUrl: channel.apiBaseUrl } : {}),
-        }),
-      };
-    case 'api':
-    case 'slack':
-      return { type: 'none' };
-  }
-}
-
 async function sendClaimed(
   target: Target,
-  prepared: PreparedSend,
   rows: readonly ClaimedRow[],
   method: ReturnType<typeof methodFor>['name'],
 ): Promise<{ method: string; externalMessageId?: string }> {
-  const { run, channel, event } = target;
+  const { ctx, run, channel, event } = target;
   const conversation = event.conversation;
   switch (channel.type) {
     case 'telegram': {
       const row = rows[0]!;
-      if (prepared.type !== 'telegram') throw new Error('telegram send was not prepared');
-      const sent = await prepared.sender.sendText(conversation.id, row.text, {
+      const sender = createTelegramSender({
+        token: await ctx.secrets.resolve(run.projectId, channel.botToken),
+        ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
+      });
+      const sent = await sender.sendText(conversation.id, row.text, {
         parseMode: row.format,
         ...(conversation.threadId ? { threadId: conversation.threadId } : {}),
       });
       return { method: 'sendMessage', externalMessageId: sent.externalMessageId };
     }
     case 'line': {
-      if (prepared.type !== 'line') throw new Error('line send was not prepared');
-      const sender = prepared.sender;
+      const sender = createLineSender({
+        accessToken: await ctx.secrets.resolve(run.projectId, channel.channelAccessToken),
+        ...(channel.apiBaseUrl ? { baseUrl: channel.apiBaseUrl } : {}),
+      });
       const texts = rows.map((r) => r.text);
       if (method === 'reply' && event.replyToken) {
         try {
