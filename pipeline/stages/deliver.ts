@@ -1,6 +1,11 @@
 import type { CommonQueryMethods } from 'slonik';
-import { listOutbound, storeOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
-import { transitionRun } from '../../db/runs.ts';
+import {
+  listOutbound,
+  storeOutbound,
+  withdrawOutbound,
+  type OutboundKind,
+} from '../../db/outboundMessages.ts';
+import { transitionRun, type Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { sendOutboundRows } from '../channels/sendOutboundRows.ts';
 import type { RunJob } from '../contracts/runJob.ts';
@@ -34,38 +39,48 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
       startedAt,
       detail: counts,
     });
+  /**
+   * Nothing leaves the platform (the API channel without a callback: the answer is stored on
+   * the run), so recording the chunks and completing the run are one transaction instead of a
+   * claim, a settle and a completion. Locks as failRun does — the run row (the transition)
+   * before its ledger rows — so the two cannot deadlock. Null when a row is still held by an
+   * earlier claim: the general path settles it.
+   */
+  const deliverStored = async (tx: CommonQueryMethods, run: Run): Promise<StageOutcome | null> => {
+    const rows = await listOutbound(tx, run.runId);
+    if (rows.some((r) => r.status === 'sending')) return null;
+    if (run.state === 'FAILED') {
+      await storeOutbound(tx, run.runId, ['failure']);
+      return { next: null };
+    }
+    const queued = (kind: OutboundKind) =>
+      rows.filter((r) => r.kind === kind && r.status === 'queued').length;
+    const moved = await complete(tx, {
+      sent: queued('reply'),
+      uncertain: 0,
+      suppressed: rows.filter((r) => r.status === 'suppressed').length + queued('status'),
+    });
+    if (moved) {
+      await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
+      await storeOutbound(tx, run.runId, ['reply']);
+    }
+    return { next: null };
+  };
   const loaded = await withProject(ctx.pool, job.projectId, async (tx) => {
-    const { run, event } = await loadRunWithEvent(tx, job);
+    const found = await loadRunWithEvent(tx, job);
+    const run = found.run;
     if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
       return { done: alreadyDone(run) } as const;
+    const channel = await loadPinnedChannel(ctx, tx, run);
+    if (channel?.type === 'api' && !channel.callbackUrl) {
+      const done = await deliverStored(tx, run);
+      if (done) return { done } as const;
+    }
     if (run.state === 'SANITIZED') await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
     const rows = (await listOutbound(tx, run.runId)).filter(
       (r) => run.state === 'SANITIZED' || r.kind === 'failure',
     );
-    const channel = await loadPinnedChannel(ctx, tx, run);
-    if (
-      channel?.type === 'api' &&
-      !channel.callbackUrl &&
-      rows.every((r) => r.status !== 'sending')
-    ) {
-      // Nothing leaves the platform: the answer is stored on the run. Recording the chunks
-      // and completing the run are then one transaction instead of a claim, a settle and a
-      // completion each.
-      const stored = await storeOutbound(
-        tx,
-        run.runId,
-        run.state === 'SANITIZED' ? ['reply'] : ['failure'],
-      );
-      if (run.state === 'SANITIZED') {
-        await complete(tx, {
-          sent: stored,
-          uncertain: 0,
-          suppressed: rows.filter((r) => r.status === 'suppressed').length,
-        });
-      }
-      return { done: { next: null } } as const;
-    }
-    return { run, rows, channel, event } as const;
+    return { run, rows, channel, event: found.event() } as const;
   });
   if ('done' in loaded) return loaded.done;
   const { run, rows, channel, event } = loaded;

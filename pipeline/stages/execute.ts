@@ -27,8 +27,10 @@ export async function execute(
 ): Promise<StageOutcome> {
   const startedAt = ctx.now();
   const prepared = await withProject(ctx.pool, job.projectId, async (tx) => {
-    const { run, event } = await loadRunWithEvent(tx, job);
+    const loaded = await loadRunWithEvent(tx, job);
+    const run = loaded.run;
     if (run.state !== 'ADMITTED') return { done: alreadyDone(run) } as const;
+    const event = loaded.event();
     const blocked = await claimExecution(tx, run);
     if (blocked) return { blocked } as const;
     const contracts = await loadPinnedContracts(ctx, tx, run);

@@ -14,14 +14,18 @@ export async function loadRun(db: CommonQueryMethods, job: RunJob): Promise<Run>
   return checkRun(job, await getRun(db, job.runId));
 }
 
-/** {@link loadRun} with the inbound event the run answers, read in the same query. */
+/**
+ * {@link loadRun} with the inbound event the run answers, read in the same query. `event()`
+ * parses it: a stage calls it once it knows it will act on the run, so an event that no longer
+ * fits the schema cannot disturb a job for a run that is already past the stage.
+ */
 export async function loadRunWithEvent(
   db: CommonQueryMethods,
   job: RunJob,
-): Promise<{ run: Run; event: ConversationEvent }> {
+): Promise<{ run: Run; event: () => ConversationEvent }> {
   const found = await getRunWithEvent(db, job.runId);
   const run = checkRun(job, found?.run ?? null);
-  return { run, event: ConversationEvent.parse(found!.eventBody) };
+  return { run, event: () => ConversationEvent.parse(found!.eventBody) };
 }
 
 function checkRun(job: RunJob, run: Run | null): Run {

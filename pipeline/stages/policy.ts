@@ -18,8 +18,10 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
 export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
   return withProject(ctx.pool, job.projectId, async (tx) => {
-    const { run, event } = await loadRunWithEvent(tx, job);
+    const loaded = await loadRunWithEvent(tx, job);
+    const run = loaded.run;
     if (run.state !== 'RESOLVED') return alreadyDone(run);
+    const event = loaded.event();
     const contracts = await loadPinnedContracts(ctx, tx, run);
     const fail = async (code: string, message: string, detail?: Record<string, unknown>) => {
       await failRun(

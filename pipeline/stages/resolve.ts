@@ -14,8 +14,10 @@ import type { StageContext, StageOutcome } from './StageContext.ts';
 export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
   return withProject(ctx.pool, job.projectId, async (tx) => {
-    const { run, event } = await loadRunWithEvent(tx, job);
+    const loaded = await loadRunWithEvent(tx, job);
+    const run = loaded.run;
     if (run.state !== 'RECEIVED') return alreadyDone(run);
+    const event = loaded.event();
     // Every pointer resolve may need, in one read: the agent and its policy are known only
     // once the project contract's bindings are applied.
     const read = await ctx.contracts.activeSnapshot(tx, {
