@@ -31,8 +31,9 @@ const resultParser: Interceptor = {
 
 /**
  * Makes every parameterized query a named prepared statement, named by a hash of its text:
- * Postgres then parses and plans each statement shape once per connection instead of on every
- * call (planning the stage CTEs cost about as much as running them). Same text, same name, so
+ * Postgres then parses each statement shape once per connection instead of on every call, and
+ * plans it once where it settles on a generic plan (planning the stage CTEs cost about as much
+ * as running them). Same text, same name, so
  * pg's per-connection statement cache never sees one name with two texts. Only queries with
  * parameters: those already use the extended protocol, so none of them can hold several
  * statements (which a prepared statement cannot). Query shapes are fixed in the code, so the

@@ -202,8 +202,8 @@ function createDefaultAccountLookup(deps: ApiDeps, ttlMs = 5000) {
       try {
         await deps.accounts(projectId, a.name, 'api');
         api.push(a.name);
-      } catch {
-        // not an API account
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error; // not an API account; else a real fault
       }
     }
     if (api.length > 1) {
