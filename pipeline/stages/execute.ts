@@ -9,8 +9,15 @@ import { loadPinnedContracts } from './loadPinnedContracts.ts';
 import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
 
-/** How long a run waits before looking again when an earlier run of its conversation is unfinished. */
-const SESSION_WAIT_MS = 150;
+/**
+ * How long a run waits before looking again when an earlier run of its conversation is
+ * unfinished: 150 ms at first, then a tenth of how long it has waited, at most a second — a
+ * follow-up behind a long model call does not poll Postgres and Redis several times a second,
+ * and answers at most a tenth of its wait later than it could have.
+ */
+export function sessionWaitMs(waitedMs: number): number {
+  return Math.min(1000, Math.max(150, Math.floor(waitedMs / 10)));
+}
 
 /**
  * execute: calls the model through the route (primary, then fallbacks) with the agent's prompt
@@ -32,7 +39,10 @@ export async function execute(
     if (run.state !== 'ADMITTED') return { done: alreadyDone(run) } as const;
     const event = loaded.event();
     const blocked = await claimExecution(tx, run);
-    if (blocked) return { blocked } as const;
+    if (blocked) {
+      const waitMs = sessionWaitMs(ctx.now() - run.createdAt);
+      return { blocked: { by: blocked.blockedBy, waitMs } } as const;
+    }
     const contracts = await loadPinnedContracts(ctx, tx, run);
     const prompt = await ctx.contracts.artifactText(tx, {
       projectId: run.projectId,
@@ -48,7 +58,7 @@ export async function execute(
   });
   if ('done' in prepared) return prepared.done;
   if ('blocked' in prepared) {
-    return { waitMs: SESSION_WAIT_MS, reason: `waiting for run ${prepared.blocked.blockedBy}` };
+    return { waitMs: prepared.blocked.waitMs, reason: `waiting for run ${prepared.blocked.by}` };
   }
   const { run, contracts, event, prompt, history } = prepared;
 

@@ -5,6 +5,7 @@ import { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
 import { bindAgent, sessionKeyFor } from '../../pipeline/runs/bindAgent.ts';
 import { canaryBucket, decideMode } from '../../pipeline/runs/decideMode.ts';
 import { openSecret, sealSecret } from '../../pipeline/secrets/secretBox.ts';
+import { sessionWaitMs } from '../../pipeline/stages/execute.ts';
 
 const event = (
   over: {
@@ -122,5 +123,15 @@ describe('sealed secrets', () => {
     };
     expect(() => openSecret(key, flipped, 'awooop:secret:acme:tok')).toThrow(/integrity/);
     expect(sealed.ciphertext.toString('utf8')).not.toContain('hunter2');
+  });
+});
+
+describe('sessionWaitMs', () => {
+  it('looks again after 150 ms at first, then a tenth of the wait, at most a second', () => {
+    expect(sessionWaitMs(0)).toBe(150);
+    expect(sessionWaitMs(1000)).toBe(150);
+    expect(sessionWaitMs(4000)).toBe(400);
+    expect(sessionWaitMs(10_000)).toBe(1000);
+    expect(sessionWaitMs(600_000)).toBe(1000);
   });
 });
