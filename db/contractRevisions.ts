@@ -205,19 +205,19 @@ export async function readActivePointers(
     named: readonly { kind: ContractKind; name: string }[];
   },
 ): Promise<Map<string, string>> {
+  const namedKinds = sql.array(
+    named.map((n) => n.kind),
+    'text',
+  );
+  const namedNames = sql.array(
+    named.map((n) => n.name),
+    'text',
+  );
   const rows = await db.any(sql.type(ActivePointer)`
     SELECT kind, name, revision_id AS "revisionId" FROM contract_active
      WHERE project_id = ${projectId}
        AND (kind = ANY(${sql.array([...kinds], 'text')})
-            OR (kind, name) IN (SELECT * FROM unnest(
-                 ${sql.array(
-                   named.map((n) => n.kind),
-                   'text',
-                 )}::text[],
-                 ${sql.array(
-                   named.map((n) => n.name),
-                   'text',
-                 )}::text[])))`);
+            OR (kind, name) IN (SELECT * FROM unnest(${namedKinds}, ${namedNames})))`);
   return new Map(rows.map((r) => [`${r.kind}/${r.name}`, r.revisionId]));
 }
 

@@ -58,14 +58,17 @@ export type ContractReader = {
 };
 
 /**
- * A reader with an in-process cache of published revisions and artifacts (each bounded, oldest
- * evicted first).
+ * A reader with an in-process cache of published revisions and artifacts (each bounded in
+ * entries, artifacts also in characters; oldest evicted first).
  */
 export function createContractReader({
   maxCached = 2000,
-}: { maxCached?: number } = {}): ContractReader {
+  maxArtifactChars = 32 * 1024 * 1024,
+}: { maxCached?: number; maxArtifactChars?: number } = {}): ContractReader {
   const cache = new Map<string, { projectId: string; kind: ContractKind; body: unknown }>();
+  // Artifacts are bounded by size too: a prompt can be large.
   const artifacts = new Map<string, string>();
+  let artifactChars = 0;
   const reader: ContractReader = {
     // The pointer is read every time (an activation shows at once); the body behind it is an
     // immutable published revision, checked once and then served from the cache.
@@ -87,8 +90,17 @@ export function createContractReader({
       const hit = artifacts.get(id);
       if (hit !== undefined) return hit;
       const text = (await readArtifact(db, key)).toString('utf8');
-      if (artifacts.size >= maxCached) artifacts.delete(artifacts.keys().next().value!);
+      if (text.length > maxArtifactChars) return text;
+      while (
+        artifacts.size > 0 &&
+        (artifacts.size >= maxCached || artifactChars + text.length > maxArtifactChars)
+      ) {
+        const [oldest, value] = artifacts.entries().next().value!;
+        artifacts.delete(oldest);
+        artifactChars -= value.length;
+      }
       artifacts.set(id, text);
+      artifactChars += text.length;
       return text;
     },
     async pinned(db, { projectId, kind, revisionId }) {

@@ -15,6 +15,7 @@ import { withProject } from '../../db/withProject.ts';
 import { bodyHash } from '../../pipeline/contracts/canonicalJson.ts';
 import { PolicyContract } from '../../pipeline/contracts/policyContract.ts';
 import { readActiveContract } from '../../pipeline/control/readActiveContract.ts';
+import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 
 const db = useTestDatabase();
@@ -261,5 +262,42 @@ describe('artifacts', () => {
         readArtifact(tx, { projectId, ref: 'prompts/sre.md', sha256: stored.sha256 }),
       ),
     ).rejects.toMatchObject({ code: 'ARTIFACT_HASH_MISMATCH' });
+  });
+
+  it('are served by the pipeline reader once checked, within a size bound', async () => {
+    const projectId = 'artcache';
+    const a = Buffer.from('prompt A\n');
+    const b = Buffer.from('prompt B, a little longer\n');
+    const [shaA, shaB] = await withProject(db().pool, projectId, async (tx) => {
+      await upsertProject(tx, { projectId, displayName: 'a', actor });
+      const put = (ref: string, content: Buffer) =>
+        putArtifact(tx, {
+          projectId,
+          ref,
+          kind: 'prompt',
+          mediaType: 'text/plain',
+          content,
+          actor,
+        });
+      return [(await put('p/a.md', a)).sha256, (await put('p/b.md', b)).sha256];
+    });
+    // room for one of the two at a time
+    const reader = createContractReader({ maxArtifactChars: b.length + 1 });
+    const read = (ref: string, sha256: string) =>
+      withProject(db().pool, projectId, (tx) =>
+        reader.artifactText(tx, { projectId, ref, sha256 }),
+      );
+    expect(await read('p/a.md', shaA)).toBe('prompt A\n');
+    const owner = await db().owner();
+    await owner.query('ALTER TABLE artifact_refs DISABLE TRIGGER immutable');
+    await owner.query(`UPDATE artifact_refs SET content = 'tampered'::bytea WHERE sha256 = $1`, [
+      shaA,
+    ]);
+    await owner.query('ALTER TABLE artifact_refs ENABLE TRIGGER immutable');
+    // the text checked at first read is what the runtime keeps using
+    expect(await read('p/a.md', shaA)).toBe('prompt A\n');
+    // B pushes A out of the cache; read again, A's bytes are checked and refused
+    expect(await read('p/b.md', shaB)).toBe('prompt B, a little longer\n');
+    await expect(read('p/a.md', shaA)).rejects.toMatchObject({ code: 'ARTIFACT_HASH_MISMATCH' });
   });
 });
