@@ -33,11 +33,10 @@ const resultParser: Interceptor = {
  * Makes every parameterized query a named prepared statement, named by a hash of its text:
  * Postgres then parses each statement shape once per connection instead of on every call, and
  * plans it once where it settles on a generic plan (planning the stage CTEs cost about as much
- * as running them). Same text, same name, so
- * pg's per-connection statement cache never sees one name with two texts. Only queries with
- * parameters: those already use the extended protocol, so none of them can hold several
- * statements (which a prepared statement cannot). Query shapes are fixed in the code, so the
- * number of statements per connection is bounded.
+ * as running them). Same text, same name, so pg's per-connection statement cache never sees
+ * one name with two texts. Only queries with parameters: those already use the extended
+ * protocol, so none of them can hold several statements (which a prepared statement cannot).
+ * Query shapes are fixed in the code, so the number of statements per connection is bounded.
  */
 const namedStatements: Interceptor = {
   name: 'named-statements',

@@ -34,3 +34,12 @@ export async function listProjects(db: CommonQueryMethods): Promise<readonly Pro
     SELECT project_id AS "projectId", display_name AS "displayName", status, created_at AS "createdAt"
       FROM projects ORDER BY project_id`);
 }
+
+const ProjectIdRow = z.object({ projectId: z.string() });
+
+/** Whether the project exists (and is visible to this transaction). */
+export async function projectExists(db: CommonQueryMethods, projectId: string): Promise<boolean> {
+  const row = await db.maybeOne(sql.type(ProjectIdRow)`
+    SELECT project_id AS "projectId" FROM projects WHERE project_id = ${projectId}`);
+  return row !== null;
+}

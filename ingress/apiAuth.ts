@@ -1,8 +1,7 @@
 import type { Middleware } from 'koa';
 import type { DatabasePool } from 'slonik';
-import { sql } from 'slonik';
-import { z } from 'zod';
 import { findApiKey, type ApiKeyRole } from '../db/apiKeys.ts';
+import { projectExists } from '../db/projects.ts';
 import { withProject } from '../db/withProject.ts';
 import { ProjectId } from '../pipeline/contracts/common.ts';
 import { AppError, NotFoundError } from '../pipeline/errors.ts';
@@ -29,9 +28,7 @@ export function apiAuth({
     const caller = await withProject(pool, projectId, async (tx) => {
       const key = match ? await findApiKey(tx, projectId, match[1]!) : null;
       if (key) return key;
-      const exists = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
-        SELECT project_id AS "projectId" FROM projects WHERE project_id = ${projectId}`);
-      if (!exists) throw projectNotFound(projectId);
+      if (!(await projectExists(tx, projectId))) throw projectNotFound(projectId);
       return null;
     });
     if (!caller) {

@@ -1,5 +1,6 @@
-import { sql, type CommonQueryMethods } from 'slonik';
+import { sql } from 'slonik';
 import { z } from 'zod';
+import { projectExists } from '../../db/projects.ts';
 import { listRuns, type Run } from '../../db/runs.ts';
 import { withPlatform } from '../../db/withPlatform.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -34,7 +35,9 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       };
       const runs: readonly Run[] = values.project
         ? await withProject(pool, requireProject(values.project), async (tx) => {
-            await assertProjectExists(tx, values.project!);
+            // `--project` naming no project is a usage error, not an empty list
+            if (!(await projectExists(tx, values.project!)))
+              throw new UsageError(`--project: no project "${values.project}"`);
             return listRuns(tx, options);
           })
         : await withPlatform(pool, { actor: ctx.actor, reason: 'runs list (all projects)' }, (tx) =>
@@ -103,11 +106,4 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     default:
       throw new UsageError(USAGE);
   }
-}
-
-/** `--project` naming no project is a usage error, not an empty list. */
-async function assertProjectExists(tx: CommonQueryMethods, projectId: string): Promise<void> {
-  const found = await tx.maybeOne(sql.type(z.object({ projectId: z.string() }))`
-    SELECT project_id AS "projectId" FROM projects WHERE project_id = ${projectId}`);
-  if (!found) throw new UsageError(`--project: no project "${projectId}"`);
 }

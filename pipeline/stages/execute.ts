@@ -37,12 +37,12 @@ export async function execute(
     const loaded = await loadRunWithEvent(tx, job);
     const run = loaded.run;
     if (run.state !== 'ADMITTED') return { done: alreadyDone(run) } as const;
-    const event = loaded.event();
     const blocked = await claimExecution(tx, run);
     if (blocked) {
       const waitMs = sessionWaitMs(ctx.now() - run.createdAt);
       return { blocked: { by: blocked.blockedBy, waitMs } } as const;
     }
+    const event = loaded.event();
     const contracts = await loadPinnedContracts(ctx, tx, run);
     const prompt = await ctx.contracts.artifactText(tx, {
       projectId: run.projectId,
