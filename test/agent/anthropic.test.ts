@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ModelRequest, ProviderDeps } from '../../pipeline/agent/modelTypes.ts';
+import type { ModelRequest, ProviderDeps, ToolSpec } from '../../pipeline/agent/modelTypes.ts';
 import { ProviderError } from '../../pipeline/agent/ProviderError.ts';
 import { anthropic } from '../../pipeline/agent/providers/anthropic.ts';
 import { ModelTarget } from '../../pipeline/contracts/policyContract.ts';
@@ -28,6 +28,16 @@ function target(overrides: Record<string, unknown> = {}) {
   if (parsed.provider !== 'anthropic') throw new Error('not an anthropic target');
   return parsed;
 }
+
+const WEATHER: ToolSpec = {
+  name: 'weather_now',
+  description: 'The weather in a city now.',
+  inputSchema: {
+    type: 'object',
+    properties: { city: { type: 'string' } },
+    required: ['city'],
+  },
+};
 
 function ask(extra: Partial<ModelRequest> = {}): ModelRequest {
   return {
@@ -128,5 +138,159 @@ describe('anthropic', () => {
     model.failNext(1, { status: 529 });
     const error = await anthropic(target(), ask(), deps).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'MODEL_SERVER_ERROR', retryable: true, httpStatus: 529 });
+  });
+
+  describe('tools', () => {
+    it('offers tools with input_schema, and sends no tools field when none are offered', async () => {
+      const result = await anthropic(target(), ask({ tools: [WEATHER] }), deps);
+      await anthropic(target(), ask({ tools: [] }), deps);
+      expect(model.requests[0]!.body.tools).toEqual([
+        {
+          name: 'weather_now',
+          description: 'The weather in a city now.',
+          input_schema: WEATHER.inputSchema,
+        },
+      ]);
+      expect(model.requests[1]!.body).not.toHaveProperty('tools');
+      expect(result).toMatchObject({ text: 'model: second question', toolCalls: [] });
+    });
+
+    it('returns tool_use blocks as tool calls beside the joined text', async () => {
+      model.respondNext({
+        content: 'Let me look.',
+        toolCalls: [
+          { id: 'toolu_abc', name: 'weather_now', arguments: { city: 'Oslo' } },
+          { name: 'weather_now', arguments: { city: 'Bergen', days: [1, 2] } },
+        ],
+      });
+      const result = await anthropic(target(), ask({ tools: [WEATHER] }), deps);
+      expect(result.text).toBe('Let me look.');
+      expect(result.toolCalls).toEqual([
+        { id: 'toolu_abc', name: 'weather_now', arguments: { city: 'Oslo' } },
+        {
+          id: expect.stringMatching(/^toolu_/),
+          name: 'weather_now',
+          arguments: { city: 'Bergen', days: [1, 2] },
+        },
+      ]);
+    });
+
+    it('reads an answer of tool_use blocks only as empty text', async () => {
+      model.respondNext({
+        body: {
+          id: 'msg_1',
+          type: 'message',
+          role: 'assistant',
+          model: 'claude-test',
+          content: [
+            { type: 'thinking', thinking: 'Oslo, then.', signature: 'sig' },
+            { type: 'tool_use', id: 'toolu_1', name: 'weather_now', input: { city: 'Oslo' } },
+          ],
+          stop_reason: 'tool_use',
+          stop_sequence: null,
+          usage: { input_tokens: 20, output_tokens: 8 },
+        },
+      });
+      const result = await anthropic(target(), ask({ tools: [WEATHER] }), deps);
+      expect(result).toMatchObject({
+        text: '',
+        toolCalls: [{ id: 'toolu_1', name: 'weather_now', arguments: { city: 'Oslo' } }],
+        usage: { inputTokens: 20, outputTokens: 8 },
+      });
+    });
+
+    it('gives null arguments when a tool_use input is not an object', async () => {
+      model.respondNext({
+        toolCalls: [
+          { id: 'toolu_1', name: 'weather_now', arguments: '{"city": "Oslo"}' },
+          { id: 'toolu_2', name: 'weather_now', arguments: ['Oslo'] },
+          { id: 'toolu_3', name: 'weather_now', arguments: null },
+        ],
+      });
+      const result = await anthropic(target(), ask({ tools: [WEATHER] }), deps);
+      expect(result.toolCalls).toEqual([
+        { id: 'toolu_1', name: 'weather_now', arguments: null },
+        { id: 'toolu_2', name: 'weather_now', arguments: null },
+        { id: 'toolu_3', name: 'weather_now', arguments: null },
+      ]);
+    });
+
+    it('refuses a tool_use block without an id as a bad answer', async () => {
+      model.respondNext({
+        body: {
+          content: [{ type: 'tool_use', name: 'weather_now', input: {} }],
+          usage: { input_tokens: 1, output_tokens: 1 },
+        },
+      });
+      const error = await anthropic(target(), ask(), deps).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'MODEL_BAD_RESPONSE', retryable: true });
+      expect((error as ProviderError).message).toContain('tool_use block has no id or name');
+    });
+
+    it('sends tool calls as tool_use blocks and each run of results as one user message', async () => {
+      const result = await anthropic(
+        target(),
+        {
+          messages: [
+            { role: 'system', content: 'You are terse.' },
+            { role: 'user', content: 'weather in Oslo and Bergen?' },
+            {
+              role: 'assistant',
+              content: 'Checking both.',
+              toolCalls: [
+                { id: 'toolu_1', name: 'weather_now', arguments: { city: 'Oslo' } },
+                { id: 'toolu_2', name: 'weather_now', arguments: null },
+              ],
+            },
+            { role: 'tool', toolCallId: 'toolu_1', content: '12 degrees' },
+            { role: 'tool', toolCallId: 'toolu_2', content: 'error: arguments are not an object' },
+            {
+              role: 'assistant',
+              content: '',
+              toolCalls: [{ id: 'toolu_3', name: 'weather_now', arguments: { city: 'Bergen' } }],
+            },
+            { role: 'tool', toolCallId: 'toolu_3', content: '9 degrees' },
+          ],
+          responseFormat: 'text',
+          tools: [WEATHER],
+          traceId: '0af7651916cd43dd8448eb211c80319c',
+        },
+        deps,
+      );
+      expect(model.requests[0]!.body.system).toBe('You are terse.');
+      expect(model.requests[0]!.body.messages).toEqual([
+        { role: 'user', content: 'weather in Oslo and Bergen?' },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'Checking both.' },
+            { type: 'tool_use', id: 'toolu_1', name: 'weather_now', input: { city: 'Oslo' } },
+            { type: 'tool_use', id: 'toolu_2', name: 'weather_now', input: {} },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 'toolu_1', content: '12 degrees' },
+            {
+              type: 'tool_result',
+              tool_use_id: 'toolu_2',
+              content: 'error: arguments are not an object',
+            },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'tool_use', id: 'toolu_3', name: 'weather_now', input: { city: 'Bergen' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [{ type: 'tool_result', tool_use_id: 'toolu_3', content: '9 degrees' }],
+        },
+      ]);
+      expect(result).toMatchObject({ text: 'model: weather in Oslo and Bergen?', toolCalls: [] });
+    });
   });
 });

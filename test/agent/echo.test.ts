@@ -24,6 +24,7 @@ describe('echo', () => {
     const result = echo(target, ask('text'));
     expect(result).toEqual({
       text: 'echo: second',
+      toolCalls: [],
       provider: 'echo',
       model: 'echo',
       usage: { inputTokens: 7, outputTokens: 3 },
@@ -34,6 +35,24 @@ describe('echo', () => {
 
   it('wraps the answer in {"answer": …} when JSON is asked for', () => {
     expect(JSON.parse(echo(target, ask('json')).text)).toEqual({ answer: 'echo: second' });
+  });
+
+  it('never calls a tool, even when offered one, and echoes the user rather than a tool result', () => {
+    const result = echo(target, {
+      messages: [
+        { role: 'user', content: 'weather?' },
+        {
+          role: 'assistant',
+          content: '',
+          toolCalls: [{ id: 'call_1', name: 'weather', arguments: { city: 'Oslo' } }],
+        },
+        { role: 'tool', toolCallId: 'call_1', content: '12 degrees' },
+      ],
+      responseFormat: 'text',
+      tools: [{ name: 'weather', description: 'Weather now', inputSchema: { type: 'object' } }],
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+    });
+    expect(result).toMatchObject({ text: 'echo: weather?', toolCalls: [] });
   });
 
   it('answers an empty echo when there is no user message', () => {

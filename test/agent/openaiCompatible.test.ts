@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ModelRequest, ProviderDeps } from '../../pipeline/agent/modelTypes.ts';
+import type { ModelRequest, ProviderDeps, ToolSpec } from '../../pipeline/agent/modelTypes.ts';
 import { ProviderError } from '../../pipeline/agent/ProviderError.ts';
 import { openaiCompatible } from '../../pipeline/agent/providers/openaiCompatible.ts';
 import { NonRetryableError } from '../../pipeline/errors.ts';
@@ -48,6 +48,16 @@ function ask(text: string, extra: Partial<ModelRequest> = {}): ModelRequest {
     ...extra,
   };
 }
+
+const WEATHER: ToolSpec = {
+  name: 'weather_now',
+  description: 'The weather in a city now.',
+  inputSchema: {
+    type: 'object',
+    properties: { city: { type: 'string' } },
+    required: ['city'],
+  },
+};
 
 async function failure(promise: Promise<unknown>): Promise<ProviderError> {
   const error = await promise.then(
@@ -209,5 +219,162 @@ describe('openaiCompatible', () => {
     );
     expect(error).toMatchObject({ code: 'SECRET_MISSING', retryable: false });
     expect(model.requests).toHaveLength(0);
+  });
+
+  describe('tools', () => {
+    it('offers tools as function tools, and sends no tools field when none are offered', async () => {
+      const result = await openaiCompatible(target(), ask('weather?', { tools: [WEATHER] }), deps);
+      await openaiCompatible(target(), ask('no tools', { tools: [] }), deps);
+      expect(model.requests[0]!.body.tools).toEqual([
+        {
+          type: 'function',
+          function: {
+            name: 'weather_now',
+            description: 'The weather in a city now.',
+            parameters: WEATHER.inputSchema,
+          },
+        },
+      ]);
+      expect(model.requests[1]!.body).not.toHaveProperty('tools');
+      expect(result).toMatchObject({ text: 'model: weather?', toolCalls: [] });
+    });
+
+    it('returns the tool calls a model asks for, with their JSON arguments parsed', async () => {
+      model.respondNext({
+        content: 'Let me look.',
+        toolCalls: [
+          { id: 'call_abc', name: 'weather_now', arguments: { city: 'Oslo' } },
+          { name: 'weather_now', arguments: { city: 'Bergen', days: [1, 2] } },
+        ],
+      });
+      const result = await openaiCompatible(target(), ask('weather?', { tools: [WEATHER] }), deps);
+      expect(result.text).toBe('Let me look.');
+      expect(result.toolCalls).toEqual([
+        { id: 'call_abc', name: 'weather_now', arguments: { city: 'Oslo' } },
+        {
+          id: expect.stringMatching(/^call_/),
+          name: 'weather_now',
+          arguments: { city: 'Bergen', days: [1, 2] },
+        },
+      ]);
+    });
+
+    it('reads an answer whose content is null beside its tool calls as empty text', async () => {
+      model.respondNext({
+        body: {
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant',
+                content: null,
+                tool_calls: [
+                  {
+                    id: 'call_1',
+                    type: 'function',
+                    function: { name: 'weather_now', arguments: '{"city":"Oslo"}' },
+                  },
+                ],
+              },
+              finish_reason: 'tool_calls',
+            },
+          ],
+          usage: { prompt_tokens: 9, completion_tokens: 4 },
+        },
+      });
+      const result = await openaiCompatible(target(), ask('weather?', { tools: [WEATHER] }), deps);
+      expect(result).toMatchObject({
+        text: '',
+        toolCalls: [{ id: 'call_1', name: 'weather_now', arguments: { city: 'Oslo' } }],
+        usage: { inputTokens: 9, outputTokens: 4 },
+      });
+    });
+
+    it('still refuses an answer with neither content nor tool calls', async () => {
+      const empty = (message: Record<string, unknown>) => ({
+        body: { choices: [{ index: 0, message: { role: 'assistant', ...message } }] },
+      });
+      model.respondNext(empty({ content: null }), empty({ content: null, tool_calls: [] }));
+      for (let i = 0; i < 2; i++) {
+        const error = await failure(openaiCompatible(target(), ask('x'), deps));
+        expect(error).toMatchObject({ code: 'MODEL_BAD_RESPONSE', retryable: true });
+        expect(error.message).toContain('neither content nor tool calls');
+      }
+    });
+
+    it.each([
+      ['broken JSON', '{"city": "Oslo"'],
+      ['an empty string', ''],
+      ['a JSON array', '["Oslo"]'],
+      ['a JSON string', '"Oslo"'],
+      ['JSON null', 'null'],
+    ])('gives null arguments when the model sends %s', async (_, args) => {
+      model.respondNext({ toolCalls: [{ id: 'call_1', name: 'weather_now', arguments: args }] });
+      const result = await openaiCompatible(target(), ask('weather?', { tools: [WEATHER] }), deps);
+      expect(result.toolCalls).toEqual([{ id: 'call_1', name: 'weather_now', arguments: null }]);
+    });
+
+    it('sends the assistant tool calls and the tool results back in the chat completions shape', async () => {
+      const result = await openaiCompatible(
+        target(),
+        {
+          messages: [
+            { role: 'system', content: 'Be brief.' },
+            { role: 'user', content: 'weather in Oslo and Bergen?' },
+            {
+              role: 'assistant',
+              content: '',
+              toolCalls: [
+                { id: 'call_1', name: 'weather_now', arguments: { city: 'Oslo' } },
+                { id: 'call_2', name: 'weather_now', arguments: null },
+              ],
+            },
+            { role: 'tool', toolCallId: 'call_1', content: '12 degrees' },
+            { role: 'tool', toolCallId: 'call_2', content: 'error: arguments are not an object' },
+            {
+              role: 'assistant',
+              content: 'Retrying Bergen.',
+              toolCalls: [{ id: 'call_3', name: 'weather_now', arguments: { city: 'Bergen' } }],
+            },
+            { role: 'tool', toolCallId: 'call_3', content: '9 degrees' },
+          ],
+          responseFormat: 'text',
+          tools: [WEATHER],
+          traceId: '0af7651916cd43dd8448eb211c80319c',
+        },
+        deps,
+      );
+      expect(model.requests[0]!.body.messages).toEqual([
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'weather in Oslo and Bergen?' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            {
+              id: 'call_1',
+              type: 'function',
+              function: { name: 'weather_now', arguments: '{"city":"Oslo"}' },
+            },
+            { id: 'call_2', type: 'function', function: { name: 'weather_now', arguments: '{}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'call_1', content: '12 degrees' },
+        { role: 'tool', tool_call_id: 'call_2', content: 'error: arguments are not an object' },
+        {
+          role: 'assistant',
+          content: 'Retrying Bergen.',
+          tool_calls: [
+            {
+              id: 'call_3',
+              type: 'function',
+              function: { name: 'weather_now', arguments: '{"city":"Bergen"}' },
+            },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'call_3', content: '9 degrees' },
+      ]);
+      expect(result).toMatchObject({ text: 'model: weather in Oslo and Bergen?', toolCalls: [] });
+    });
   });
 });

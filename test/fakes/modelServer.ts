@@ -3,18 +3,39 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'nod
 import type { AddressInfo } from 'node:net';
 
 /**
+ * One message of a recorded request, loose enough for both wire formats: `content` is a string,
+ * null (OpenAI, an assistant turn that only calls tools) or an array of content blocks
+ * (Anthropic: `text`, `tool_use`, `tool_result`).
+ */
+export type RecordedMessage = {
+  role: string;
+  content: string | null | Record<string, unknown>[];
+  /** OpenAI: the calls an assistant turn made. */
+  tool_calls?: {
+    id: string;
+    type: string;
+    function: { name: string; arguments: string };
+  }[];
+  /** OpenAI: the call a `tool` message answers. */
+  tool_call_id?: string;
+  [field: string]: unknown;
+};
+
+/**
  * The body of a recorded request, as the client sent it. Typed for the two wire formats this
  * fake speaks so tests can read `body.messages` directly; nothing here is validated. A body that
  * is not a JSON object is recorded as `{ messages: [] }` (see {@link RecordedRequest.rawBody}).
  */
 export type RecordedBody = {
   model?: string;
-  messages: { role: string; content: string }[];
+  messages: RecordedMessage[];
   /** Anthropic: the system prompt. */
   system?: string;
   max_tokens?: number;
   /** OpenAI: `{ type: 'json_object' }` when JSON is asked for. */
   response_format?: { type: string };
+  /** The tools offered, in the path's wire format. */
+  tools?: Record<string, unknown>[];
   [field: string]: unknown;
 };
 
@@ -41,6 +62,14 @@ export type ScriptedResponse = {
    * completion or an Anthropic message). Ignored when `body` is given.
    */
   content?: string;
+  /**
+   * Tool calls to answer with, in the path's wire format (OpenAI `tool_calls` with
+   * `finish_reason: 'tool_calls'`, Anthropic `tool_use` blocks with `stop_reason: 'tool_use'`),
+   * beside `content` when that is given too. `id` is made up when absent. `arguments` is sent as
+   * is when it is a string (OpenAI; so a test can send broken JSON), else as JSON (OpenAI) or as
+   * the block's `input` (Anthropic). Ignored when `body` is given.
+   */
+  toolCalls?: { id?: string; name: string; arguments: unknown }[];
   /**
    * The exact body: a string is sent as is (so a test can send something that is not JSON),
    * anything else as JSON. When absent, a non-2xx status gets the provider's error format.
@@ -83,7 +112,10 @@ export type ModelServer = {
  * OpenAI-compatible `POST /v1/chat/completions` and Anthropic `POST /v1/messages`.
  *
  * By default it answers `model: <last user text>`, or `{"answer":"model: <text>"}` when the
- * request sets `response_format: { type: 'json_object' }`, with word-count usage. Anthropic
+ * request sets `response_format: { type: 'json_object' }`, with word-count usage. The last user
+ * text is that of the last `user` message with text: a string content, or an Anthropic content
+ * array's text parts (a user message holding only `tool_result` blocks is passed over). A
+ * scripted `toolCalls` answers with tool calls instead, in the path's wire format. Anthropic
  * requests without `anthropic-version` get the API's 400. With `apiKey` set, a request that does
  * not carry it (`Authorization: Bearer` / `x-api-key`) gets a 401 whose message quotes the key
  * it was sent, as a careless provider would, so redaction is exercised.
@@ -152,7 +184,7 @@ export async function startModelServer(
       scripted.body !== undefined
         ? scripted.body
         : status >= 200 && status < 300
-          ? reply(request, wire, scripted.content)
+          ? reply(request, wire, scripted)
           : errorBody(wire, status, `fake failure with HTTP ${status}`);
     send(res, status, body, scripted.headers);
   }
@@ -183,24 +215,43 @@ export async function startModelServer(
     return null;
   }
 
-  function reply(request: RecordedRequest, wire: Wire, content: string | undefined): unknown {
+  function reply(request: RecordedRequest, wire: Wire, scripted: ScriptedResponse): unknown {
     const { body } = request;
     const text = lastUserText(body);
     const json = body.response_format?.type === 'json_object';
+    const calls = scripted.toolCalls?.map(({ id, name, arguments: args }) => ({
+      id: id ?? `${wire === 'anthropic' ? 'toolu_' : 'call_'}${randomUUID().replaceAll('-', '')}`,
+      name,
+      args,
+    }));
+    // Beside tool calls the text is only what the script gives, as a real model may say nothing.
     const answerText =
-      content ?? (json ? JSON.stringify({ answer: `model: ${text}` }) : `model: ${text}`);
+      scripted.content ??
+      (calls ? null : json ? JSON.stringify({ answer: `model: ${text}` }) : `model: ${text}`);
     const inputTokens = countWords(
       [body.system ?? '', ...body.messages.map((m) => contentText(m.content))].join(' '),
     );
-    const outputTokens = countWords(answerText);
+    const outputTokens = countWords(
+      [answerText ?? '', ...(calls ?? []).map((c) => JSON.stringify(c.args) ?? '')].join(' '),
+    );
     if (wire === 'anthropic') {
       return {
         id: `msg_${randomUUID().replaceAll('-', '')}`,
         type: 'message',
         role: 'assistant',
         model: body.model ?? 'fake',
-        content: [{ type: 'text', text: answerText }],
-        stop_reason: 'end_turn',
+        content: [
+          ...(answerText === null || (calls && answerText === '')
+            ? []
+            : [{ type: 'text', text: answerText }]),
+          ...(calls ?? []).map(({ id, name, args }) => ({
+            type: 'tool_use',
+            id,
+            name,
+            input: args,
+          })),
+        ],
+        stop_reason: calls ? 'tool_use' : 'end_turn',
         stop_sequence: null,
         usage: { input_tokens: inputTokens, output_tokens: outputTokens },
       };
@@ -213,8 +264,23 @@ export async function startModelServer(
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: answerText },
-          finish_reason: 'stop',
+          message: {
+            role: 'assistant',
+            content: answerText,
+            ...(calls
+              ? {
+                  tool_calls: calls.map(({ id, name, args }) => ({
+                    id,
+                    type: 'function',
+                    function: {
+                      name,
+                      arguments: typeof args === 'string' ? args : JSON.stringify(args),
+                    },
+                  })),
+                }
+              : {}),
+          },
+          finish_reason: calls ? 'tool_calls' : 'stop',
         },
       ],
       usage: {
@@ -315,8 +381,17 @@ function parseBody(raw: string): RecordedBody {
 }
 
 function lastUserText(body: RecordedBody): string {
-  const last = body.messages.findLast((m) => m.role === 'user');
+  const last = body.messages.findLast((m) => m.role === 'user' && hasText(m.content));
   return last ? contentText(last.content) : '';
+}
+
+/** Whether content is text: a string, or a content array with a text part. */
+function hasText(content: unknown): boolean {
+  return (
+    typeof content === 'string' ||
+    (Array.isArray(content) &&
+      content.some((part: unknown) => part && typeof part === 'object' && 'text' in part))
+  );
 }
 
 /** Message content as text: a plain string, or the text parts of a content array. */

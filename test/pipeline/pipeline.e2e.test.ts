@@ -454,7 +454,7 @@ describe('one session', () => {
     ]);
     // the later runs carried the earlier turns as history
     const third = model.requests.find((r) => r.body.messages.at(-1)?.content === 'three')!;
-    expect(third.body.messages.slice(1).map((m: { content: string }) => m.content)).toEqual([
+    expect(third.body.messages.slice(1).map((m) => m.content)).toEqual([
       'one',
       'model: one',
       'two',

@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import type { ModelTarget } from '../../contracts/policyContract.ts';
-import type { ModelRequest, ModelResult, ProviderDeps } from '../modelTypes.ts';
+import type {
+  ChatMessage,
+  ModelRequest,
+  ModelResult,
+  ProviderDeps,
+  ToolCall,
+} from '../modelTypes.ts';
 import { postJson } from './postJson.ts';
 import { resolveApiKey } from './resolveApiKey.ts';
 
@@ -13,14 +19,25 @@ const ANTHROPIC_VERSION = '2023-06-01';
  */
 const JSON_INSTRUCTION = 'Reply with a single JSON object and nothing else.';
 
-/** The part of a Messages API answer we read; blocks other than text are skipped. */
+/** The part of a Messages API answer we read; blocks other than text and tool_use are skipped. */
 const Message = z.object({
   content: z.array(
     z
-      .object({ type: z.string(), text: z.string().optional() })
+      .object({
+        type: z.string(),
+        text: z.string().optional(),
+        id: z.string().optional(),
+        name: z.string().optional(),
+        input: z.unknown().optional(),
+      })
       .refine(
         (block) => block.type !== 'text' || block.text !== undefined,
         'text block has no text',
+      )
+      .refine(
+        (block) =>
+          block.type !== 'tool_use' || (block.id !== undefined && block.name !== undefined),
+        'tool_use block has no id or name',
       ),
   ),
   usage: z.object({ input_tokens: z.int().nonnegative(), output_tokens: z.int().nonnegative() }),
@@ -28,7 +45,8 @@ const Message = z.object({
 
 /**
  * Calls Anthropic's Messages API at `${baseUrl}/v1/messages`. System messages are joined into
- * the top-level `system` field, which is where the API wants them.
+ * the top-level `system` field, which is where the API wants them. Tools are offered with their
+ * JSON Schema as `input_schema`; `tool_use` blocks in the answer become tool calls.
  */
 export async function anthropic(
   target: Extract<ModelTarget, { provider: 'anthropic' }>,
@@ -39,6 +57,7 @@ export async function anthropic(
   const key = await resolveApiKey({ provider, model, ref: target.apiKey }, deps);
   const system = request.messages.filter((m) => m.role === 'system').map((m) => m.content);
   if (request.responseFormat === 'json') system.push(JSON_INSTRUCTION);
+  const tools = request.tools ?? [];
   const started = performance.now();
   const message = await postJson({
     provider,
@@ -49,9 +68,16 @@ export async function anthropic(
       model,
       max_tokens: target.maxOutputTokens,
       ...(system.length > 0 ? { system: system.join('\n\n') } : {}),
-      messages: request.messages
-        .filter((m) => m.role !== 'system')
-        .map(({ role, content }) => ({ role, content })),
+      messages: toWire(request.messages),
+      ...(tools.length > 0
+        ? {
+            tools: tools.map(({ name, description, inputSchema }) => ({
+              name,
+              description,
+              input_schema: inputSchema,
+            })),
+          }
+        : {}),
     },
     schema: Message,
     timeoutMs: target.timeoutMs,
@@ -64,9 +90,66 @@ export async function anthropic(
       .filter((block) => block.type === 'text')
       .map((block) => block.text ?? '')
       .join(''),
+    toolCalls: message.content
+      .filter((block) => block.type === 'tool_use')
+      .map((block): ToolCall => ({
+        id: block.id ?? '',
+        name: block.name ?? '',
+        arguments: isPlainObject(block.input) ? block.input : null,
+      })),
     provider,
     model,
     usage: { inputTokens: message.usage.input_tokens, outputTokens: message.usage.output_tokens },
     latencyMs: Math.round(performance.now() - started),
   };
+}
+
+type WireBlock = Record<string, unknown>;
+type WireMessage = { role: 'user' | 'assistant'; content: string | WireBlock[] };
+
+/**
+ * The conversation in the Messages API format, system messages left out. A run of tool messages
+ * becomes one user message of `tool_result` blocks: the API wants every result of an assistant
+ * turn in the user message right after it.
+ */
+function toWire(messages: readonly ChatMessage[]): WireMessage[] {
+  const wire: WireMessage[] = [];
+  let results: WireBlock[] | null = null;
+  for (const message of messages) {
+    if (message.role === 'system') continue;
+    if (message.role === 'tool') {
+      const block = {
+        type: 'tool_result',
+        tool_use_id: message.toolCallId,
+        content: message.content,
+      };
+      if (results) results.push(block);
+      else wire.push({ role: 'user', content: (results = [block]) });
+      continue;
+    }
+    results = null;
+    const calls = message.role === 'assistant' ? (message.toolCalls ?? []) : [];
+    if (calls.length === 0) {
+      wire.push({ role: message.role, content: message.content });
+      continue;
+    }
+    wire.push({
+      role: 'assistant',
+      content: [
+        ...(message.content === '' ? [] : [{ type: 'text', text: message.content }]),
+        // The API takes only an object as input; a call whose arguments were broken sends {}.
+        ...calls.map(({ id, name, arguments: args }) => ({
+          type: 'tool_use',
+          id,
+          name,
+          input: args ?? {},
+        })),
+      ],
+    });
+  }
+  return wire;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }

@@ -4,8 +4,9 @@ import type { ModelRequest, ModelResult } from '../modelTypes.ts';
 /**
  * The offline model: answers at once with the last user message prefixed `echo: ` (as
  * `{"answer": …}` when JSON is asked for). Deterministic and keyless, so a project can run end
- * to end before any provider is configured. Token counts are a rough four-characters-a-token
- * estimate, so budgets still move.
+ * to end before any provider is configured. It never calls a tool, and tool results (not being
+ * user messages) are not echoed. Token counts are a rough four-characters-a-token estimate, so
+ * budgets still move.
  */
 export function echo(
   target: Extract<ModelTarget, { provider: 'echo' }>,
@@ -17,6 +18,7 @@ export function echo(
   const input = request.messages.reduce((sum, m) => sum + m.content.length, 0);
   return {
     text,
+    toolCalls: [],
     provider: target.provider,
     model: target.model,
     usage: { inputTokens: Math.ceil(input / 4), outputTokens: Math.ceil(text.length / 4) },
