@@ -1,9 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { ContractViolationError } from '../pipeline/errors.ts';
 
-/** What an API key may do: `client` sends messages and reads its runs; `operator` also decides approvals. */
-export const API_KEY_ROLES = ['client', 'operator', 'admin'] as const;
+/**
+ * What an API key may do: `client` sends messages and reads its runs; `operator` also decides
+ * approvals; `mcp` opens one agent's MCP endpoint and nothing else (such a key has only that
+ * role and is bound to the agent).
+ */
+export const API_KEY_ROLES = ['client', 'operator', 'admin', 'mcp'] as const;
 
 // Row schemas built once at load: zod compiles a schema on first use, so one built per
 // call was paid on every query.
@@ -12,12 +17,14 @@ const FoundKeyRow = z.object({
   keyId: z.string(),
   name: z.string(),
   roles: z.array(z.enum(API_KEY_ROLES)),
+  agent: z.string().nullable(),
 });
 const KeyListRow = z.object({
   keyId: z.string(),
   name: z.string(),
   keyPrefix: z.string(),
   roles: z.array(z.string()),
+  agent: z.string().nullable(),
   createdAt: z.number(),
   revokedAt: z.number().nullable(),
 });
@@ -32,32 +39,53 @@ export function hashApiKey(key: string): string {
 
 /**
  * Creates a key for a project and returns it once; only its hash is kept. Keys look like
- * `awk_<project>_<43 random base64url chars>` so a leaked one is recognisable.
+ * `awk_<project>_<43 random base64url chars>` so a leaked one is recognisable. An `mcp` key
+ * has that role alone and names its `agent`; no other key names one.
  */
 export async function createApiKey(
   db: CommonQueryMethods,
-  k: { projectId: string; name: string; roles: readonly ApiKeyRole[]; actor: string },
+  k: {
+    projectId: string;
+    name: string;
+    roles: readonly ApiKeyRole[];
+    actor: string;
+    /** The agent an `mcp` key opens the endpoint of; required for it, refused for others. */
+    agent?: string | undefined;
+  },
 ): Promise<{ keyId: string; key: string }> {
+  const mcp = k.roles.includes('mcp');
+  if (mcp && (k.roles.length !== 1 || !k.agent)) {
+    throw new ContractViolationError(
+      [k.agent ? 'roles: an mcp key has no other role' : 'agent: required for an mcp key'],
+      undefined,
+      { code: 'API_KEY_INVALID' },
+    );
+  }
+  if (!mcp && k.agent !== undefined) {
+    throw new ContractViolationError(['agent: only an mcp key is bound to an agent'], undefined, {
+      code: 'API_KEY_INVALID',
+    });
+  }
   const key = `awk_${k.projectId}_${randomBytes(32).toString('base64url')}`;
   const row = await db.one(sql.type(KeyIdRow)`
-    INSERT INTO api_keys (project_id, name, key_hash, key_prefix, roles, created_by)
+    INSERT INTO api_keys (project_id, name, key_hash, key_prefix, roles, agent, created_by)
     VALUES (${k.projectId}, ${k.name}, ${hashApiKey(key)}, ${key.slice(0, key.lastIndexOf('_') + 5)},
-            ${sql.array([...k.roles], 'text')}, ${k.actor})
+            ${sql.array([...k.roles], 'text')}, ${k.agent ?? null}, ${k.actor})
     RETURNING key_id AS "keyId"`);
   return { keyId: row.keyId, key };
 }
 
-/** The live key of this project whose hash matches, or null. */
+/** The live key of this project whose hash matches (with the agent an `mcp` key is bound to), or null. */
 export async function findApiKey(db: CommonQueryMethods, projectId: string, key: string) {
   return db.maybeOne(sql.type(FoundKeyRow)`
-    SELECT key_id AS "keyId", name, roles FROM api_keys
+    SELECT key_id AS "keyId", name, roles, agent FROM api_keys
      WHERE project_id = ${projectId} AND key_hash = ${hashApiKey(key)} AND revoked_at IS NULL`);
 }
 
 /** A project's keys, without their hashes. */
 export async function listApiKeys(db: CommonQueryMethods, projectId: string) {
   return db.any(sql.type(KeyListRow)`
-    SELECT key_id AS "keyId", name, key_prefix AS "keyPrefix", roles, created_at AS "createdAt",
+    SELECT key_id AS "keyId", name, key_prefix AS "keyPrefix", roles, agent, created_at AS "createdAt",
            revoked_at AS "revokedAt"
       FROM api_keys WHERE project_id = ${projectId} ORDER BY created_at`);
 }

@@ -39,7 +39,9 @@ export function apiAuth({
         { status: 401 },
       );
     }
-    if (!caller.roles.some((r) => roles.includes(r))) {
+    // An `mcp` key opens only its agent's MCP endpoint (ingress/mcpEndpoint.ts), whatever
+    // roles a route accepts.
+    if (caller.roles.includes('mcp') || !caller.roles.some((r) => roles.includes(r))) {
       throw new AppError('FORBIDDEN', `this key lacks the role: ${roles.join(' or ')}`, {
         status: 403,
       });

@@ -3,13 +3,17 @@ import type { Queue } from 'bullmq';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import type { Stage } from '../pipeline/contracts/runJob.ts';
+import type { McpGateway } from '../pipeline/mcp/createMcpGateway.ts';
+import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import { adminBoard } from './adminBoard.ts';
 import type { AcceptDeps } from './acceptInbound.ts';
 import { apiRoutes, type OpenStream } from './apiRoutes.ts';
+import { approvalRoutes } from './approvalRoutes.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
 import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
+import { mcpEndpoint } from './mcpEndpoint.ts';
 import { webhookRoutes } from './webhookRoutes.ts';
 
 /** Everything the HTTP edge needs, built once in `ops/`. */
@@ -18,6 +22,8 @@ export type AppDeps = HealthDeps &
     logger: Logger;
     accounts: AccountLookup;
     secrets: SecretResolver;
+    /** The contract cache: approvals read the project's ACL and the run's pinned channel. */
+    contracts: ContractReader;
     queues: Record<Stage, Queue>;
     adminToken?: string | undefined;
     viewerToken?: string | undefined;
@@ -25,6 +31,11 @@ export type AppDeps = HealthDeps &
     metrics?: () => Promise<string>;
     /** The longest a run's event stream stays open. @defaultValue 600000 */
     streamMaxMs?: number | undefined;
+    /**
+     * The MCP Gateway's client side, for the agents' MCP endpoints; absent: they answer 503
+     * `GATEWAY_UNAVAILABLE`. Its owner closes it after the server.
+     */
+    gateway?: McpGateway | undefined;
   };
 
 /** The Koa application, with what shutdown needs besides `server.close()`. */
@@ -64,6 +75,8 @@ export function createApp(deps: AppDeps): App {
     healthRoutes(deps),
     webhookRoutes(deps),
     apiRoutes({ ...deps, streams }),
+    approvalRoutes(deps),
+    mcpEndpoint(deps),
   ];
   if (deps.metrics) {
     const render = deps.metrics;

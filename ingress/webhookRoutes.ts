@@ -1,9 +1,12 @@
 import Router from '@koa/router';
+import { decideFromTelegram } from '../pipeline/approvals/decideFromTelegram.ts';
 import { normalizeLineWebhook } from '../pipeline/channels/line/normalizeLineWebhook.ts';
 import { verifyLineSignature } from '../pipeline/channels/line/verifyLineSignature.ts';
 import { normalizeTelegramUpdate } from '../pipeline/channels/telegram/normalizeTelegramUpdate.ts';
+import { readApprovalCallback } from '../pipeline/channels/telegram/readApprovalCallback.ts';
 import { verifyTelegramSecret } from '../pipeline/channels/telegram/verifyTelegramSecret.ts';
 import { AppError } from '../pipeline/errors.ts';
+import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
@@ -11,7 +14,11 @@ import { parseJson, readRawBody } from './readBody.ts';
 import { traceIdFrom } from './traceIdFrom.ts';
 
 /** What the webhook routes need. */
-export type WebhookDeps = AcceptDeps & { accounts: AccountLookup; secrets: SecretResolver };
+export type WebhookDeps = AcceptDeps & {
+  accounts: AccountLookup;
+  secrets: SecretResolver;
+  contracts: ContractReader;
+};
 
 const unauthorized = (what: string) =>
   new AppError('SIGNATURE_INVALID', `${what} is missing or does not match`, { status: 401 });
@@ -21,6 +28,8 @@ const unauthorized = (what: string) =>
  * it (401), the body fits (413), parses (400) and is the channel's shape (400, naming the
  * field) — and only then writes. Nothing is created for a refused request. The answer (200)
  * comes after the durable write, so the channel's retry covers anything lost before it.
+ * On a Telegram account with `approvals: true`, an Approve / Reject button press decides
+ * its approval (decideFromTelegram) and is answered 200 whatever the outcome; it starts no run.
  */
 export function webhookRoutes(deps: WebhookDeps): Router {
   const router = new Router();
@@ -32,8 +41,17 @@ export function webhookRoutes(deps: WebhookDeps): Router {
     if (!verifyTelegramSecret(ctx.get('x-telegram-bot-api-secret-token') || undefined, expected)) {
       throw unauthorized('X-Telegram-Bot-Api-Secret-Token');
     }
+    const body = parseJson(await readRawBody(ctx));
+    const callback = account.approvals ? readApprovalCallback(body) : null;
+    if (callback) {
+      // Harmless twice: a retried update finds the approval decided and changes nothing.
+      const outcome = await decideFromTelegram(deps, { projectId, channel: account, callback });
+      ctx.status = 200;
+      ctx.body = { ok: true, runs: [], approval: outcome };
+      return;
+    }
     // An edit of a message already answered is not a new question: acknowledged, no run.
-    const batch = normalizeTelegramUpdate(parseJson(await readRawBody(ctx)), { edits: 'ignore' });
+    const batch = normalizeTelegramUpdate(body, { edits: 'ignore' });
     const accepted = await acceptInbound(
       deps,
       { projectId, channel: 'telegram', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },

@@ -5,6 +5,7 @@ import { ensureDatabase, migrate } from '../db/migrate.ts';
 import { sha256Hex } from '../pipeline/contracts/canonicalJson.ts';
 import { AppError, ContractViolationError } from '../pipeline/errors.ts';
 import { applyCommand } from './cli/applyCommand.ts';
+import { approvalsCommand } from './cli/approvalsCommand.ts';
 import { auditCommand } from './cli/auditCommand.ts';
 import { createCliContext, type CliContext } from './cli/CliContext.ts';
 import { contractsCommand } from './cli/contractsCommand.ts';
@@ -24,6 +25,7 @@ usage: awooop [--actor WHO] <command> ...
   contracts list|show|diff|activate|rollback ...
   audit verify|checkpoint ...
   runs list|show ...            runs and their timelines
+  approvals list|approve|reject tool calls waiting for a human's decision
   jobs failed|retry|inspect ... failed stage jobs
   keys create|list|revoke ...   API keys of a project
   secrets set|list|rm ...       encrypted channel and provider credentials of a project
@@ -52,6 +54,7 @@ const COMMANDS: Record<string, Command> = {
   contracts: contractsCommand,
   audit: auditCommand,
   runs: runsCommand,
+  approvals: approvalsCommand,
   jobs: jobsCommand,
   keys: keysCommand,
   secrets: secretsCommand,

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { createDbPool } from '../db/createDbPool.ts';
 import type { Logger } from '../ops/createLogger.ts';
+import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../pipeline/runs/createContractReader.ts';
 import { createSecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import type { StageContext } from '../pipeline/stages/StageContext.ts';
@@ -30,13 +31,15 @@ export async function createRuntime(
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const queues = createStageQueues(redis, config.AWOOOP_REDIS_PREFIX);
+  const secrets = createSecretResolver({ pool, key: secretKeyBytes(config) });
   const ctx: StageContext = {
     pool,
     logger,
     redis,
     redisPrefix: config.AWOOOP_REDIS_PREFIX,
-    secrets: createSecretResolver({ pool, key: secretKeyBytes(config) }),
+    secrets,
     contracts: createContractReader(),
+    gateway: createMcpGateway({ secrets, logger }),
     actor,
     now: Date.now,
   };
@@ -44,6 +47,7 @@ export async function createRuntime(
     ctx,
     queues,
     async close() {
+      await ctx.gateway.close();
       await queues.close();
       redis.disconnect();
       await pool.end();

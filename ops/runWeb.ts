@@ -23,6 +23,9 @@ export async function runWeb(config: Config): Promise<number> {
     enqueue: queues.enqueue,
     accounts: createAccountLookup({ pool: ctx.pool, contracts: ctx.contracts }),
     secrets: ctx.secrets,
+    contracts: ctx.contracts,
+    // The agents' MCP endpoints; runtime.close() closes it after the server has stopped.
+    gateway: ctx.gateway,
     queues: queues.queues,
     adminToken: config.AWOOOP_ADMIN_TOKEN,
     viewerToken: config.AWOOOP_VIEWER_TOKEN,

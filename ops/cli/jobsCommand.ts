@@ -1,9 +1,7 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
-import { AppError } from '../../pipeline/errors.ts';
-import { redactUrl } from '../loadConfig.ts';
 import type { CliContext } from './CliContext.ts';
+import { connectCliRedis } from './connectCliRedis.ts';
 import { parseCommandArgs, parsePositiveInt } from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
 
@@ -18,21 +16,7 @@ export async function jobsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
     all: { type: 'string' },
     limit: { type: 'string' },
   });
-  // A CLI should fail fast, not wait forever, when Redis is down.
-  const redis = new Redis(ctx.config.REDIS_URL, {
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    connectTimeout: 5000,
-    retryStrategy: () => null,
-    lazyConnect: true,
-  });
-  redis.on('error', () => {});
-  await redis.connect().catch((error: unknown) => {
-    throw new AppError(
-      'REDIS_UNAVAILABLE',
-      `cannot reach Redis at ${redactUrl(ctx.config.REDIS_URL)}: ${error instanceof Error ? error.message : String(error)}`,
-    );
-  });
+  const redis = await connectCliRedis(ctx);
   const queues = new Map<Stage, Queue>();
   const queue = (stage: Stage) => {
     let q = queues.get(stage);

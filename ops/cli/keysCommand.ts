@@ -7,21 +7,28 @@ import {
   type ApiKeyRole,
 } from '../../db/apiKeys.ts';
 import { withProject } from '../../db/withProject.ts';
+import { Identifier } from '../../pipeline/contracts/common.ts';
+import { readActiveContract } from '../../pipeline/control/readActiveContract.ts';
 import type { CliContext } from './CliContext.ts';
 import { parseCommandArgs, requireProject } from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
   awooop keys create --project P [--name N] [--role client|operator|admin]...   print a new API key (shown once)
+  awooop keys create --project P [--name N] --role mcp --agent NAME            a key for agent NAME's MCP endpoint only
   awooop keys list --project P
   awooop keys revoke KEY_ID --project P`;
 
-/** `awooop keys create|list|revoke`: the API channel's bearer keys (stored hashed). */
+/**
+ * `awooop keys create|list|revoke`: the API channel's bearer keys (stored hashed), and the
+ * `mcp` keys that open one agent's MCP endpoint (`--role mcp --agent NAME`, that role alone).
+ */
 export async function keysCommand(ctx: CliContext, [sub, ...args]: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {
     project: { type: 'string', short: 'p' },
     name: { type: 'string' },
     role: { type: 'string', multiple: true },
+    agent: { type: 'string' },
   });
   if (sub !== 'create' && sub !== 'list' && sub !== 'revoke') throw new UsageError(USAGE);
   const projectId = requireProject(values.project);
@@ -33,23 +40,27 @@ export async function keysCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
           throw new UsageError(`--role: "${r}" is not one of ${API_KEY_ROLES.join(', ')}`);
         return r as ApiKeyRole;
       });
+      const agent = mcpKeyAgent(roles, values.agent);
       const name = values.name ?? 'default';
       if (name.length > 100) throw new UsageError('--name: at most 100 characters');
       const created = await withProject(pool, projectId, async (tx) => {
-        const key = await createApiKey(tx, { projectId, name, roles, actor: ctx.actor });
+        if (agent && !(await readActiveContract(tx, { projectId, kind: 'agent', name: agent }))) {
+          throw new UsageError(`--agent: "${agent}" is not an active agent of ${projectId}`);
+        }
+        const key = await createApiKey(tx, { projectId, name, roles, actor: ctx.actor, agent });
         await appendAudit(tx, {
           projectId,
           chain: `api_key:${key.keyId}`,
           actor: ctx.actor,
           action: 'api_key.created',
           subject: `api_key:${key.keyId}`,
-          detail: { name, roles },
+          detail: { name, roles, ...(agent ? { agent } : {}) },
         });
         return key;
       });
       ctx.print(created.key);
       process.stderr.write(
-        `key ${created.keyId} (${roles.join(', ')}) for ${projectId}; it is shown only now\n`,
+        `key ${created.keyId} (${roles.join(', ')}${agent ? ` of agent ${agent}` : ''}) for ${projectId}; it is shown only now\n`,
       );
       return 0;
     }
@@ -57,7 +68,7 @@ export async function keysCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       const keys = await withProject(pool, projectId, (tx) => listApiKeys(tx, projectId));
       for (const k of keys) {
         ctx.print(
-          `${k.keyId}  ${k.keyPrefix}…  ${k.name}  [${k.roles.join(', ')}]${k.revokedAt ? '  revoked' : ''}`,
+          `${k.keyId}  ${k.keyPrefix}…  ${k.name}  [${k.roles.join(', ')}]${k.agent ? `  agent ${k.agent}` : ''}${k.revokedAt ? '  revoked' : ''}`,
         );
       }
       if (keys.length === 0) ctx.print(`no keys for ${projectId}`);
@@ -84,4 +95,21 @@ export async function keysCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       return revoked ? 0 : 1;
     }
   }
+}
+
+/** The agent an `mcp` key is for: `--agent` is required with `--role mcp` and refused without. */
+function mcpKeyAgent(roles: readonly ApiKeyRole[], agent: string | undefined): string | undefined {
+  if (!roles.includes('mcp')) {
+    if (agent !== undefined) throw new UsageError('--agent: only with --role mcp');
+    return undefined;
+  }
+  if (roles.length !== 1) throw new UsageError('--role: mcp cannot be combined with other roles');
+  if (agent === undefined) {
+    throw new UsageError(
+      '--agent: required with --role mcp (the agent whose endpoint the key opens)',
+    );
+  }
+  if (!Identifier.safeParse(agent).success)
+    throw new UsageError(`--agent: not an agent name: ${JSON.stringify(agent)}`);
+  return agent;
 }

@@ -5,6 +5,7 @@ export const RUN_STATES = [
   'RECEIVED',
   'RESOLVED',
   'ADMITTED',
+  'WAITING_APPROVAL',
   'EXECUTED',
   'SANITIZED',
   'COMPLETED',
@@ -28,6 +29,9 @@ export function stageFor(state: RunState): Stage | null {
     case 'RESOLVED':
       return 'policy';
     case 'ADMITTED':
+      return 'execute';
+    case 'WAITING_APPROVAL':
+      // execute asks the approvers (again, if a notice is unsent); a decision moves the run on
       return 'execute';
     case 'EXECUTED':
       return 'sanitize';

@@ -145,6 +145,14 @@ function variantsOf(value: string): string[] {
   return [value, encodeURIComponent(value), JSON.stringify(value).slice(1, -1)];
 }
 
+/** Only the known credential values (and their encodings), no pattern matching. */
+export function redactKnownValues(
+  text: string,
+  knownValues: readonly string[],
+): { text: string; redactions: number } {
+  return redactKnown(text, knownValues);
+}
+
 function redactKnown(
   text: string,
   knownValues: readonly string[],

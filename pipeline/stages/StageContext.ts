@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Context } from '../context.ts';
 import type { RunJob, Stage } from '../contracts/runJob.ts';
+import type { McpGateway } from '../mcp/createMcpGateway.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
 import type { SecretResolver } from '../secrets/createSecretResolver.ts';
 
@@ -24,6 +25,8 @@ export type StageContext = Context & {
   redisPrefix: string;
   secrets: SecretResolver;
   contracts: ContractReader;
+  /** The MCP Gateway's pooled connections: the only way a stage reaches a tool. */
+  gateway: McpGateway;
   /** Who the stage acts as in the audit trail, e.g. `worker:execute`. */
   actor: string;
   now: () => number;

@@ -1,10 +1,12 @@
 import { claimExecution, sessionHistory, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { callModelRoute } from '../agent/callModelRoute.ts';
+import { listApprovals } from '../../db/approvals.ts';
+import { appendRunStep, listRunSteps } from '../../db/runSteps.ts';
 import type { ChatMessage } from '../agent/modelTypes.ts';
+import { runToolLoop, type Proposal } from '../agent/runToolLoop.ts';
+import { notifyApprovers } from '../approvals/notifyApprovers.ts';
 import { startProgress } from '../channels/startProgress.ts';
 import type { RunJob } from '../contracts/runJob.ts';
-import { redactSecrets } from '../sanitize/redactSecrets.ts';
 import { loadPinnedContracts } from './loadPinnedContracts.ts';
 import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
@@ -20,12 +22,16 @@ export function sessionWaitMs(waitedMs: number): number {
 }
 
 /**
- * execute: calls the model through the route (primary, then fallbacks) with the agent's prompt
- * and the session's recent history. A run waits while an earlier run of its conversation is
- * unfinished, so a conversation's messages are answered one at a time, in order.
- * Harmless twice: it acts only on an `ADMITTED` run; a crash before the `EXECUTED` commit calls
- * the model again (its output was never stored), and the commit is conditional on the state.
- * Tool calls through the MCP Gateway and per-step checkpoints are the next seam here.
+ * execute: the agent's step loop ({@link runToolLoop}): the model with the agent's prompt, the
+ * session's recent history and the tools this run may call, through the MCP Gateway, until it
+ * answers. A run waits while an earlier run of its conversation is unfinished, so a
+ * conversation's messages are answered one at a time, in order. A call that needs a human
+ * moves the run to `WAITING_APPROVAL` and asks the approvers; a decision brings it back here,
+ * and the loop resumes from its checkpoints. For a waiting run, execute only (re)sends unsent
+ * approval notices.
+ * Harmless twice: it acts only on an `ADMITTED` (or waiting) run; the loop replays its
+ * checkpoints instead of repeating finished steps; the `EXECUTED` commit is conditional on
+ * the state.
  */
 export async function execute(
   ctx: StageContext,
@@ -36,6 +42,11 @@ export async function execute(
   const prepared = await withProject(ctx.pool, job.projectId, async (tx) => {
     const loaded = await loadRunWithEvent(tx, job);
     const run = loaded.run;
+    if (run.state === 'WAITING_APPROVAL') {
+      const contracts = await loadPinnedContracts(ctx, tx, run);
+      const pending = await listApprovals(tx, { runId: run.runId, status: 'pending', limit: 1 });
+      return { waiting: { run, contracts, approval: pending[0] ?? null } } as const;
+    }
     if (run.state !== 'ADMITTED') return { done: alreadyDone(run) } as const;
     const blocked = await claimExecution(tx, run);
     if (blocked) {
@@ -54,13 +65,19 @@ export async function execute(
       beforeSeq: run.runSeq,
       limit: Math.floor(contracts.agent.history.maxMessages / 2),
     });
-    return { run, contracts, event, prompt, history } as const;
+    const steps = await listRunSteps(tx, run.runId);
+    return { run, contracts, event, prompt, history, steps } as const;
   });
   if ('done' in prepared) return prepared.done;
+  if ('waiting' in prepared) {
+    const { run, contracts, approval } = prepared.waiting;
+    if (approval) await notifyApprovers(ctx, { run, approval, project: contracts.project });
+    return { next: null };
+  }
   if ('blocked' in prepared) {
     return { waitMs: prepared.blocked.waitMs, reason: `waiting for run ${prepared.blocked.by}` };
   }
-  const { run, contracts, event, prompt, history } = prepared;
+  const { run, contracts, event, prompt, history, steps } = prepared;
 
   const messages: ChatMessage[] = [{ role: 'system', content: prompt }];
   for (const turn of [...history].reverse()) {
@@ -72,27 +89,29 @@ export async function execute(
   messages.push({ role: 'user', content: event.message.text });
 
   const progress = startProgress(ctx, { run, channel: contracts.channel, event });
-  let result;
+  let outcome;
   try {
-    result = await callModelRoute(
-      [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks],
-      {
-        messages,
-        responseFormat: contracts.agent.outputSchema ? 'json' : 'text',
-        traceId: run.traceId,
-        ...(signal ? { signal } : {}),
-      },
-      { resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref), logger: ctx.logger },
-    );
+    outcome = await runToolLoop(ctx, {
+      run,
+      contracts,
+      messages,
+      steps: [...steps],
+      ...(signal ? { signal } : {}),
+    });
   } finally {
     await progress.stop();
   }
-  // Known credential values never reach the run row, even between execute and sanitize.
-  const known = await ctx.secrets.knownValues(run.projectId);
-  const { text } = redactSecrets(result.text, known);
+  if (outcome.kind === 'paused') {
+    await notifyApprovers(ctx, { run, approval: outcome.approval, project: contracts.project });
+    return { next: null };
+  }
+  const text =
+    outcome.proposals.length > 0 && !contracts.agent.outputSchema
+      ? `${outcome.text}\n\n${describeProposals(outcome.proposals)}`
+      : outcome.text;
 
-  const moved = await withProject(ctx.pool, job.projectId, (tx) =>
-    transitionRun(tx, {
+  const moved = await withProject(ctx.pool, job.projectId, async (tx) => {
+    const executed = await transitionRun(tx, {
       runId: run.runId,
       from: 'ADMITTED',
       to: 'EXECUTED',
@@ -102,19 +121,33 @@ export async function execute(
       changes: {
         output: {
           text,
-          provider: result.provider,
-          model: result.model,
-          usage: result.usage,
-          latencyMs: result.latencyMs,
-          attempts: result.attempts,
+          provider: outcome.last.provider,
+          model: outcome.last.model,
+          usage: outcome.usage,
+          latencyMs: outcome.last.latencyMs,
+          attempts: outcome.last.attempts,
+          steps: outcome.modelSteps,
+          toolCalls: outcome.toolCalls,
+          ...(outcome.proposals.length > 0 ? { proposals: outcome.proposals } : {}),
         },
       },
       detail: {
-        provider: result.provider,
-        model: result.model,
-        fallbacks: result.attempts.length - 1,
+        provider: outcome.last.provider,
+        model: outcome.last.model,
+        fallbacks: outcome.last.attempts.length - 1,
+        steps: outcome.modelSteps,
+        tool_calls: outcome.toolCalls,
       },
-    }),
-  );
+    });
+    // The answering step's checkpoint commits with the output, never on its own.
+    if (executed && outcome.unsaved) await appendRunStep(tx, run, outcome.unsaved);
+    return executed;
+  });
   return { next: moved ? 'sanitize' : null };
+}
+
+/** Suggest mode's write calls, as a list the reply carries for a human to act on. */
+function describeProposals(proposals: readonly Proposal[]): string {
+  const lines = proposals.map((p) => `- ${p.tool} ${JSON.stringify(p.arguments)}`);
+  return `Proposed actions (not carried out):\n${lines.join('\n')}`;
 }

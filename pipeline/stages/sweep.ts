@@ -2,7 +2,9 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { appendAudit, checkpointAudit } from '../../db/auditEvents.ts';
 import { withProject } from '../../db/withProject.ts';
+import { decideApproval } from '../approvals/decideApproval.ts';
 import type { Stage } from '../contracts/runJob.ts';
+import { AppError } from '../errors.ts';
 import { RUN_STATES, stageFor, type RunState } from '../runs/runState.ts';
 import { failRun } from './failRun.ts';
 import { loadPinnedChannel } from './loadPinnedContracts.ts';
@@ -32,6 +34,8 @@ export type SweepReport = {
   requeued: number;
   timedOut: number;
   exhausted: number;
+  /** Approvals that passed their expiry undecided; their runs end with `APPROVAL_EXPIRED`. */
+  expired: number;
 };
 
 const Stalled = z.object({
@@ -71,8 +75,16 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
           SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
                  deadline_at < now() AS overdue
             FROM runs
-           WHERE state NOT IN ('COMPLETED', 'FAILED')
+           WHERE state NOT IN ('COMPLETED', 'FAILED', 'WAITING_APPROVAL')
              AND updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+          UNION
+          -- a waiting run is stalled only while an approver's notice is left unsent
+          SELECT DISTINCT r.run_id, r.project_id, r.trace_id, r.state, false
+            FROM approval_notices n JOIN approvals a USING (approval_id) JOIN runs r USING (run_id)
+           WHERE r.state = 'WAITING_APPROVAL' AND a.status = 'pending'
+             AND n.status IN ('queued', 'sending')
+             AND n.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+             AND (n.lease_until IS NULL OR n.lease_until < now())
           UNION
           SELECT r.run_id, r.project_id, r.trace_id, r.state, false
             FROM outbound_messages o JOIN runs r USING (run_id)
@@ -88,7 +100,13 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
     if (page.length < pageSize) break;
     after = page.at(-1)!.runId;
   }
-  const report: SweepReport = { checked: stalled.length, requeued: 0, timedOut: 0, exhausted: 0 };
+  const report: SweepReport = {
+    checked: stalled.length,
+    requeued: 0,
+    timedOut: 0,
+    exhausted: 0,
+    expired: await expireApprovals(ctx, deps),
+  };
   for (const run of stalled) {
     const notice = run.state === 'FAILED';
     const stage: Stage = notice ? 'deliver' : stageFor(run.state)!;
@@ -137,6 +155,37 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
     report.requeued += 1;
   }
   return report;
+}
+
+const Overdue = z.object({ approvalId: z.string(), projectId: z.string() });
+
+/**
+ * Expires the pending approvals past their expiry: each run ends with `APPROVAL_EXPIRED` and
+ * its user gets the failure notice. Harmless twice: deciding refuses an approval that is no
+ * longer pending, and the run's transition is conditional on `WAITING_APPROVAL`.
+ */
+async function expireApprovals(ctx: StageContext, deps: SweepDeps): Promise<number> {
+  const overdue = await ctx.pool.transaction(async (tx) => {
+    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
+    return tx.any(sql.type(Overdue)`
+      SELECT approval_id AS "approvalId", project_id AS "projectId" FROM approvals
+       WHERE status = 'pending' AND expires_at <= now()
+       ORDER BY expires_at LIMIT ${deps.limit ?? 1000}`);
+  });
+  let expired = 0;
+  for (const { approvalId, projectId } of overdue) {
+    try {
+      await decideApproval(
+        { pool: ctx.pool, enqueue: deps.enqueue, contracts: ctx.contracts, logger: ctx.logger },
+        { projectId, approvalId, decision: 'expired', decidedBy: ctx.actor, via: 'sweeper' },
+      );
+      expired += 1;
+    } catch (error) {
+      // Decided meanwhile by a human: nothing to expire.
+      if (!(error instanceof AppError && error.code === 'APPROVAL_ALREADY_DECIDED')) throw error;
+    }
+  }
+  return expired;
 }
 
 /**

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeTelegramUpdate } from '../../pipeline/channels/telegram/normalizeTelegramUpdate.ts';
+import {
+  approvalCallbackData,
+  readApprovalCallback,
+} from '../../pipeline/channels/telegram/readApprovalCallback.ts';
 import { ContractViolationError } from '../../pipeline/errors.ts';
-import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { telegramCallbackQuery, telegramUpdate } from '../fakes/channelPayloads.ts';
 
 function violation(body: unknown): ContractViolationError {
   try {
@@ -132,5 +136,39 @@ describe('normalizeTelegramUpdate', () => {
       'message.chat.id: must be a number, not text',
       'message.chat.type: must be one of: private, group, supergroup, channel',
     ]);
+  });
+});
+
+describe('readApprovalCallback', () => {
+  const id = '0f8fad5b-d9cb-469f-a165-70867728950e';
+
+  it('reads an approval button press: query id, presser and decision', () => {
+    expect(approvalCallbackData(id, 'approved')).toBe(`ap:${id}:y`);
+    const body = telegramCallbackQuery({
+      updateId: 1,
+      fromId: 5551,
+      data: approvalCallbackData(id, 'rejected'),
+      callbackQueryId: '8811',
+    });
+    expect(readApprovalCallback(body)).toEqual({
+      callbackQueryId: '8811',
+      fromId: '5551',
+      action: { approvalId: id, decision: 'rejected' },
+    });
+    // a button press is never a message: it makes no event
+    expect(normalizeTelegramUpdate(body)).toEqual({ events: [], ignored: 1 });
+  });
+
+  it('gives no action for data that is not an approval button', () => {
+    for (const data of ['approve', `ap:${id}:maybe`, `ap:${id.toUpperCase()}:y`, `ap:${id}:y:x`]) {
+      const body = telegramCallbackQuery({ updateId: 2, fromId: 1, data });
+      expect(readApprovalCallback(body)?.action).toBeNull();
+    }
+  });
+
+  it('is null for an update without a button press', () => {
+    expect(
+      readApprovalCallback(telegramUpdate({ updateId: 3, chatId: 42, text: 'hi' })),
+    ).toBeNull();
   });
 });

@@ -73,6 +73,27 @@ describe('createTelegramSender', () => {
     ]);
   });
 
+  it('sends reply_markup (an inline keyboard) with the text', async () => {
+    const sender = createTelegramSender({ token: TOKEN, apiRoot: tg.apiRoot });
+    const keyboard = { inline_keyboard: [[{ text: 'Approve', callback_data: 'ap:x:y' }]] };
+    await sender.sendText('42', 'approve?', { parseMode: 'plain', replyMarkup: keyboard });
+    expect(tg.sent.at(-1)).toMatchObject({ text: 'approve?', reply_markup: keyboard });
+  });
+
+  it('answers a callback query once; a second answer is a non-retryable refusal', async () => {
+    const sender = createTelegramSender({ token: TOKEN, apiRoot: tg.apiRoot });
+    await sender.answerCallback('q-1', 'Approved');
+    expect(tg.callbackAnswers.at(-1)).toEqual({
+      token: TOKEN,
+      callback_query_id: 'q-1',
+      text: 'Approved',
+    });
+    const again = await failure(sender.answerCallback('q-1', 'Approved'));
+    expect(again).toBeInstanceOf(NonRetryableError);
+    expect(again.code).toBe('CHANNEL_REJECTED');
+    expect(again.message).toContain('answerCallbackQuery');
+  });
+
   it('turns a 429 into RetryAfterError with retry_after in ms', async () => {
     const sender = createTelegramSender({ token: TOKEN, apiRoot: tg.apiRoot });
     tg.failNext(1, { status: 429, retryAfter: 7 });

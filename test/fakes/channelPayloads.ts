@@ -101,6 +101,42 @@ export function telegramUpdate(spec: TelegramUpdateSpec): Record<string, unknown
   };
 }
 
+/**
+ * A Bot API `Update` carrying a `callback_query`: a press of an inline keyboard button under a
+ * message the bot sent to `chatId` (default: the presser's private chat), shaped as Telegram
+ * posts it (`id`, `from`, `message`, `chat_instance`, `data`).
+ */
+export function telegramCallbackQuery(spec: {
+  updateId: number;
+  fromId: number;
+  data: string;
+  chatId?: number;
+  /** Default: a fresh numeric string, as Telegram's are. */
+  callbackQueryId?: string;
+}): Record<string, unknown> {
+  const chatId = spec.chatId ?? spec.fromId;
+  const from = { id: spec.fromId, is_bot: false, first_name: 'Ops', username: 'ops_person' };
+  return {
+    update_id: spec.updateId,
+    callback_query: {
+      id: spec.callbackQueryId ?? String(4_000_000_000_000_000 + Math.floor(Math.random() * 1e9)),
+      from,
+      message: {
+        message_id: 900 + spec.updateId,
+        from: { id: 7_000_000_001, is_bot: true, first_name: 'Fake Bot', username: 'fake_bot' },
+        chat: { id: chatId, first_name: 'Ops', username: 'ops_person', type: 'private' },
+        date: Math.floor(Date.now() / 1000) - 30,
+        text: 'Approval needed',
+        reply_markup: {
+          inline_keyboard: [[{ text: 'Approve', callback_data: spec.data }]],
+        },
+      },
+      chat_instance: '-5123456789012345678',
+      data: spec.data,
+    },
+  };
+}
+
 /** A text message event for {@link lineWebhook}. */
 export type LineTextEventSpec = {
   text: string;

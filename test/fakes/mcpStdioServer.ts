@@ -8,6 +8,8 @@
  *   e.g. `GITHUB_TOKEN`; reported with every call and echoed by `leak`.
  * - `FAKE_MCP_EXPECTED_TOKEN`: the only credential `lookup` accepts; any when unset.
  * - `FAKE_MCP_EXTRA_TOOLS`: how many `extra_*` tools to register.
+ * - `FAKE_MCP_CARELESS`: when set, the server prints its credential to stderr at start, as a
+ *   careless server might — the gateway must keep it out of its logs.
  * - `FAKE_MCP_LOG`: a file to which one JSON line `{ tool, arguments, credential, pid }` is
  *   appended per call, before it is answered (read it with `readStdioCalls`).
  *
@@ -31,6 +33,7 @@ registerFakeTools(server, {
     if (logPath) appendFileSync(logPath, JSON.stringify({ ...call, pid: process.pid }) + '\n');
   },
 });
+if (process.env['FAKE_MCP_CARELESS']) process.stderr.write(`starting with token ${credential}\n`);
 // The client closing our stdin is the end of the session; don't wait for a `slow` call's timer.
 process.stdin.once('end', () => process.exit(0));
 await server.connect(new StdioServerTransport());

@@ -9,8 +9,17 @@ export type TelegramSentMessage = {
   text: string;
   parse_mode: string | undefined;
   message_thread_id: number | undefined;
+  /** `reply_markup` as sent (an inline keyboard, say), parsed from JSON when sent as text. */
+  reply_markup: unknown;
   /** The `message_id` the fake answered with. */
   message_id: number;
+};
+
+/** One `answerCallbackQuery` the fake accepted. */
+export type TelegramCallbackAnswer = {
+  token: string;
+  callback_query_id: string;
+  text: string | undefined;
 };
 
 /** One `sendChatAction` the fake accepted. */
@@ -56,6 +65,8 @@ export type TelegramServer = {
   sent: TelegramSentMessage[];
   /** Every accepted `sendChatAction`, in order. */
   actions: TelegramChatAction[];
+  /** Every accepted `answerCallbackQuery`, in order. */
+  callbackAnswers: TelegramCallbackAnswer[];
   /** Every request, including refused ones. */
   requests: TelegramRequest[];
   /** The next `n` matching calls answer with `failure` instead of succeeding. */
@@ -75,11 +86,12 @@ const MAX_TEXT = 4096;
 
 /**
  * Starts a fake Bot API on 127.0.0.1 (a free port). It answers `getMe`, `sendMessage`,
- * `sendChatAction`, `setWebhook` and `deleteWebhook` like Telegram does:
+ * `sendChatAction`, `answerCallbackQuery`, `setWebhook` and `deleteWebhook` like Telegram does:
  * `{ ok: true, result }`, or `{ ok: false, error_code, description, parameters? }` with the
  * matching HTTP status (an empty or over-long text, an unknown `parse_mode`, a non-numeric
- * chat id are refused with Telegram's own descriptions). Positive chat ids are private chats,
- * negative ones supergroups.
+ * chat id are refused with Telegram's own descriptions; a callback query is answered once, a
+ * second answer is refused as Telegram refuses a stale one). Positive chat ids are private
+ * chats, negative ones supergroups.
  *
  * @example
  * const tg = await startTelegramServer();
@@ -92,6 +104,7 @@ export async function startTelegramServer(
 ): Promise<TelegramServer> {
   const sent: TelegramSentMessage[] = [];
   const actions: TelegramChatAction[] = [];
+  const callbackAnswers: TelegramCallbackAnswer[] = [];
   const requests: TelegramRequest[] = [];
   const failures: TelegramFailure[] = [];
   let nextMessageId = 100;
@@ -159,6 +172,23 @@ export async function startTelegramServer(
         });
         return ok(true);
       }
+      case 'answerCallbackQuery': {
+        const id = params.callback_query_id;
+        if (typeof id !== 'string' && typeof id !== 'number')
+          return bad(
+            'Bad Request: query is too old and response timeout expired or query ID is invalid',
+          );
+        if (callbackAnswers.some((a) => a.callback_query_id === String(id)))
+          return bad(
+            'Bad Request: query is too old and response timeout expired or query ID is invalid',
+          );
+        callbackAnswers.push({
+          token,
+          callback_query_id: String(id),
+          text: typeof params.text === 'string' ? params.text : undefined,
+        });
+        return ok(true);
+      }
       case 'sendMessage': {
         const chat = chatOf(params.chat_id);
         if (!chat) return bad('Bad Request: chat not found');
@@ -179,6 +209,10 @@ export async function startTelegramServer(
           text,
           parse_mode: parseMode,
           message_thread_id: threadId,
+          reply_markup:
+            typeof params.reply_markup === 'string'
+              ? (JSON.parse(params.reply_markup) as unknown)
+              : params.reply_markup,
           message_id: messageId,
         });
         return ok({
@@ -209,6 +243,7 @@ export async function startTelegramServer(
     apiRoot: `http://127.0.0.1:${port}`,
     sent,
     actions,
+    callbackAnswers,
     requests,
     failNext(n, failure) {
       for (let i = 0; i < n; i++) failures.push(failure);

@@ -15,10 +15,15 @@ export const TEST_SECRETS = {
 
 const PROMPT = Buffer.from('You are a helpful test agent. Answer briefly.\n');
 
+/** The Telegram account a test tenant with `approvers` asks them on (`approvals: true`). */
+export const APPROVALS_ACCOUNT = 'ops';
+
 /**
  * A tenant wired to local fakes: a Telegram account, a LINE account and an API account, one
- * agent on an OpenAI-compatible model (or echo), in the given mode. Returned parsed, as
- * `awooop apply` would store it.
+ * agent on an OpenAI-compatible model (or echo), in the given mode. With `approvers`, also a
+ * second Telegram bot account (`ops`, `approvals: true`, the same fake and secrets) named as
+ * the project's approvals channel, and each approver an ACL member `telegram:<id>` with the
+ * `operator` role (the default approver role). Returned parsed, as `awooop apply` would store it.
  */
 export function pipelineTenant({
   projectId,
@@ -29,6 +34,8 @@ export function pipelineTenant({
   mode = 'read_only',
   outputSchema,
   statusAfterMs = 60_000,
+  approvers,
+  viewers = [],
 }: {
   projectId: string;
   telegramApiRoot: string;
@@ -38,6 +45,10 @@ export function pipelineTenant({
   mode?: MigrationMode;
   outputSchema?: object;
   statusAfterMs?: number;
+  /** Telegram user ids that may decide approvals (ACL `telegram:<id>`, role `operator`). */
+  approvers?: readonly string[];
+  /** Telegram user ids in the ACL with the `viewer` role only (not approvers). */
+  viewers?: readonly string[];
 }): { tenant: TenantFile; artifacts: ArtifactInput[] } {
   const artifacts: ArtifactInput[] = [
     { ref: 'prompts/agent.md', kind: 'prompt', mediaType: 'text/markdown', content: PROMPT },
@@ -69,7 +80,14 @@ export function pipelineTenant({
       owners: ['email:owner@example.test'],
       dataBoundary: { region: 'local', retentionDays: 7 },
       budget: { monthlyLimitUsd: 10 },
-      acl: { members: [{ subject: 'email:owner@example.test', roles: ['admin'] }] },
+      acl: {
+        members: [
+          { subject: 'email:owner@example.test', roles: ['admin'] },
+          ...(approvers ?? []).map((id) => ({ subject: `telegram:${id}`, roles: ['operator'] })),
+          ...viewers.map((id) => ({ subject: `telegram:${id}`, roles: ['viewer'] })),
+        ],
+      },
+      ...(approvers ? { approvals: { channel: APPROVALS_ACCOUNT } } : {}),
       defaultAgent: 'helper',
     },
     agents: {
@@ -121,6 +139,18 @@ export function pipelineTenant({
         progress,
       },
       api: { type: 'api' },
+      ...(approvers
+        ? {
+            [APPROVALS_ACCOUNT]: {
+              type: 'telegram',
+              botToken: 'secret:tg-token',
+              webhookSecret: 'secret:tg-webhook',
+              apiRoot: telegramApiRoot,
+              parseMode: 'plain',
+              approvals: true,
+            },
+          }
+        : {}),
     },
   });
   return { tenant, artifacts };

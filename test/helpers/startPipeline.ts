@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { putSecret } from '../../db/secrets.ts';
 import { createApiKey } from '../../db/apiKeys.ts';
@@ -13,6 +13,7 @@ import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
 import { createApp } from '../../ingress/createApp.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
+import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { stageJobId } from '../../pipeline/runs/runState.ts';
 import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
@@ -48,23 +49,27 @@ export async function startPipeline({
   prefix,
   workers: startAtOnce = true,
   concurrency = 8,
+  logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
 }: {
   pool: DatabasePool;
   prefix: string;
   workers?: boolean;
   concurrency?: number;
+  /** Where the pipeline logs (silent unless TEST_LOG_LEVEL is set). */
+  logger?: Logger;
 }): Promise<Pipeline> {
-  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   const secretKey = randomBytes(32);
   const queues = createStageQueues(redis, prefix);
+  const secrets = createSecretResolver({ pool, key: secretKey, ttlMs: 0 });
   const ctx: StageContext = {
     pool,
     logger,
     redis,
     redisPrefix: prefix,
-    secrets: createSecretResolver({ pool, key: secretKey, ttlMs: 0 }),
+    secrets,
     contracts: createContractReader(),
+    gateway: createMcpGateway({ secrets, logger }),
     actor: 'worker:test',
     now: Date.now,
   };
@@ -76,6 +81,8 @@ export async function startPipeline({
     enqueue: queues.enqueue,
     accounts: createAccountLookup({ pool, contracts: ctx.contracts, ttlMs: 0 }),
     secrets: ctx.secrets,
+    contracts: ctx.contracts,
+    gateway: ctx.gateway,
     queues: queues.queues,
   });
   const server: Server = app.listen(0, '127.0.0.1');
@@ -135,6 +142,7 @@ export async function startPipeline({
       await stopWorkers();
       await new Promise<void>((r) => server.close(() => r()));
       await queues.close();
+      await ctx.gateway.close();
       redis.disconnect();
     },
   };

@@ -74,6 +74,7 @@ beforeAll(async () => {
     enqueue: pipeline.queues.enqueue,
     accounts: createAccountLookup({ pool: db().pool, contracts: pipeline.ctx.contracts }),
     secrets: pipeline.ctx.secrets,
+    contracts: pipeline.ctx.contracts,
     queues: pipeline.queues.queues,
     metrics: () =>
       renderMetrics({

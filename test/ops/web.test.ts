@@ -30,6 +30,7 @@ async function serve(codeMigration: number, redisClient: Redis) {
     enqueue: queues.enqueue,
     accounts: createAccountLookup({ pool, contracts }),
     secrets: createSecretResolver({ pool, key: null }),
+    contracts,
     queues: queues.queues,
   }).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));

@@ -11,14 +11,23 @@ export type TelegramParseMode = 'HTML' | 'MarkdownV2' | 'plain';
 
 /** Sends to one Telegram bot. Every failure is an {@link AppError} that never holds the token. */
 export type TelegramSender = {
-  /** `sendMessage`; `threadId` targets a forum topic. Returns Telegram's `message_id`. */
+  /**
+   * `sendMessage`; `threadId` targets a forum topic, `replyMarkup` is sent as `reply_markup`
+   * (an inline keyboard, say). Returns Telegram's `message_id`.
+   */
   sendText(
     chatId: string,
     text: string,
-    opts: { parseMode: TelegramParseMode; threadId?: string | undefined },
+    opts: {
+      parseMode: TelegramParseMode;
+      threadId?: string | undefined;
+      replyMarkup?: unknown;
+    },
   ): Promise<{ externalMessageId: string }>;
   /** `sendChatAction` with `typing`: the indicator shows for about five seconds. */
   sendTyping(chatId: string, threadId?: string): Promise<void>;
+  /** `answerCallbackQuery`: `text` shows to the user who pressed the button. */
+  answerCallback(callbackQueryId: string, text: string): Promise<void>;
 };
 
 /** Options of {@link createTelegramSender}. */
@@ -58,7 +67,7 @@ export function createTelegramSender({
     }
   };
   return {
-    async sendText(chatId, text, { parseMode, threadId }) {
+    async sendText(chatId, text, { parseMode, threadId, replyMarkup }) {
       const message = await call('sendMessage', (signal) =>
         telegram.callApi(
           'sendMessage',
@@ -67,6 +76,8 @@ export function createTelegramSender({
             text,
             ...(parseMode === 'plain' ? {} : { parse_mode: parseMode }),
             ...(threadId === undefined ? {} : { message_thread_id: Number(threadId) }),
+            // The caller builds the markup; telegraf's own type for it is not ours to mirror.
+            ...(replyMarkup === undefined ? {} : { reply_markup: replyMarkup as never }),
           },
           { signal },
         ),
@@ -82,6 +93,15 @@ export function createTelegramSender({
             action: 'typing',
             ...(threadId === undefined ? {} : { message_thread_id: Number(threadId) }),
           },
+          { signal },
+        ),
+      );
+    },
+    async answerCallback(callbackQueryId, text) {
+      await call('answerCallbackQuery', (signal) =>
+        telegram.callApi(
+          'answerCallbackQuery',
+          { callback_query_id: callbackQueryId, text: text.slice(0, 200) },
           { signal },
         ),
       );

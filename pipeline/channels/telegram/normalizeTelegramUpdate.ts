@@ -32,12 +32,20 @@ const TelegramMessage = z.looseObject({
 });
 type TelegramMessage = z.infer<typeof TelegramMessage>;
 
+/** A press of an inline keyboard button: `data` is the button's `callback_data`. */
+const TelegramCallbackQuery = z.looseObject({
+  id: z.string().min(1),
+  from: TelegramUser,
+  data: z.string().optional(),
+});
+
 /** The parts of a Bot API `Update` the pipeline reads; every other update kind is ignored. */
 export const TelegramUpdate = z.looseObject({
   update_id: z.int(),
   message: TelegramMessage.optional(),
   edited_message: TelegramMessage.optional(),
   channel_post: TelegramMessage.optional(),
+  callback_query: TelegramCallbackQuery.optional(),
 });
 export type TelegramUpdate = z.infer<typeof TelegramUpdate>;
 

@@ -1,0 +1,114 @@
+import type { Logger } from 'pino';
+import { getApproval } from '../../db/approvals.ts';
+import { withProject } from '../../db/withProject.ts';
+import { createTelegramSender } from '../channels/telegram/createTelegramSender.ts';
+import type { ApprovalCallback } from '../channels/telegram/readApprovalCallback.ts';
+import type { ChannelContract } from '../contracts/channelContract.ts';
+import { AppError } from '../errors.ts';
+import type { SecretResolver } from '../secrets/createSecretResolver.ts';
+import { decideApproval, type DecideDeps } from './decideApproval.ts';
+import { isApprover } from './isApprover.ts';
+
+/** What deciding from a button press needs: deciding's deps, the bot's secrets, a logger. */
+export type TelegramDecisionDeps = DecideDeps & { secrets: SecretResolver; logger: Logger };
+
+/** What became of a button press. */
+export type TelegramDecisionOutcome =
+  | 'approved'
+  | 'rejected'
+  | 'already_decided'
+  | 'expired'
+  | 'not_found'
+  | 'not_allowed'
+  | 'unknown_action';
+
+/**
+ * Acts on an Approve / Reject button pressed in a Telegram approvals account: the presser
+ * (`telegram:<from.id>`) must be an ACL member of the project with its approver role (or
+ * `admin`), else nothing changes; then the approval is decided (via `telegram`, by
+ * `telegram:<from.id>`) and the press answered with the outcome ("Approved", "Rejected",
+ * "Already approved by …", "Expired", "Not allowed"). A refused decision is an outcome, not
+ * an error; a failure to reach Postgres is thrown (the webhook answers 5xx and Telegram
+ * retries, nothing having been decided). A failed `answerCallbackQuery` is only logged.
+ * Harmless twice (a retried update): decideApproval decides a pending approval once, so the
+ * second press is answered "Already approved by …" and changes nothing.
+ */
+export async function decideFromTelegram(
+  deps: TelegramDecisionDeps,
+  {
+    projectId,
+    channel,
+    callback,
+  }: {
+    projectId: string;
+    /** The account the press came in on (a Telegram account with `approvals: true`). */
+    channel: Extract<ChannelContract, { type: 'telegram' }>;
+    callback: ApprovalCallback;
+  },
+): Promise<TelegramDecisionOutcome> {
+  const decidedBy = `telegram:${callback.fromId}`;
+  const { outcome, text } = await decide();
+  try {
+    const sender = createTelegramSender({
+      token: await deps.secrets.resolve(projectId, channel.botToken),
+      ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
+    });
+    await sender.answerCallback(callback.callbackQueryId, text);
+  } catch (error) {
+    // A retried update's query was answered already (Telegram refuses a second answer), or
+    // Telegram is away: the decision stands either way, and the spinner times out by itself.
+    deps.logger.warn(
+      { projectId, outcome, err: error instanceof Error ? error.message : String(error) },
+      'could not answer an approval button press',
+    );
+  }
+  return outcome;
+
+  async function decide(): Promise<{ outcome: TelegramDecisionOutcome; text: string }> {
+    const action = callback.action;
+    if (!action) return { outcome: 'unknown_action', text: 'Unknown action' };
+    const project = await withProject(deps.pool, projectId, (tx) =>
+      deps.contracts.active(tx, { projectId, kind: 'project', name: 'project' }),
+    );
+    if (!project || !isApprover(project.body, decidedBy)) {
+      deps.logger.warn(
+        { projectId, approvalId: action.approvalId, decidedBy },
+        'an approval button was pressed by someone who may not decide',
+      );
+      return { outcome: 'not_allowed', text: 'Not allowed: you are not an approver here' };
+    }
+    try {
+      await decideApproval(deps, {
+        projectId,
+        approvalId: action.approvalId,
+        decision: action.decision,
+        decidedBy,
+        via: 'telegram',
+      });
+      return action.decision === 'approved'
+        ? { outcome: 'approved', text: 'Approved' }
+        : { outcome: 'rejected', text: 'Rejected' };
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      switch (error.code) {
+        case 'APPROVAL_ALREADY_DECIDED': {
+          const current = await withProject(deps.pool, projectId, (tx) =>
+            getApproval(tx, action.approvalId),
+          );
+          if (current?.status === 'expired') return { outcome: 'expired', text: 'Expired' };
+          const by = current?.decidedBy ? ` by ${current.decidedBy}` : '';
+          return {
+            outcome: 'already_decided',
+            text: `Already ${current?.status ?? 'decided'}${by}`,
+          };
+        }
+        case 'APPROVAL_EXPIRED':
+          return { outcome: 'expired', text: 'Expired' };
+        case 'APPROVAL_NOT_FOUND':
+          return { outcome: 'not_found', text: 'Unknown approval' };
+        default:
+          throw error;
+      }
+    }
+  }
+}
