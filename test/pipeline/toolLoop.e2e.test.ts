@@ -10,13 +10,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
-import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { telegramCallbackQuery, telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startMcpHttpServer, type McpHttpServer } from '../fakes/mcpHttpServer.ts';
 import { INJECTION_TEXT, mcpStdioServerCommand, readStdioCalls } from '../fakes/mcpTools.ts';
 import { startModelServer, type RecordedRequest } from '../fakes/modelServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import {
+  applyTestTenant,
+  APPROVALS_ACCOUNT,
+  pipelineTenant,
+  TEST_SECRETS,
+} from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -27,6 +32,8 @@ const db = useTestDatabase();
 const prefix = useRedisPrefix();
 
 /** Credentials of the MCP servers: they must never appear outside the secrets table. */
+/** The Telegram user id of the tenants' one approver (an ACL member with the operator role). */
+const APPROVER = 880_001;
 const STDIO_TOKEN = 'stdio-mcp-token-5f2c9e81d7a4b36';
 const HTTP_TOKEN = 'http-mcp-token-9a1e7c3b5d2f480';
 
@@ -49,6 +56,7 @@ function toolTenant(projectId: string, mode: MigrationMode, { writeTools = true 
     lineBaseUrl: line.baseUrl,
     modelBaseUrl: model.url,
     mode,
+    approvers: [String(APPROVER)],
   });
   const stdio = mcpStdioServerCommand();
   const tenant = TenantFile.parse({
@@ -64,6 +72,7 @@ function toolTenant(projectId: string, mode: MigrationMode, { writeTools = true 
           'ops.injection',
           'ops.restart',
           'ops.delete_all',
+          'ops.slow',
           'web.lookup',
           'web.restart',
         ],
@@ -92,7 +101,10 @@ function toolTenant(projectId: string, mode: MigrationMode, { writeTools = true 
             { name: 'injection', risk: 'read' },
             { name: 'restart', risk: 'write' },
             { name: 'delete_all', risk: 'destructive' },
-            { name: 'slow', risk: 'read' },
+            // declared a write here (the contract's risk class is what governs), so a worker
+            // killed during it shows a write is never repeated
+            { name: 'slow', risk: 'write' },
+            { name: 'big', risk: 'read' },
           ],
         },
         {
@@ -123,7 +135,11 @@ function toolTenant(projectId: string, mode: MigrationMode, { writeTools = true 
           tools: ['ops.lookup', 'ops.leak', 'ops.injection', 'web.lookup'],
           environments: ['prod'],
         },
-        { agent: 'helper', tools: ['ops.restart', 'ops.delete_all'], environments: ['prod'] },
+        {
+          agent: 'helper',
+          tools: ['ops.restart', 'ops.delete_all', 'ops.slow'],
+          environments: ['prod'],
+        },
         {
           agent: 'helper',
           tools: ['web.restart'],
@@ -183,6 +199,26 @@ afterAll(async () => {
   delete process.env.FAKE_MCP_CARELESS;
   rmSync(logDir, { recursive: true, force: true });
 });
+
+/** A real `awooop worker execute` process on this file's database and Redis prefix. */
+function spawnExecuteWorker(env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, ['ops/awooop.ts', 'worker', 'execute'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: db().url,
+      REDIS_URL: TEST_REDIS_URL,
+      AWOOOP_REDIS_PREFIX: prefix,
+      AWOOOP_SECRET_KEY: pipeline.secretKey.toString('hex'),
+      AWOOOP_JOB_LOCK_MS: '2000',
+      LOG_LEVEL: 'error',
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  return child;
+}
 
 let nextUpdateId = 5000;
 async function send(projectId: string, chatId: number, text: string) {
@@ -267,7 +303,7 @@ describe('the tool loop', () => {
 
     const requests = model.requests.slice(before);
     expect(requests).toHaveLength(2);
-    // Only what this run may call is offered: no ungranted tool (ops.slow), nothing of
+    // Only what this run may call is offered: no ungranted tool (ops.big), nothing of
     // another context domain (infra.lookup).
     expect(toolNamesOffered(requests[0]!).sort()).toEqual(
       [
@@ -276,6 +312,7 @@ describe('the tool loop', () => {
         'ops__leak',
         'ops__lookup',
         'ops__restart',
+        'ops__slow',
         'web__lookup',
         'web__restart',
       ].sort(),
@@ -325,7 +362,7 @@ describe('the tool loop', () => {
       {
         toolCalls: [
           { name: 'infra__lookup', arguments: { key: 'x' } },
-          { name: 'ops__slow', arguments: { ms: 1 } },
+          { name: 'ops__big', arguments: { bytes: 1 } },
           { name: 'ops__lookup', arguments: '{not json' },
         ],
       },
@@ -473,6 +510,60 @@ describe('approvals', () => {
     await waitFor(() => sentTo(7102).length === 1 || undefined, { what: 'the failure notice' });
   });
 
+  it('asks the approver on Telegram with buttons, and a press resumes the run', async () => {
+    model.respondNext(
+      { toolCalls: [{ name: 'web__restart', arguments: { service: 'queue' } }] },
+      { content: 'Queue restarted.' },
+    );
+    const { runId, approval } = await pausedRun(7104, 'restart the queue');
+    const prompt = await waitFor(
+      () => sentTo(APPROVER).find((m) => String(m.text).includes(approval.approval_id)),
+      { what: 'the approval prompt' },
+    );
+    expect(prompt.text).toContain('web.restart');
+    expect(prompt.text).toMatch(/"service": ?"queue"/);
+    const buttons = (
+      prompt.reply_markup as { inline_keyboard: { text: string; callback_data: string }[][] }
+    ).inline_keyboard.flat();
+    const approve = buttons.find((b) => b.text === 'Approve')!;
+    expect(approve.callback_data).toBe(`ap:${approval.approval_id}:y`);
+
+    const press = (fromId: number) =>
+      fetch(`${pipeline.url}/webhooks/telegram/tools/${APPROVALS_ACCOUNT}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-telegram-bot-api-secret-token': TEST_SECRETS['tg-webhook'],
+        },
+        body: JSON.stringify(
+          telegramCallbackQuery({ updateId: nextUpdateId++, fromId, data: approve.callback_data }),
+        ),
+      });
+    // Someone who is not an approver changes nothing.
+    expect((await press(123_456)).status).toBe(200);
+    expect((await runRow(runId)).state).toBe('WAITING_APPROVAL');
+    expect((await press(APPROVER)).status).toBe(200);
+    const row = await untilState(runId, ['COMPLETED', 'FAILED']);
+    expect(row.state).toBe('COMPLETED');
+    expect(
+      http.calls.filter((c) => c.tool === 'restart' && c.arguments.service === 'queue'),
+    ).toHaveLength(1);
+    const decided = await owner.query<{ status: string; decided_by: string; decided_via: string }>(
+      'SELECT status, decided_by, decided_via FROM approvals WHERE approval_id = $1',
+      [approval.approval_id],
+    );
+    expect(decided.rows[0]).toEqual({
+      status: 'approved',
+      decided_by: `telegram:${APPROVER}`,
+      decided_via: 'telegram',
+    });
+    // The same press again (Telegram retries) decides nothing more.
+    expect((await press(APPROVER)).status).toBe(200);
+    expect(
+      http.calls.filter((c) => c.tool === 'restart' && c.arguments.service === 'queue'),
+    ).toHaveLength(1);
+  });
+
   it('ends the run with APPROVAL_EXPIRED when nobody decides in time', async () => {
     model.respondNext({ toolCalls: [{ name: 'ops__delete_all', arguments: {} }] });
     const { runId, approval } = await pausedRun(7103, 'delete everything');
@@ -497,23 +588,6 @@ describe('a worker killed between a tool call and the next model step', () => {
   it('resumes from the checkpoint without calling the tool again', async () => {
     await pipeline.stopWorkers();
     pipeline.startWorkers(['resolve', 'policy', 'sanitize', 'deliver']);
-    const spawnWorker = () => {
-      const child = spawn(process.execPath, ['ops/awooop.ts', 'worker', 'execute'], {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          DATABASE_URL: db().url,
-          REDIS_URL: TEST_REDIS_URL,
-          AWOOOP_REDIS_PREFIX: prefix,
-          AWOOOP_SECRET_KEY: pipeline.secretKey.toString('hex'),
-          AWOOOP_JOB_LOCK_MS: '2000',
-          LOG_LEVEL: 'error',
-        },
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
-      children.push(child);
-      return child;
-    };
     const seen = http.calls.length;
     const before = model.requests.length;
     // The second model step hangs: the tool's result is checkpointed and the worker is
@@ -523,7 +597,7 @@ describe('a worker killed between a tool call and the next model step', () => {
       { content: 'never read', delayMs: 60_000 },
       { content: 'After the crash.' },
     );
-    const first = spawnWorker();
+    const first = spawnExecuteWorker();
     const runId = await send('tools', 7201, 'survive a crash');
     await waitFor(() => model.requests.length - before >= 2 || undefined, {
       what: 'the second model step',
@@ -531,7 +605,7 @@ describe('a worker killed between a tool call and the next model step', () => {
     });
     first.kill('SIGKILL');
     await new Promise((resolve) => first.once('exit', resolve));
-    spawnWorker();
+    spawnExecuteWorker();
     const row = await untilState(runId, ['COMPLETED', 'FAILED']);
     expect(row.state).toBe('COMPLETED');
     expect(row.output!.text).toBe('After the crash.');
@@ -540,6 +614,43 @@ describe('a worker killed between a tool call and the next model step', () => {
     ]);
     expect(model.requests.length - before).toBe(3);
     expect((await toolCallRows(runId)).map((r) => r.status)).toEqual(['ok']);
+  }, 60_000);
+});
+
+describe('a worker killed while a write call is in flight', () => {
+  it('settles the call uncertain on resume and never makes it again', async () => {
+    // Execute runs only in child processes since the test above; this one starts its own.
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }
+    }
+    const before = model.requests.length;
+    const calls = stdioCalls('slow').length;
+    model.respondNext(
+      { toolCalls: [{ name: 'ops__slow', arguments: { ms: 60_000 } }] },
+      { content: 'Told you the outcome is unknown.' },
+    );
+    // The fake server logs a call before it answers: once it is logged, the call was made.
+    const first = spawnExecuteWorker();
+    const runId = await send('tools', 7202, 'do the slow write');
+    await waitFor(() => stdioCalls('slow').length > calls || undefined, {
+      what: 'the write call to reach the server',
+      timeoutMs: 20_000,
+    });
+    first.kill('SIGKILL');
+    await new Promise((resolve) => first.once('exit', resolve));
+    spawnExecuteWorker();
+    const row = await untilState(runId, ['COMPLETED', 'FAILED']);
+    expect(row.state).toBe('COMPLETED');
+    expect(stdioCalls('slow').length - calls).toBe(1);
+    expect((await toolCallRows(runId)).map((r) => [r.status, r.code])).toEqual([
+      ['uncertain', 'TOOL_OUTCOME_UNKNOWN'],
+    ]);
+    const toolMessage = lastMessage(model.requests.at(-1)!);
+    expect(toolMessage.content).toContain('outcome unknown');
+    expect(model.requests.length - before).toBe(2);
   }, 60_000);
 });
 
