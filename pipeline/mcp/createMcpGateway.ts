@@ -9,7 +9,7 @@ import {
   StreamableHTTPError,
 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import { canonicalJson, sha256Hex } from '../contracts/canonicalJson.ts';
 import type { GatewayServer } from '../contracts/mcpGatewayContract.ts';
@@ -62,6 +62,10 @@ type Connection = {
   client: Client;
   tools: Promise<Map<string, DiscoveredTool>> | null;
   closed: boolean;
+  /** Calls in flight on this connection. */
+  busy: number;
+  /** Superseded (a newer credential or config): closed once no call is in flight. */
+  retired: boolean;
 };
 
 /**
@@ -93,7 +97,14 @@ export function createMcpGateway({
   async function open(projectId: string, server: GatewayServer, key: string): Promise<Connection> {
     const t = server.transport;
     const client = new Client({ name: clientName, version: '1.0.0' });
-    const connection: Connection = { key, client, tools: null, closed: false };
+    const connection: Connection = {
+      key,
+      client,
+      tools: null,
+      closed: false,
+      busy: 0,
+      retired: false,
+    };
     // A server that exits or drops the session: the next use of this key connects again.
     client.onclose = () => {
       connection.closed = true;
@@ -108,14 +119,25 @@ export function createMcpGateway({
         env: { ...getDefaultEnvironment(), ...env },
         stderr: 'pipe',
       });
-      const known = Object.values(env);
+      // Line by line, so a value split across two pipe chunks is still found; the project's
+      // other credentials are removed too, not only the ones this server was given.
+      const known = [...Object.values(env), ...(await secrets.knownValues(projectId))];
+      let partial = '';
       transport.stderr?.on('data', (chunk: Buffer) => {
-        const line = redactKnownValues(chunk.toString('utf8'), known).text.trimEnd();
-        if (line)
-          logger.info(
-            { projectId, server: server.name, stderr: line.slice(0, 2000) },
-            'mcp server stderr',
-          );
+        const lines = (partial + chunk.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        if (partial.length > 8192) {
+          lines.push(partial);
+          partial = '';
+        }
+        for (const raw of lines) {
+          const line = redactKnownValues(raw, known).text.trimEnd();
+          if (line)
+            logger.info(
+              { projectId, server: server.name, stderr: line.slice(0, 2000) },
+              'mcp server stderr',
+            );
+        }
       });
       await client.connect(transport);
       logger.debug({ projectId, server: server.name, transport: t.type }, 'mcp server connected');
@@ -131,6 +153,9 @@ export function createMcpGateway({
       const refused =
         error instanceof StreamableHTTPError && (error.code ?? 0) >= 400 && (error.code ?? 0) < 500;
       if (!t.sseFallback || !refused || error.code === 401 || error.code === 403) throw error;
+      // Client.connect closed the client when its initialize failed, and so marked this
+      // connection closed; the same client is about to connect again.
+      connection.closed = false;
       const sse: Transport = new SSEClientTransport(url, {
         requestInit: { headers },
         eventSourceInit: {
@@ -161,11 +186,18 @@ export function createMcpGateway({
     const key = await connectionKey(projectId, server);
     let entry = pool.get(key);
     if (!entry) {
-      // A newer credential or config for the same server: the older connection goes.
+      // A newer credential or config for the same server: the older connection goes once
+      // the calls in flight on it are done (a run on a pinned revision and the endpoint on
+      // the active one may alternate; neither has its calls cut).
       for (const [other, conn] of pool) {
         if (other.startsWith(`${projectId}\u0000${server.name}\u0000`)) {
           pool.delete(other);
-          void conn.then((c) => c.client.close()).catch(() => {});
+          void conn
+            .then(async (c) => {
+              c.retired = true;
+              if (c.busy === 0) await c.client.close();
+            })
+            .catch(() => {});
         }
       }
       entry = open(projectId, server, key);
@@ -244,16 +276,16 @@ export function createMcpGateway({
     async call(projectId, server, call) {
       for (let attempt = 0; ; attempt++) {
         const connection = await get(projectId, server);
+        connection.busy += 1;
         try {
-          const result = await connection.client.callTool(
-            { name: call.tool, arguments: call.arguments },
-            undefined,
-            {
-              timeout: call.timeoutMs,
-              ...(call.signal ? { signal: call.signal } : {}),
-            },
+          // The plain request, not `callTool`: that one checks structured output against the
+          // tool's schema after the server has acted, and its error would read as a refusal.
+          // The result is untrusted text to the gateway either way.
+          return await connection.client.request(
+            { method: 'tools/call', params: { name: call.tool, arguments: call.arguments } },
+            CallToolResultSchema,
+            { timeout: call.timeoutMs, ...(call.signal ? { signal: call.signal } : {}) },
           );
-          return result as RawToolResult;
         } catch (error) {
           if (call.signal?.aborted) throw call.signal.reason;
           if (error instanceof McpError && error.code === (ErrorCode.RequestTimeout as number)) {
@@ -264,13 +296,14 @@ export function createMcpGateway({
               error,
             );
           }
-          // A protocol error the server answered with (bad arguments, unknown tool): the
-          // connection is fine and the call was not made.
+          // An error the server answered with: the connection is fine. Only the errors a
+          // server gives before it runs the tool (unknown tool, bad arguments, a bad request)
+          // prove the call was not made; any other may come from the middle of it.
           if (error instanceof McpError && error.code !== (ErrorCode.ConnectionClosed as number)) {
             throw new ToolCallError(
               'TOOL_PROTOCOL_ERROR',
-              `"${call.tool}" was refused by the server: ${error.message}`,
-              false,
+              `"${call.tool}" failed on the server: ${error.message}`,
+              !REFUSED_BEFORE_RUNNING.has(error.code),
               error,
             );
           }
@@ -283,6 +316,10 @@ export function createMcpGateway({
             !notSent,
             error,
           );
+        } finally {
+          connection.busy -= 1;
+          if (connection.retired && connection.busy === 0)
+            void connection.client.close().catch(() => {});
         }
       }
     },
@@ -302,6 +339,14 @@ export function createMcpGateway({
     },
   };
 }
+
+/** JSON-RPC errors a server answers before it runs a tool. */
+const REFUSED_BEFORE_RUNNING = new Set<number>([
+  ErrorCode.ParseError,
+  ErrorCode.InvalidRequest,
+  ErrorCode.MethodNotFound,
+  ErrorCode.InvalidParams,
+]);
 
 /**
  * Failures that prove the request never reached a server able to act on it: a streamable-HTTP

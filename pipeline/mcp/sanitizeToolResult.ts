@@ -5,7 +5,7 @@ import { redactKnownValues, redactSecrets } from '../sanitize/redactSecrets.ts';
 export type RawToolResult = {
   content?: unknown;
   structuredContent?: unknown;
-  isError?: boolean;
+  isError?: boolean | undefined;
 };
 
 /** A tool result as it may enter model context, and what the audit keeps of it. */
