@@ -97,10 +97,13 @@ export async function recordToolCall(
     ON CONFLICT (run_id, step_index, call_index) WHERE run_id IS NOT NULL DO NOTHING
     RETURNING ${COLUMNS}`);
   if (inserted) return { row: inserted, created: true };
+  // Locked, so two workers on one run cannot both read a call as not yet made: the second
+  // waits for the first's transaction and sees what it wrote.
   const existing = await db.one(sql.type(ToolCallRow)`
     SELECT ${COLUMNS} FROM tool_calls
      WHERE run_id = ${call.run!.runId} AND step_index = ${call.run!.stepIndex}
-       AND call_index = ${call.run!.callIndex}`);
+       AND call_index = ${call.run!.callIndex}
+       FOR UPDATE`);
   return { row: existing, created: false };
 }
 

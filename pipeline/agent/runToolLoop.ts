@@ -27,7 +27,7 @@ import type { MigrationMode } from '../contracts/common.ts';
 import { AppError } from '../errors.ts';
 import { authorizeToolCall, offeredToolIds, type CallerScope } from '../mcp/authorizeToolCall.ts';
 import { ToolCallError } from '../mcp/createMcpGateway.ts';
-import { FIREWALL_NOTICE, sanitizeToolResult } from '../mcp/sanitizeToolResult.ts';
+import { FIREWALL_NOTICE, sanitizeToolResult, wrapUntrusted } from '../mcp/sanitizeToolResult.ts';
 import { modelToolName, toolIdResolver } from '../mcp/toolNames.ts';
 import { redactKnownValues, redactSecrets } from '../sanitize/redactSecrets.ts';
 import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
@@ -490,7 +490,19 @@ async function handleCall(
     if (row.status === 'awaiting_approval') await restartToolCall(tx, row.callId);
     return { row, created };
   });
-  if (!earlier.created && earlier.row.status === 'started' && tool.risk !== 'read') {
+  const was = earlier.created ? null : earlier.row.status;
+  if (was !== null && was !== 'started' && was !== 'awaiting_approval') {
+    // Another worker on this run finished the call after this one read its checkpoints: this
+    // attempt stops, and the retry replays the checkpoints instead of calling again.
+    throw new AppError(
+      'STEP_RACE',
+      `call ${a.callIndex} of step ${a.modelStep} was already ${was}`,
+      {
+        status: 409,
+      },
+    );
+  }
+  if (was === 'started' && tool.risk !== 'read') {
     await withProject(ctx.pool, run.projectId, async (tx) => {
       await finishToolCall(tx, earlier.row.callId, {
         status: 'uncertain',
@@ -537,15 +549,27 @@ async function handleCall(
       untrusted: true,
     });
   } catch (error) {
-    if (!(error instanceof ToolCallError)) throw error;
+    if (!(error instanceof ToolCallError)) {
+      // Not the call's own failure (a missing credential, a cancelled job): the call was not
+      // made by this attempt, so its row says so instead of staying `started`.
+      const code = error instanceof AppError ? error.code : 'TOOL_CALL_FAILED';
+      await withProject(ctx.pool, run.projectId, (tx) =>
+        finishToolCall(tx, earlier.row.callId, { status: 'error', code }),
+      ).catch(() => {});
+      throw error;
+    }
     const uncertain = error.maybeSent && tool.risk !== 'read';
     const status = error.code === 'TOOL_TIMEOUT' ? 'timeout' : uncertain ? 'uncertain' : 'error';
     outcome = { status, code: error.code, latencyMs: Math.round(performance.now() - started) };
+    // The message may quote the server: redacted, and marked as the server's words.
+    const said = redactSecrets(error.message, a.known).text;
+    const note =
+      uncertain || status === 'timeout' ? '; the call may have been made and is not repeated' : '';
     step = toolStep({
       status,
       code: error.code,
-      content: `${status}: ${error.message}${uncertain || status === 'timeout' ? '; the call may have been made and is not repeated' : ''}`,
-      untrusted: false,
+      content: wrapUntrusted(decision.resolved.toolId, `${status}: ${said}${note}`, true),
+      untrusted: true,
     });
   }
   await withProject(ctx.pool, run.projectId, async (tx) => {

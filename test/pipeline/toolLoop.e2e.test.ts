@@ -7,7 +7,12 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listRunSteps } from '../../db/runSteps.ts';
+import { getRun } from '../../db/runs.ts';
+import { withProject } from '../../db/withProject.ts';
+import { runToolLoop } from '../../pipeline/agent/runToolLoop.ts';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
+import { loadPinnedContracts } from '../../pipeline/stages/loadPinnedContracts.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { telegramCallbackQuery, telegramUpdate } from '../fakes/channelPayloads.ts';
@@ -436,6 +441,40 @@ describe('the tool loop', () => {
     expect(row.output!.text).toContain('Proposed actions (not carried out):');
     expect(row.output!.text).toContain('ops.restart {"service":"api"}');
     expect((await toolCallRows(runId)).map((r) => r.status)).toEqual(['proposed']);
+  });
+});
+
+describe('two workers on one run', () => {
+  it('a worker with a stale view of the checkpoints never makes a finished write again', async () => {
+    model.respondNext(
+      { toolCalls: [{ name: 'ops__restart', arguments: { service: 'cache' } }] },
+      { content: 'Cache restarted.' },
+    );
+    const runId = await send('tools', 7008, 'restart the cache');
+    expect((await untilState(runId, ['COMPLETED'])).state).toBe('COMPLETED');
+    const restarts = stdioCalls('restart').length;
+
+    // What a second worker that read the checkpoints before the call was settled holds.
+    const { run, contracts, steps } = await withProject(db().pool, 'tools', async (tx) => {
+      const found = (await getRun(tx, runId))!;
+      return {
+        run: found,
+        contracts: await loadPinnedContracts(pipeline.ctx, tx, found),
+        steps: await listRunSteps(tx, runId),
+      };
+    });
+    expect(steps.map((step) => step.kind)).toEqual(['model', 'tool', 'model']);
+    const stale = runToolLoop(pipeline.ctx, {
+      run,
+      contracts,
+      messages: [
+        { role: 'system', content: 'prompt' },
+        { role: 'user', content: 'restart the cache' },
+      ],
+      steps: [steps[0]!],
+    });
+    await expect(stale).rejects.toMatchObject({ code: 'STEP_RACE' });
+    expect(stdioCalls('restart').length).toBe(restarts);
   });
 });
 
