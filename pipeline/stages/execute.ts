@@ -1,4 +1,4 @@
-import { claimExecution, sessionHistory, transitionRun } from '../../db/runs.ts';
+import { claimExecution, getRun, sessionHistory, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { listApprovals } from '../../db/approvals.ts';
 import { appendRunStep, listRunSteps } from '../../db/runSteps.ts';
@@ -71,8 +71,9 @@ export async function execute(
   if ('done' in prepared) return prepared.done;
   if ('waiting' in prepared) {
     const { run, contracts, approval } = prepared.waiting;
-    if (approval) await notifyApprovers(ctx, { run, approval, project: contracts.project });
-    return { next: null };
+    return approval
+      ? askApprovers(ctx, job, { run, approval, project: contracts.project })
+      : { next: null };
   }
   if ('blocked' in prepared) {
     return { waitMs: prepared.blocked.waitMs, reason: `waiting for run ${prepared.blocked.by}` };
@@ -102,8 +103,7 @@ export async function execute(
     await progress.stop();
   }
   if (outcome.kind === 'paused') {
-    await notifyApprovers(ctx, { run, approval: outcome.approval, project: contracts.project });
-    return { next: null };
+    return askApprovers(ctx, job, { run, approval: outcome.approval, project: contracts.project });
   }
   const text =
     outcome.proposals.length > 0 && !contracts.agent.outputSchema
@@ -144,6 +144,35 @@ export async function execute(
     return executed;
   });
   return { next: moved ? 'sanitize' : null };
+}
+
+/**
+ * Sends an approval's unsent notices, then hands the run on. A failed send never fails the
+ * run: the notice stays queued and the sweeper brings the run back to send it. A decision that
+ * landed while this job was still running could not enqueue the resume (this job holds the
+ * run's execute job id), so a run found admitted again runs this same job once more.
+ */
+async function askApprovers(
+  ctx: StageContext,
+  job: RunJob,
+  args: Parameters<typeof notifyApprovers>[1],
+): Promise<StageOutcome> {
+  try {
+    await notifyApprovers(ctx, args);
+  } catch (error) {
+    ctx.logger.warn(
+      {
+        runId: job.runId,
+        traceId: job.traceId,
+        err: error instanceof Error ? error.message : String(error),
+      },
+      'approval notice not sent; the sweeper will try again',
+    );
+  }
+  const now = await withProject(ctx.pool, job.projectId, (tx) => getRun(tx, job.runId));
+  return now?.state === 'ADMITTED'
+    ? { waitMs: 10, reason: 'approval decided while asking' }
+    : { next: null };
 }
 
 /** Suggest mode's write calls, as a list the reply carries for a human to act on. */

@@ -75,8 +75,10 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
           SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
                  deadline_at < now() AS overdue
             FROM runs
-           WHERE state NOT IN ('COMPLETED', 'FAILED', 'WAITING_APPROVAL')
+           WHERE state NOT IN ('COMPLETED', 'FAILED')
              AND updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
+             -- a waiting run is left alone until its deadline (past its approval's expiry)
+             AND (state <> 'WAITING_APPROVAL' OR deadline_at < now())
           UNION
           -- a waiting run is stalled only while an approver's notice is left unsent
           SELECT DISTINCT r.run_id, r.project_id, r.trace_id, r.state, false
@@ -181,8 +183,13 @@ async function expireApprovals(ctx: StageContext, deps: SweepDeps): Promise<numb
       );
       expired += 1;
     } catch (error) {
-      // Decided meanwhile by a human: nothing to expire.
-      if (!(error instanceof AppError && error.code === 'APPROVAL_ALREADY_DECIDED')) throw error;
+      // Decided meanwhile by a human: nothing to expire. Any other failure is this approval's
+      // alone; the next sweep tries it again, and the other runs are not held up by it.
+      if (error instanceof AppError && error.code === 'APPROVAL_ALREADY_DECIDED') continue;
+      ctx.logger.warn(
+        { projectId, approvalId, err: error instanceof Error ? error.message : String(error) },
+        'could not expire an approval',
+      );
     }
   }
   return expired;
