@@ -45,8 +45,10 @@ export type EndpointCaller = {
  * One `tools/call` from an external MCP client, with the checks a run's call gets: the name
  * is resolved against the tools the project's active gateway contract declares, then
  * {@link authorizeToolCall} decides under the active contracts and the flow's current mode.
- * Untrusted content has not entered an external client's conversation as far as the gateway
- * can tell, so `tainted` is false. Only a `call` decision reaches the server; the rest come
+ * The gateway cannot see what an external client's conversation holds — it has read tool
+ * results through this very endpoint, or anything else — so its calls count as made after
+ * untrusted content (`tainted`): a write needs an approval, and there is no run here to pause,
+ * so it is refused. Only a `call` decision reaches the server; the rest come
  * back as `isError` results with their code.
  *
  * Every call, made or not, leaves a `tool_calls` row (via `mcp_endpoint`, arguments redacted,
@@ -93,7 +95,7 @@ export async function callAgentTool(
     const decision: ToolDecision = !read.ok
       ? { kind: 'refuse', code: read.code, message: read.message, resolved: null }
       : toolId
-        ? authorizeToolCall({ ...read.scope, tainted: false }, toolId)
+        ? authorizeToolCall({ ...read.scope, tainted: true }, toolId)
         : {
             kind: 'refuse',
             code: 'TOOL_UNKNOWN',

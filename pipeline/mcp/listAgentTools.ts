@@ -1,15 +1,21 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { withProject } from '../../db/withProject.ts';
-import { offeredToolIds, resolveTool, type ResolvedTool } from './authorizeToolCall.ts';
+import {
+  authorizeToolCall,
+  offeredToolIds,
+  resolveTool,
+  type ResolvedTool,
+} from './authorizeToolCall.ts';
 import type { AgentToolDeps, EndpointCaller } from './callAgentTool.ts';
 import type { DiscoveredTool } from './createMcpGateway.ts';
 import { readAgentScope } from './readAgentScope.ts';
 import { modelToolName } from './toolNames.ts';
 
 /**
- * The tools an agent's MCP endpoint lists: exactly those {@link offeredToolIds} gives under
- * the active contracts and the flow's current mode (a tool a call could reach: call, approve
- * or propose), named as a model would see them, with the description and input schema their
+ * The tools an agent's MCP endpoint lists: those {@link offeredToolIds} gives under the
+ * active contracts and the flow's current mode that an endpoint call could actually make (a
+ * tool that would need an approval or be only a proposal is left out: the endpoint has no run
+ * to pause), named as a model would see them, with the description and input schema their
  * server gives (`discover`). A tool whose server cannot be reached now is still listed, with
  * an open schema, so the list does not change with a server's health; calling it reports the
  * server's failure. Not listed at all: no scope (`ok: false` says why).
@@ -23,6 +29,7 @@ export async function listAgentTools(
   );
   if (!read.ok) return read;
   const offered = offeredToolIds(read.scope)
+    .filter((toolId) => authorizeToolCall({ ...read.scope, tainted: true }, toolId).kind === 'call')
     .map((toolId) => resolveTool(read.scope.gateway, toolId))
     .filter((resolved): resolved is ResolvedTool => resolved !== null);
   // One discovery per server, outside any transaction: it may wait on the network.

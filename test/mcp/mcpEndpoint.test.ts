@@ -323,9 +323,9 @@ describe('an agent MCP endpoint, through the SDK client', () => {
     expect(JSON.stringify([calls, audit])).not.toContain(TOKEN);
   });
 
-  it('follows the flow mode as it is now: approval needed, then a proposal, then not offered; never made', async () => {
+  it('never lists or makes a write an endpoint call could not make: approval needed, then a proposal, then the mode forbids it', async () => {
     const client = await connect(opsKey, 'ops');
-    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['fake__restart']);
+    expect((await client.listTools()).tools).toEqual([]);
     const approval = await call(client, 'fake__restart', { service: 'db' });
     expect(approval).toMatchObject({ isError: true });
     expect(approval.text).toMatch(/^APPROVAL_REQUIRED: .*grant_requires_approval/);
@@ -335,7 +335,7 @@ describe('an agent MCP endpoint, through the SDK client', () => {
         setMigrationState(tx, { projectId: PROJECT, flow: 'ops', mode, canary: {}, actor: 'test' }),
       );
     await setMode('suggest');
-    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['fake__restart']);
+    expect((await client.listTools()).tools).toEqual([]);
     expect((await call(client, 'fake__restart', { service: 'db' })).text).toMatch(
       /^PROPOSAL_ONLY: /,
     );
