@@ -292,5 +292,33 @@ describe('anthropic', () => {
       ]);
       expect(result).toMatchObject({ text: 'model: weather in Oslo and Bergen?', toolCalls: [] });
     });
+
+    it('writes earlier calls and results as text when the request offers no tools', async () => {
+      await anthropic(
+        target(),
+        {
+          messages: [
+            { role: 'user', content: 'weather in Oslo?' },
+            {
+              role: 'assistant',
+              content: '',
+              toolCalls: [{ id: 'toolu_1', name: 'weather_now', arguments: { city: 'Oslo' } }],
+            },
+            { role: 'tool', toolCallId: 'toolu_1', content: '12 degrees' },
+          ],
+          responseFormat: 'text',
+          traceId: '0af7651916cd43dd8448eb211c80319c',
+        },
+        deps,
+      );
+      const body = model.requests[0]!.body;
+      // The API refuses tool_use / tool_result blocks in a request that defines no tools.
+      expect(body.tools).toBeUndefined();
+      expect(body.messages).toEqual([
+        { role: 'user', content: 'weather in Oslo?' },
+        { role: 'assistant', content: '[tool call toolu_1: weather_now {"city":"Oslo"}]' },
+        { role: 'user', content: '[result of tool call toolu_1]\n12 degrees' },
+      ]);
+    });
   });
 });

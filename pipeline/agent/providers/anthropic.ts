@@ -68,7 +68,7 @@ export async function anthropic(
       model,
       max_tokens: target.maxOutputTokens,
       ...(system.length > 0 ? { system: system.join('\n\n') } : {}),
-      messages: toWire(request.messages),
+      messages: toWire(request.messages, tools.length > 0),
       ...(tools.length > 0
         ? {
             tools: tools.map(({ name, description, inputSchema }) => ({
@@ -110,9 +110,12 @@ type WireMessage = { role: 'user' | 'assistant'; content: string | WireBlock[] }
 /**
  * The conversation in the Messages API format, system messages left out. A run of tool messages
  * becomes one user message of `tool_result` blocks: the API wants every result of an assistant
- * turn in the user message right after it.
+ * turn in the user message right after it. A request that offers no tools may not carry
+ * `tool_use` or `tool_result` blocks at all (the API refuses it: a loop's last step, or one
+ * whose tool servers are down), so then the earlier calls and results go as plain text.
  */
-function toWire(messages: readonly ChatMessage[]): WireMessage[] {
+function toWire(messages: readonly ChatMessage[], withTools: boolean): WireMessage[] {
+  if (!withTools) return toWire(messages.map(asText), true);
   const wire: WireMessage[] = [];
   let results: WireBlock[] | null = null;
   for (const message of messages) {
@@ -148,6 +151,21 @@ function toWire(messages: readonly ChatMessage[]): WireMessage[] {
     });
   }
   return wire;
+}
+
+/** A message with its tool calls or tool result written out as text. */
+function asText(message: ChatMessage): ChatMessage {
+  if (message.role === 'tool') {
+    return {
+      role: 'user',
+      content: `[result of tool call ${message.toolCallId}]\n${message.content}`,
+    };
+  }
+  if (message.role !== 'assistant' || !message.toolCalls?.length) return message;
+  const calls = message.toolCalls.map(
+    (c) => `[tool call ${c.id}: ${c.name} ${JSON.stringify(c.arguments ?? {})}]`,
+  );
+  return { role: 'assistant', content: [message.content, ...calls].filter(Boolean).join('\n') };
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
