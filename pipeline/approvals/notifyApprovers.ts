@@ -159,11 +159,20 @@ export async function notifyApprovers(
     return report;
   }
 
-  const text = noticeText(approval);
+  const { text, complete } = noticeText(approval);
+  // An approver decides only on arguments they could read in full: a notice that had to cut
+  // them offers Reject alone, and the text says where to see the rest.
   const replyMarkup = {
     inline_keyboard: [
       [
-        { text: 'Approve', callback_data: approvalCallbackData(approval.approvalId, 'approved') },
+        ...(complete
+          ? [
+              {
+                text: 'Approve',
+                callback_data: approvalCallbackData(approval.approvalId, 'approved'),
+              },
+            ]
+          : []),
         { text: 'Reject', callback_data: approvalCallbackData(approval.approvalId, 'rejected') },
       ],
     ],
@@ -235,7 +244,7 @@ export async function notifyApprovers(
  * The notice, in plain text (nothing in it is markup, so nothing needs escaping). The
  * arguments come last, so cutting an over-long notice never cuts the approval id.
  */
-function noticeText(approval: Approval): string {
+function noticeText(approval: Approval): { text: string; complete: boolean } {
   const head = [
     'Approval needed',
     '',
@@ -252,7 +261,12 @@ function noticeText(approval: Approval): string {
   ].join('\n');
   const room = Math.min(MAX_ARGUMENTS_CHARS, MAX_TEXT_CHARS - head.length - 20);
   const args = JSON.stringify(approval.arguments, null, 2);
-  return `${head}\n${args.length > room ? `${args.slice(0, room)}\n… (cut)` : args}`;
+  if (args.length <= room) return { text: `${head}\n${args}`, complete: true };
+  const rest = `awooop approvals list --project ${approval.projectId} --json`;
+  return {
+    text: `${head}\n${args.slice(0, room)}\n… (cut: see them in full with \`${rest}\` or the API before approving)`,
+    complete: false,
+  };
 }
 
 /** Keeps the bot inside Telegram's limits per chat and overall, as deliver does. */

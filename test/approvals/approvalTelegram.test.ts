@@ -236,10 +236,10 @@ describe('an approval button pressed in Telegram', () => {
 });
 
 describe('notifyApprovers', () => {
-  async function queued(): Promise<{ run: Run; approval: Approval }> {
-    const paused = await waitingApproval(pipeline, PROJECT, {
-      args: { service: 'billing', token: '[REDACTED]' },
-    });
+  async function queued(
+    args: Record<string, unknown> = { service: 'billing', token: '[REDACTED]' },
+  ): Promise<{ run: Run; approval: Approval }> {
+    const paused = await waitingApproval(pipeline, PROJECT, { args });
     await withProject(db().pool, PROJECT, (tx) =>
       queueApprovalNotices(
         tx,
@@ -317,6 +317,16 @@ describe('notifyApprovers', () => {
     const again = await notifyApprovers(pipeline.ctx, { run, approval, project });
     expect(again).toEqual({ sent: 0, uncertain: 0, failed: 0 });
     expect(sentFor(approval.approvalId)).toHaveLength(2);
+  });
+
+  it('offers only Reject when the arguments had to be cut, and says where to read them', async () => {
+    const { run, approval } = await queued({ script: 'x'.repeat(5000) });
+    await notifyApprovers(pipeline.ctx, { run, approval, project, channel: opsChannel });
+    const message = sentFor(approval.approvalId)[0]!;
+    expect(message.text).toContain('… (cut: see them in full with');
+    expect(message.reply_markup).toEqual({
+      inline_keyboard: [[{ text: 'Reject', callback_data: `ap:${approval.approvalId}:n` }]],
+    });
   });
 
   it('a press on the sent button decides it', async () => {
