@@ -272,6 +272,33 @@ export async function sessionHistory(
   );
 }
 
+/**
+ * Whether any of the session's completed runs that {@link sessionHistory} would return (the
+ * same window) read a tool result: their answers may carry untrusted content into this run.
+ */
+export async function historyTainted(
+  db: CommonQueryMethods,
+  {
+    projectId,
+    sessionKey,
+    beforeSeq,
+    limit,
+  }: { projectId: string; sessionKey: string; beforeSeq: number; limit: number },
+): Promise<boolean> {
+  if (limit <= 0) return false;
+  const row = await db.one(sql.type(z.object({ tainted: z.boolean() }))`
+    SELECT EXISTS (
+      SELECT 1 FROM (
+        SELECT run_id FROM runs
+         WHERE project_id = ${projectId} AND session_key = ${sessionKey}
+           AND state = 'COMPLETED' AND run_seq < ${beforeSeq}
+         ORDER BY run_seq DESC LIMIT ${limit}
+      ) h JOIN run_steps s USING (run_id)
+       WHERE s.kind = 'tool' AND (s.body ->> 'untrusted')::boolean
+    ) AS tainted`);
+  return row.tainted;
+}
+
 const Transition = z.object({
   stage: z.string(),
   fromState: z.string().nullable(),

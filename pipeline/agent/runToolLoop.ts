@@ -64,6 +64,11 @@ export type LoopInput = {
   messages: ChatMessage[];
   /** The run's checkpoints so far (empty on a first attempt). */
   steps: RunStep[];
+  /**
+   * Whether the history in `messages` carries answers built on tool results (an earlier run
+   * of the session read a tool): untrusted content is then in the run from its first step.
+   */
+  historyTainted?: boolean;
   signal?: AbortSignal;
 };
 
@@ -120,7 +125,8 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
 
     if (lastModel?.kind === 'model' && pending.length > 0) {
       const { call, callIndex } = pending[0]!;
-      const tainted = steps.some((s) => s.kind === 'tool' && s.body.untrusted);
+      const tainted =
+        input.historyTainted === true || steps.some((s) => s.kind === 'tool' && s.body.untrusted);
       const result = await handleCall(ctx, {
         run,
         project: contracts.project,

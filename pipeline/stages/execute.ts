@@ -1,4 +1,10 @@
-import { claimExecution, getRun, sessionHistory, transitionRun } from '../../db/runs.ts';
+import {
+  claimExecution,
+  getRun,
+  historyTainted,
+  sessionHistory,
+  transitionRun,
+} from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { listApprovals } from '../../db/approvals.ts';
 import { appendRunStep, listRunSteps } from '../../db/runSteps.ts';
@@ -59,14 +65,17 @@ export async function execute(
       projectId: run.projectId,
       ...contracts.agent.prompt,
     });
-    const history = await sessionHistory(tx, {
+    const window = {
       projectId: run.projectId,
       sessionKey: run.sessionKey ?? '',
       beforeSeq: run.runSeq,
       limit: Math.floor(contracts.agent.history.maxMessages / 2),
-    });
+    };
+    const history = await sessionHistory(tx, window);
+    // Only an agent with tools can act on what earlier answers carried.
+    const tainted = contracts.agent.tools.length > 0 && (await historyTainted(tx, window));
     const steps = await listRunSteps(tx, run.runId);
-    return { run, contracts, event, prompt, history, steps } as const;
+    return { run, contracts, event, prompt, history, steps, tainted } as const;
   });
   if ('done' in prepared) return prepared.done;
   if ('waiting' in prepared) {
@@ -78,7 +87,7 @@ export async function execute(
   if ('blocked' in prepared) {
     return { waitMs: prepared.blocked.waitMs, reason: `waiting for run ${prepared.blocked.by}` };
   }
-  const { run, contracts, event, prompt, history, steps } = prepared;
+  const { run, contracts, event, prompt, history, steps, tainted } = prepared;
 
   const messages: ChatMessage[] = [{ role: 'system', content: prompt }];
   for (const turn of [...history].reverse()) {
@@ -97,6 +106,7 @@ export async function execute(
       contracts,
       messages,
       steps: [...steps],
+      historyTainted: tainted,
       ...(signal ? { signal } : {}),
     });
   } finally {

@@ -227,6 +227,15 @@ function spawnExecuteWorker(env: Record<string, string> = {}): ChildProcess {
 
 let nextUpdateId = 5000;
 async function send(projectId: string, chatId: number, text: string) {
+  const runsOfChat = async () =>
+    (
+      await owner.query<{ run_id: string }>(
+        `SELECT run_id FROM runs WHERE project_id = $1 AND conversation_key LIKE $2
+          ORDER BY run_seq DESC`,
+        [projectId, `%/${chatId}`],
+      )
+    ).rows;
+  const before = (await runsOfChat()).length;
   const res = await fetch(`${pipeline.url}/webhooks/telegram/${projectId}/tg`, {
     method: 'POST',
     headers: {
@@ -237,13 +246,10 @@ async function send(projectId: string, chatId: number, text: string) {
   });
   expect(res.status).toBe(200);
   const run = await waitFor(
-    async () =>
-      (
-        await owner.query<{ run_id: string }>(
-          `SELECT run_id FROM runs WHERE project_id = $1 AND conversation_key LIKE $2`,
-          [projectId, `%/${chatId}`],
-        )
-      ).rows[0],
+    async () => {
+      const rows = await runsOfChat();
+      return rows.length > before ? rows[0] : undefined;
+    },
     { what: 'the run' },
   );
   return run.run_id;
@@ -547,6 +553,26 @@ describe('approvals', () => {
     expect(row.failure_code).toBe('APPROVAL_REJECTED');
     expect(stdioCalls('restart').length).toBe(restarts);
     await waitFor(() => sentTo(7102).length === 1 || undefined, { what: 'the failure notice' });
+  });
+
+  it('needs approval for a write when an earlier answer of the session read a tool', async () => {
+    model.respondNext(
+      { toolCalls: [{ name: 'ops__lookup', arguments: { key: 'status' } }] },
+      { content: 'Status read.' },
+    );
+    const first = await send('tools', 7105, 'read the status');
+    expect((await untilState(first, ['COMPLETED'])).state).toBe('COMPLETED');
+    model.respondNext({ toolCalls: [{ name: 'ops__restart', arguments: { service: 'status' } }] });
+    const restarts = stdioCalls('restart').length;
+    const { runId, approval } = await pausedRun(7105, 'now restart it');
+    const reasons = await owner.query<{ reasons: string[] }>(
+      'SELECT reasons FROM approvals WHERE approval_id = $1',
+      [approval.approval_id],
+    );
+    expect(reasons.rows[0]!.reasons).toEqual(['untrusted_content_in_run']);
+    expect(stdioCalls('restart').length).toBe(restarts);
+    await decide(approval.approval_id, 'rejected');
+    expect((await untilState(runId, ['FAILED'])).failure_code).toBe('APPROVAL_REJECTED');
   });
 
   it('asks the approver on Telegram with buttons, and a press resumes the run', async () => {
