@@ -24,10 +24,10 @@ import {
 import { withProject } from '../../db/withProject.ts';
 import { canonicalJson, sha256Hex } from '../contracts/canonicalJson.ts';
 import type { MigrationMode } from '../contracts/common.ts';
-import { AppError } from '../errors.ts';
+import { AppError, NonRetryableError } from '../errors.ts';
 import { authorizeToolCall, offeredToolIds, type CallerScope } from '../mcp/authorizeToolCall.ts';
-import { ToolCallError } from '../mcp/createMcpGateway.ts';
-import { FIREWALL_NOTICE, sanitizeToolResult, wrapUntrusted } from '../mcp/sanitizeToolResult.ts';
+import { ToolCallError, type DiscoveredTool } from '../mcp/createMcpGateway.ts';
+import { FIREWALL_NOTICE, sanitizeToolResult } from '../mcp/sanitizeToolResult.ts';
 import { modelToolName, toolIdResolver } from '../mcp/toolNames.ts';
 import { redactKnownValues, redactSecrets } from '../sanitize/redactSecrets.ts';
 import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
@@ -211,12 +211,29 @@ async function offeredSpecs(
   scope: Omit<CallerScope, 'tainted'>,
 ): Promise<{ toolId: string; spec: ToolSpec }[]> {
   const out: { toolId: string; spec: ToolSpec }[] = [];
+  // One discovery per server: a server that is down is asked (and logged) once, not per tool.
+  const listings = new Map<string, Promise<Map<string, DiscoveredTool>>>();
   for (const toolId of offeredToolIds(scope)) {
     const decision = authorizeToolCall({ ...scope, tainted: false }, toolId);
     if (!decision.resolved) continue;
     const { server, tool } = decision.resolved;
+    if (!listings.has(server.name)) {
+      const listing = ctx.gateway.discover(scope.projectId, server);
+      listings.set(server.name, listing);
+      void listing.catch((error: unknown) =>
+        // A server that is down costs its tools for this step, not the run.
+        ctx.logger.warn(
+          {
+            projectId: scope.projectId,
+            server: server.name,
+            err: error instanceof Error ? error.message : String(error),
+          },
+          'mcp server unavailable; its tools are not offered',
+        ),
+      );
+    }
     try {
-      const listed = (await ctx.gateway.discover(scope.projectId, server)).get(tool.name);
+      const listed = (await listings.get(server.name)!).get(tool.name);
       if (!listed) {
         ctx.logger.warn(
           { projectId: scope.projectId, tool: toolId },
@@ -232,16 +249,8 @@ async function offeredSpecs(
           inputSchema: listed.inputSchema,
         },
       });
-    } catch (error) {
-      // A server that is down costs its tools for this step, not the run.
-      ctx.logger.warn(
-        {
-          projectId: scope.projectId,
-          server: server.name,
-          err: error instanceof Error ? error.message : String(error),
-        },
-        'mcp server unavailable; its tools are not offered',
-      );
+    } catch {
+      // Logged once for the server above.
     }
   }
   return out;
@@ -556,27 +565,36 @@ async function handleCall(
     });
   } catch (error) {
     if (!(error instanceof ToolCallError)) {
-      // Not the call's own failure (a missing credential, a cancelled job): the call was not
-      // made by this attempt, so its row says so instead of staying `started`.
-      const code = error instanceof AppError ? error.code : 'TOOL_CALL_FAILED';
-      await withProject(ctx.pool, run.projectId, (tx) =>
-        finishToolCall(tx, earlier.row.callId, { status: 'error', code }),
-      ).catch(() => {});
+      // Not the call's own failure. A cancelled job (shutdown) may have sent it: the row stays
+      // `started`, so the retry makes a read again and settles a write `uncertain`. An error no
+      // retry will fix (a missing credential) ends the run, and the row says why.
+      if (error instanceof NonRetryableError) {
+        await withProject(ctx.pool, run.projectId, (tx) =>
+          finishToolCall(tx, earlier.row.callId, { status: 'error', code: error.code }),
+        ).catch(() => {});
+      }
       throw error;
     }
     const uncertain = error.maybeSent && tool.risk !== 'read';
     const status = error.code === 'TOOL_TIMEOUT' ? 'timeout' : uncertain ? 'uncertain' : 'error';
     outcome = { status, code: error.code, latencyMs: Math.round(performance.now() - started) };
-    // The message may quote the server: redacted, and marked as the server's words.
-    const said = redactSecrets(error.message, a.known).text;
     const note =
       uncertain || status === 'timeout' ? '; the call may have been made and is not repeated' : '';
-    step = toolStep({
-      status,
-      code: error.code,
-      content: wrapUntrusted(decision.resolved.toolId, `${status}: ${said}${note}`, true),
-      untrusted: true,
-    });
+    // A server's own error text is its words: redacted, capped and marked untrusted like a
+    // result. The gateway's messages (timeout, unreachable) are ours and quote no server.
+    const quotesServer = error.code === 'TOOL_PROTOCOL_ERROR';
+    const said = quotesServer
+      ? sanitizeToolResult(
+          decision.resolved.toolId,
+          {
+            content: [{ type: 'text', text: `${status}: ${error.message}${note}` }],
+            isError: true,
+          },
+          tool.result,
+          a.known,
+        ).content
+      : `${status}: ${error.message}${note}`;
+    step = toolStep({ status, code: error.code, content: said, untrusted: quotesServer });
   }
   await withProject(ctx.pool, run.projectId, async (tx) => {
     await finishToolCall(tx, earlier.row.callId, outcome);
