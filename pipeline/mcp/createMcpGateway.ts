@@ -9,8 +9,9 @@ import {
   StreamableHTTPError,
 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { CallToolResultSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { canonicalJson, sha256Hex } from '../contracts/canonicalJson.ts';
 import type { GatewayServer } from '../contracts/mcpGatewayContract.ts';
 import { AppError } from '../errors.ts';
@@ -234,6 +235,12 @@ export function createMcpGateway({
     await connection.client.close().catch(() => {});
   }
 
+  /** Ends one use of a connection; a superseded one closes after its last use. */
+  function release(connection: Connection) {
+    connection.busy -= 1;
+    if (connection.retired && connection.busy === 0) void connection.client.close().catch(() => {});
+  }
+
   async function listAll(client: Client): Promise<Map<string, DiscoveredTool>> {
     const tools = new Map<string, DiscoveredTool>();
     let cursor: string | undefined;
@@ -256,6 +263,7 @@ export function createMcpGateway({
       for (let attempt = 0; ; attempt++) {
         const connection = await get(projectId, server);
         connection.tools ??= listAll(connection.client);
+        connection.busy += 1;
         try {
           return await connection.tools;
         } catch (error) {
@@ -269,6 +277,8 @@ export function createMcpGateway({
               error,
             );
           }
+        } finally {
+          release(connection);
         }
       }
     },
@@ -283,7 +293,7 @@ export function createMcpGateway({
           // The result is untrusted text to the gateway either way.
           return await connection.client.request(
             { method: 'tools/call', params: { name: call.tool, arguments: call.arguments } },
-            CallToolResultSchema,
+            AnyToolResult,
             { timeout: call.timeoutMs, ...(call.signal ? { signal: call.signal } : {}) },
           );
         } catch (error) {
@@ -317,9 +327,7 @@ export function createMcpGateway({
             error,
           );
         } finally {
-          connection.busy -= 1;
-          if (connection.retired && connection.busy === 0)
-            void connection.client.close().catch(() => {});
+          release(connection);
         }
       }
     },
@@ -340,13 +348,25 @@ export function createMcpGateway({
   };
 }
 
-/** JSON-RPC errors a server answers before it runs a tool. */
+/**
+ * JSON-RPC errors a server answers before it runs a tool. Invalid params is not among them:
+ * some servers send it after the tool ran, when its output does not fit its own schema.
+ */
 const REFUSED_BEFORE_RUNNING = new Set<number>([
   ErrorCode.ParseError,
   ErrorCode.InvalidRequest,
   ErrorCode.MethodNotFound,
-  ErrorCode.InvalidParams,
 ]);
+
+/**
+ * A tools/call result as loosely as it may come: a malformed one is the server's answer all
+ * the same (the tool ran), read by the context firewall, not a broken connection to drop.
+ */
+const AnyToolResult = z.looseObject({
+  content: z.unknown().optional(),
+  structuredContent: z.unknown().optional(),
+  isError: z.boolean().optional().catch(undefined),
+});
 
 /**
  * Failures that prove the request never reached a server able to act on it: a streamable-HTTP
