@@ -7,6 +7,7 @@ import {
 } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { listApprovals } from '../../db/approvals.ts';
+import { RetryAfterError } from '../errors.ts';
 import { appendRunStep, listRunSteps } from '../../db/runSteps.ts';
 import type { ChatMessage } from '../agent/modelTypes.ts';
 import { runToolLoop, type Proposal } from '../agent/runToolLoop.ts';
@@ -158,7 +159,8 @@ export async function execute(
 
 /**
  * Sends an approval's unsent notices, then hands the run on. A failed send never fails the
- * run: the notice stays queued and the sweeper brings the run back to send it. A decision that
+ * run: a `retry_after` delays this job (no attempt spent); any other failure leaves the
+ * notice queued and the sweeper brings the run back to send it. A decision that
  * landed while this job was still running could not enqueue the resume (this job holds the
  * run's execute job id), so a run found admitted again runs this same job once more.
  */
@@ -170,6 +172,9 @@ async function askApprovers(
   try {
     await notifyApprovers(ctx, args);
   } catch (error) {
+    // Telegram asked to wait (or pacing did): the job waits without spending an attempt and
+    // comes back here, so the other approvers are asked in seconds, not at the next sweep.
+    if (error instanceof RetryAfterError) throw error;
     ctx.logger.warn(
       {
         runId: job.runId,

@@ -109,7 +109,15 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
     exhausted: 0,
     expired: await expireApprovals(ctx, deps),
   };
+  // A run can match two branches (a waiting run past its deadline with an unsent notice):
+  // it is handled once, as overdue if either says so.
+  const byRun = new Map<string, (typeof stalled)[number]>();
   for (const run of stalled) {
+    const seen = byRun.get(run.runId);
+    byRun.set(run.runId, seen ? { ...seen, overdue: seen.overdue || run.overdue } : run);
+  }
+  report.checked = byRun.size;
+  const sweepOne = async (run: (typeof stalled)[number]) => {
     const notice = run.state === 'FAILED';
     const stage: Stage = notice ? 'deliver' : stageFor(run.state)!;
     const state = await deps.jobState(stage, run.runId, notice);
@@ -127,9 +135,9 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
         report.timedOut += 1;
         await deps.enqueue('deliver', job, { notice: true });
       }
-      continue;
+      return;
     }
-    if (LIVE_JOB_STATES.has(state)) continue;
+    if (LIVE_JOB_STATES.has(state)) return;
     if (state === 'failed' && !notice) {
       if (
         await endRun(ctx, job, run.state, 'STAGE_FAILED', `the ${stage} stage used up its attempts`)
@@ -137,10 +145,10 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
         report.exhausted += 1;
         await deps.enqueue('deliver', job, { notice: true });
       }
-      continue;
+      return;
     }
     // A notice whose own job used up its attempts stays unsent; the failed job shows why.
-    if (state === 'failed') continue;
+    if (state === 'failed') return;
     await deps.enqueue(stage, job, { notice });
     await withProject(ctx.pool, run.projectId, (tx) =>
       appendAudit(tx, {
@@ -155,6 +163,22 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
       }),
     );
     report.requeued += 1;
+  };
+  for (const run of byRun.values()) {
+    try {
+      await sweepOne(run);
+    } catch (error) {
+      // One run that cannot be handled now does not hold up the others; the next sweep
+      // finds it again.
+      ctx.logger.warn(
+        {
+          runId: run.runId,
+          projectId: run.projectId,
+          err: error instanceof Error ? error.message : String(error),
+        },
+        'sweep could not handle a run',
+      );
+    }
   }
   return report;
 }
