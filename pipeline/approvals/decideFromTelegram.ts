@@ -8,6 +8,7 @@ import { AppError } from '../errors.ts';
 import type { SecretResolver } from '../secrets/createSecretResolver.ts';
 import { decideApproval, type DecideDeps } from './decideApproval.ts';
 import { isApprover } from './isApprover.ts';
+import { fitsInNotice } from './notifyApprovers.ts';
 
 /** What deciding from a button press needs: deciding's deps, the bot's secrets, a logger. */
 export type TelegramDecisionDeps = DecideDeps & { secrets: SecretResolver; logger: Logger };
@@ -76,6 +77,15 @@ export async function decideFromTelegram(
         'an approval button was pressed by someone who may not decide',
       );
       return { outcome: 'not_allowed', text: 'Not allowed: you are not an approver here' };
+    }
+    if (action.decision === 'approved') {
+      const approval = await withProject(deps.pool, projectId, (tx) =>
+        getApproval(tx, action.approvalId),
+      );
+      // The notice could not show these arguments whole and offered no Approve button.
+      if (approval && approval.status === 'pending' && !fitsInNotice(approval)) {
+        return { outcome: 'not_allowed', text: 'Too long to approve here: use the API or the CLI' };
+      }
     }
     try {
       await decideApproval(deps, {

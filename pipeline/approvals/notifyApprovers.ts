@@ -244,6 +244,14 @@ export async function notifyApprovers(
  * The notice, in plain text (nothing in it is markup, so nothing needs escaping). The
  * arguments come last, so cutting an over-long notice never cuts the approval id.
  */
+/**
+ * Whether a notice can show an approval's arguments in full: only then may it be approved
+ * from Telegram (a client can send any button data, so the decider checks this too).
+ */
+export function fitsInNotice(approval: Approval): boolean {
+  return noticeText(approval).complete;
+}
+
 function noticeText(approval: Approval): { text: string; complete: boolean } {
   const head = [
     'Approval needed',
@@ -262,9 +270,9 @@ function noticeText(approval: Approval): { text: string; complete: boolean } {
   const room = Math.min(MAX_ARGUMENTS_CHARS, MAX_TEXT_CHARS - head.length - 20);
   const args = JSON.stringify(approval.arguments, null, 2);
   if (args.length <= room) return { text: `${head}\n${args}`, complete: true };
-  const rest = `awooop approvals list --project ${approval.projectId} --json`;
+  const rest = `awooop approvals list --project ${approval.projectId} --run ${approval.runId} --json`;
   return {
-    text: `${head}\n${args.slice(0, room)}\n… (cut: see them in full with \`${rest}\` or the API before approving)`,
+    text: `${head}\n${args.slice(0, room)}\n… (cut: read them in full with \`${rest}\` or the API, and decide there)`,
     complete: false,
   };
 }

@@ -323,10 +323,14 @@ describe('notifyApprovers', () => {
     const { run, approval } = await queued({ script: 'x'.repeat(5000) });
     await notifyApprovers(pipeline.ctx, { run, approval, project, channel: opsChannel });
     const message = sentFor(approval.approvalId)[0]!;
-    expect(message.text).toContain('… (cut: see them in full with');
+    expect(message.text).toContain('… (cut: read them in full with');
     expect(message.reply_markup).toEqual({
       inline_keyboard: [[{ text: 'Reject', callback_data: `ap:${approval.approvalId}:n` }]],
     });
+    // A client can send any button data: an Approve press for it is refused all the same.
+    const answer = await press(message.chat_id, `ap:${approval.approvalId}:y`);
+    expect(answer.body.approval).toBe('not_allowed');
+    expect((await runOf(run.runId))?.state).toBe('WAITING_APPROVAL');
   });
 
   it('a press on the sent button decides it', async () => {
