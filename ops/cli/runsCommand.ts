@@ -94,6 +94,20 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       ctx.print('revisions:');
       for (const [contract, revision] of Object.entries(view.pinned))
         ctx.print(`  ${contract.padEnd(24)} ${revision}`);
+      if (view.tool_calls.length > 0) {
+        ctx.print('tool calls:');
+        for (const c of view.tool_calls)
+          ctx.print(
+            `  ${c.at}  ${c.tool}  ${c.status}${c.code ? ` ${c.code}` : ''}${c.latency_ms === null ? '' : `  ${c.latency_ms} ms`}  args ${c.arguments_sha256.slice(0, 12)}`,
+          );
+      }
+      if (view.approvals.length > 0) {
+        ctx.print('approvals:');
+        for (const a of view.approvals)
+          ctx.print(
+            `  ${a.approval_id}  ${a.tool}  ${a.status}${a.decided_by ? ` by ${a.decided_by} via ${a.decided_via}` : `  expires ${a.expires_at}`}  (${a.reasons.join(', ')})`,
+          );
+      }
       ctx.print('outbound:');
       for (const o of view.outbound)
         ctx.print(

@@ -1,11 +1,16 @@
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
+import { listApprovals } from '../../db/approvals.ts';
 import { listOutbound } from '../../db/outboundMessages.ts';
 import { getRun, listTransitions } from '../../db/runs.ts';
+import { listToolCalls } from '../../db/toolCalls.ts';
 import { withProject } from '../../db/withProject.ts';
 import { NotFoundError } from '../errors.ts';
 
-/** A run as the API shows it: state, failure, output, timeline and outbound ledger. */
+/**
+ * A run as the API shows it: state, failure, output, timeline, the tool calls the gateway saw
+ * (by digest: arguments stay in the `tool_calls` table), its approvals and the outbound ledger.
+ */
 export async function describeRun(pool: DatabasePool, projectId: string, runId: string) {
   if (!z.uuid().safeParse(runId).success)
     throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId.slice(0, 64)}"`);
@@ -14,6 +19,8 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
     if (!run) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId}"`);
     const timeline = await listTransitions(tx, runId);
     const outbound = await listOutbound(tx, runId);
+    const calls = await listToolCalls(tx, { runId });
+    const approvals = await listApprovals(tx, { runId });
     const output = run.output as { text?: string } | null;
     return {
       run_id: run.runId,
@@ -37,6 +44,26 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
         to: t.toState,
         at: new Date(t.at).toISOString(),
         ms: Math.max(0, Math.round(t.at - t.startedAt)),
+      })),
+      tool_calls: calls.map((c) => ({
+        tool: c.server ? `${c.server}.${c.tool}` : c.tool,
+        risk: c.risk,
+        status: c.status,
+        code: c.code,
+        latency_ms: c.latencyMs,
+        arguments_sha256: c.argumentsSha256,
+        result_sha256: c.resultSha256,
+        at: new Date(c.createdAt).toISOString(),
+      })),
+      approvals: [...approvals].reverse().map((a) => ({
+        approval_id: a.approvalId,
+        tool: a.tool,
+        status: a.status,
+        reasons: a.reasons,
+        call_sha256: a.callSha256,
+        expires_at: new Date(a.expiresAt).toISOString(),
+        decided_by: a.decidedBy,
+        decided_via: a.decidedVia,
       })),
       outbound: outbound.map((o) => ({
         kind: o.kind,

@@ -530,6 +530,39 @@ describe('approvals', () => {
     await expect(decide(approval.approval_id, 'rejected')).rejects.toMatchObject({
       code: 'APPROVAL_ALREADY_DECIDED',
     });
+
+    // The run's record shows what the agent did: each call by digest, and who approved what.
+    const key = await pipeline.createKey('tools', ['operator']);
+    const view = (await (
+      await fetch(`${pipeline.url}/v1/projects/tools/runs/${runId}`, {
+        headers: { authorization: `Bearer ${key}` },
+      })
+    ).json()) as {
+      tool_calls: { tool: string; status: string; arguments_sha256: string }[];
+      approvals: { status: string; decided_by: string; call_sha256: string }[];
+      timeline: { to: string }[];
+    };
+    expect(view.tool_calls.map((c) => [c.tool, c.status])).toEqual([
+      ['web.lookup', 'ok'],
+      ['web.restart', 'ok'],
+    ]);
+    expect(view.approvals).toEqual([
+      expect.objectContaining({
+        status: 'approved',
+        decided_by: 'test:operator',
+        call_sha256: view.tool_calls[1]!.arguments_sha256,
+      }),
+    ]);
+    expect(view.timeline.map((t) => t.to)).toEqual([
+      'RECEIVED',
+      'RESOLVED',
+      'ADMITTED',
+      'WAITING_APPROVAL',
+      'ADMITTED',
+      'EXECUTED',
+      'SANITIZED',
+      'COMPLETED',
+    ]);
   });
 
   it('needs approval for a write after untrusted tool content entered the run', async () => {
