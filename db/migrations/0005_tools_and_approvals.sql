@@ -119,8 +119,11 @@ ALTER TABLE api_keys ADD CONSTRAINT api_keys_roles_check CHECK (
   AND (('mcp' = ANY (roles)) = (agent IS NOT NULL))
   AND (NOT ('mcp' = ANY (roles)) OR cardinality(roles) = 1));
 
--- The sweeper finds approvals past their expiry and notices left unsent, across projects.
+-- The sweeper finds approvals past their expiry and notices left unsent, across projects; the
+-- metrics scrape counts calls and approvals by status.
 GRANT SELECT (approval_id, project_id, run_id, trace_id, status, expires_at) ON approvals TO awooop_sweeper;
 GRANT SELECT (project_id, approval_id, status, updated_at, lease_until) ON approval_notices TO awooop_sweeper;
 CREATE POLICY sweeper_scan ON approvals FOR SELECT TO awooop_sweeper USING (true);
 CREATE POLICY sweeper_scan ON approval_notices FOR SELECT TO awooop_sweeper USING (true);
+GRANT SELECT (project_id, status) ON tool_calls TO awooop_sweeper;
+CREATE POLICY sweeper_scan ON tool_calls FOR SELECT TO awooop_sweeper USING (true);

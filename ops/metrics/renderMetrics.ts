@@ -35,7 +35,7 @@ export async function renderMetrics({
       .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
       .join(',')}}`;
 
-  const { runs, failures, outbound } = await pool.transaction(async (tx) => {
+  const { runs, failures, outbound, toolCalls, approvals } = await pool.transaction(async (tx) => {
     await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
     const runs = await tx.any(sql.type(
       z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
@@ -50,7 +50,15 @@ export async function renderMetrics({
       z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
     )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM outbound_messages GROUP BY 1, 2 ORDER BY 1, 2`);
-    return { runs, failures, outbound };
+    const toolCalls = await tx.any(sql.type(
+      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+    )`
+      SELECT project_id AS "projectId", status, count(*) AS n FROM tool_calls GROUP BY 1, 2 ORDER BY 1, 2`);
+    const approvals = await tx.any(sql.type(
+      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+    )`
+      SELECT project_id AS "projectId", status, count(*) AS n FROM approvals GROUP BY 1, 2 ORDER BY 1, 2`);
+    return { runs, failures, outbound, toolCalls, approvals };
   });
   // Counts of rows now, not events since start: they go down (a message is sent, retention
   // deletes), so they are gauges.
@@ -63,6 +71,12 @@ export async function renderMetrics({
   metric('awooop_outbound_messages', 'gauge', 'Outbound ledger rows by project and status.');
   for (const r of outbound)
     out.push(`awooop_outbound_messages${label({ project: r.projectId, status: r.status })} ${r.n}`);
+  metric('awooop_tool_calls', 'gauge', 'Tool calls the gateway saw, by project and status.');
+  for (const r of toolCalls)
+    out.push(`awooop_tool_calls${label({ project: r.projectId, status: r.status })} ${r.n}`);
+  metric('awooop_approvals', 'gauge', 'Approvals by project and status (pending: waiting now).');
+  for (const r of approvals)
+    out.push(`awooop_approvals${label({ project: r.projectId, status: r.status })} ${r.n}`);
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {

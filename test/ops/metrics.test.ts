@@ -160,6 +160,18 @@ describe('/metrics', () => {
     // deliveries: the reply and the failure notice; a gauge, as rows change status
     expect(text).toContain('# TYPE awooop_outbound_messages gauge');
 
+    // the gateway's calls and the approvals, read with the scrape's narrow role
+    const owner = await db().owner();
+    await owner.query(
+      `INSERT INTO tool_calls (project_id, trace_id, agent, via, server, tool, arguments,
+                               arguments_sha256, status)
+       VALUES ('acme', $1, 'helper', 'mcp_endpoint', 'ops', 'lookup', '{}', $2, 'refused')`,
+      ['0'.repeat(32), 'a'.repeat(64)],
+    );
+    const after = await scrape();
+    expect(sample(after, 'awooop_tool_calls{project="acme",status="refused"}')).toBe(1);
+    expect(after).toContain('# TYPE awooop_approvals gauge');
+
     expect(text).toContain('# TYPE awooop_stage_failures_total counter');
     expect(sample(text, 'awooop_stage_jobs_total{stage="execute",outcome="failed"}')).toBe(1);
     // every family is declared once
