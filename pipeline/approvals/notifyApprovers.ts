@@ -7,7 +7,7 @@ import {
 import { appendAudit } from '../../db/auditEvents.ts';
 import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { reserveSendSlot, telegramSendBuckets } from '../channels/sendRateLimiter.ts';
+import { paceTelegramSend } from '../channels/sendRateLimiter.ts';
 import { approvalCallbackData } from '../channels/telegram/readApprovalCallback.ts';
 import {
   createTelegramSender,
@@ -16,14 +16,12 @@ import {
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ProjectContract } from '../contracts/projectContract.ts';
 import type { ContractBodies } from '../contracts/tenantFile.ts';
-import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
+import { AppError, NonRetryableError } from '../errors.ts';
 import type { StageContext } from '../stages/StageContext.ts';
 import { isApprover } from './isApprover.ts';
 
 /** How long a claimed notice is held before another sender may settle it `uncertain`. */
 const LEASE_MS = 60_000;
-/** Longer waits for a send slot go back to the queue. */
-const MAX_INLINE_WAIT_MS = 3500;
 /** The most characters of the call's arguments a notice shows. */
 const MAX_ARGUMENTS_CHARS = 1500;
 /** Telegram's limit is 4096; the rest of the notice is short. */
@@ -181,7 +179,12 @@ export async function notifyApprovers(
     // The send slot is waited for before the claim: a worker that dies while it waits leaves
     // the notice queued, to be sent by the next try, not `uncertain`.
     if (notice.status === 'queued')
-      await pace(ctx, `${run.projectId}/${accountName}`, notice.recipient);
+      await paceTelegramSend(ctx.redis, ctx.redisPrefix, {
+        projectId: run.projectId,
+        accountId: accountName,
+        chatId: notice.recipient,
+        isGroup: false,
+      });
     if (!(await claim(notice.recipient))) continue;
     let messageId: string;
     try {
@@ -275,22 +278,4 @@ function noticeText(approval: Approval): { text: string; complete: boolean } {
     text: `${head}\n${args.slice(0, room)}\n… (cut: read them in full with \`${rest}\` or the API, and decide there)`,
     complete: false,
   };
-}
-
-/** Keeps the bot inside Telegram's limits per chat and overall, as deliver does. */
-async function pace(ctx: StageContext, account: string, chatId: string): Promise<void> {
-  let wait = 0;
-  for (const bucket of telegramSendBuckets(account, chatId, false)) {
-    wait = Math.max(
-      wait,
-      await reserveSendSlot(ctx.redis, ctx.redisPrefix, {
-        ...bucket,
-        maxWaitMs: MAX_INLINE_WAIT_MS,
-      }),
-    );
-  }
-  if (wait > MAX_INLINE_WAIT_MS) {
-    throw new RetryAfterError('CHANNEL_PACING', 'waiting for a send slot in this chat', wait);
-  }
-  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
 }

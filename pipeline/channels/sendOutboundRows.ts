@@ -13,7 +13,7 @@ import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
 import type { StageContext } from '../stages/StageContext.ts';
 import { postCallback } from './api/postCallback.ts';
 import { createLineSender } from './line/createLineSender.ts';
-import { reserveSendSlot, telegramSendBuckets } from './sendRateLimiter.ts';
+import { paceTelegramSend } from './sendRateLimiter.ts';
 import { createTelegramSender } from './telegram/createTelegramSender.ts';
 
 /**
@@ -21,11 +21,6 @@ import { createTelegramSender } from './telegram/createTelegramSender.ts';
  * longest send (pacing, a LINE reply and its push fallback, 15 s each).
  */
 const LEASE_MS = 60_000;
-/**
- * Waits for a send slot up to this long in-process; longer waits go back to the queue. Above a
- * Telegram group's 3 s spacing, so a group's next message waits here rather than re-queueing.
- */
-const MAX_INLINE_WAIT_MS = 3500;
 /** LINE takes at most five messages per reply or push. */
 const LINE_BATCH = 5;
 
@@ -270,27 +265,12 @@ async function sendClaimed(
   }
 }
 
-/** Keeps a Telegram bot inside its published limits per chat, per group and overall. */
-async function paceTelegram({ ctx, run, event }: Target): Promise<void> {
-  const buckets = telegramSendBuckets(
-    run.accountId,
-    event.conversation.id,
-    event.conversation.kind === 'group',
-  );
-  let wait = 0;
-  for (const bucket of buckets) {
-    // With maxWaitMs a too-long wait reserves nothing, so giving up does not push the chat's
-    // schedule further out (which would make the next try wait just as long, forever).
-    wait = Math.max(
-      wait,
-      await reserveSendSlot(ctx.redis, ctx.redisPrefix, {
-        ...bucket,
-        maxWaitMs: MAX_INLINE_WAIT_MS,
-      }),
-    );
-  }
-  if (wait > MAX_INLINE_WAIT_MS) {
-    throw new RetryAfterError('CHANNEL_PACING', 'waiting for a send slot in this chat', wait);
-  }
-  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+/** Paces a send to the run's chat through its project's bot account. */
+function paceTelegram({ ctx, run, event }: Target): Promise<void> {
+  return paceTelegramSend(ctx.redis, ctx.redisPrefix, {
+    projectId: run.projectId,
+    accountId: run.accountId,
+    chatId: event.conversation.id,
+    isGroup: event.conversation.kind === 'group',
+  });
 }

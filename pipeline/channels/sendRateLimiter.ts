@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { RetryAfterError } from '../errors.ts';
 
 /** One pacing bucket: sends in it are spaced at least `intervalMs` apart. */
 export type SendBucket = { bucket: string; intervalMs: number };
@@ -67,4 +68,39 @@ export function telegramSendBuckets(
     },
     { bucket: `telegram:${accountId}:bot`, intervalMs: TELEGRAM_BOT_INTERVAL_MS },
   ];
+}
+
+/**
+ * Waits in-process up to this long for a send slot; longer waits go back to the queue. Above a
+ * Telegram group's 3 s spacing, so a group's next message waits here rather than re-queueing.
+ */
+export const MAX_INLINE_WAIT_MS = 3500;
+
+/**
+ * Keeps one Telegram bot account of one project inside its published limits per chat, per
+ * group and overall: every send through that account (answers and approval notices alike)
+ * reserves in the same buckets. A wait longer than {@link MAX_INLINE_WAIT_MS} reserves nothing
+ * (so giving up does not push the chat's schedule further out) and is thrown as a
+ * `RetryAfterError`, which delays the job without spending an attempt.
+ */
+export async function paceTelegramSend(
+  redis: Redis,
+  prefix: string,
+  to: { projectId: string; accountId: string; chatId: string; isGroup: boolean },
+): Promise<void> {
+  let wait = 0;
+  for (const bucket of telegramSendBuckets(
+    `${to.projectId}/${to.accountId}`,
+    to.chatId,
+    to.isGroup,
+  )) {
+    wait = Math.max(
+      wait,
+      await reserveSendSlot(redis, prefix, { ...bucket, maxWaitMs: MAX_INLINE_WAIT_MS }),
+    );
+  }
+  if (wait > MAX_INLINE_WAIT_MS) {
+    throw new RetryAfterError('CHANNEL_PACING', 'waiting for a send slot in this chat', wait);
+  }
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
 }

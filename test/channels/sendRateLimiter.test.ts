@@ -1,6 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { reserveSendSlot, telegramSendBuckets } from '../../pipeline/channels/sendRateLimiter.ts';
+import {
+  paceTelegramSend,
+  reserveSendSlot,
+  telegramSendBuckets,
+} from '../../pipeline/channels/sendRateLimiter.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 
 const prefix = useRedisPrefix('awtpace');
@@ -92,4 +96,23 @@ describe('telegramSendBuckets', () => {
     // Only the bot-wide bucket holds it: three slots of 34 ms were taken before it.
     expect(await waitFor('42', false)).toBeLessThanOrEqual(3 * 34);
   });
+});
+
+describe('paceTelegramSend', () => {
+  it('keeps each project’s bot in its own buckets, and sends a long wait back to the queue', async () => {
+    const to = { accountId: 'tg', chatId: '4242', isGroup: true };
+    const started = Date.now();
+    await paceTelegramSend(redis, prefix, { projectId: 'pace-a', ...to });
+    // Another tenant's account of the same name and chat is not slowed by the first.
+    await paceTelegramSend(redis, prefix, { projectId: 'pace-b', ...to });
+    expect(Date.now() - started).toBeLessThan(1000);
+    // The same project's group: the next slot is 3 s away, waited for in-process; the one
+    // after, 6 s away, is over the inline limit: back to the queue, with nothing reserved.
+    const second = paceTelegramSend(redis, prefix, { projectId: 'pace-a', ...to });
+    await expect(
+      paceTelegramSend(redis, prefix, { projectId: 'pace-a', ...to }),
+    ).rejects.toMatchObject({ code: 'CHANNEL_PACING' });
+    await second;
+    expect(Date.now() - started).toBeGreaterThan(2500);
+  }, 10_000);
 });
