@@ -337,7 +337,7 @@ type CallArgs = {
 async function handleCall(
   ctx: StageContext,
   a: CallArgs,
-): Promise<{ kind: 'done'; proposal?: Proposal } | { kind: 'paused'; approval: Approval }> {
+): Promise<{ kind: 'done' } | { kind: 'paused'; approval: Approval }> {
   const { run, call } = a;
   const toolId = call.toolId;
   const args = call.arguments ?? {};
@@ -413,7 +413,7 @@ async function handleCall(
       null,
       'not executed: in this mode a write is a proposal; it is listed in the reply for a human to carry out',
     );
-    return { kind: 'done', proposal: { tool: decision.resolved.toolId, arguments: args } };
+    return { kind: 'done' };
   }
   const { server, tool } = decision.resolved;
 
