@@ -8,6 +8,11 @@ import { RUN_STATES, type RunState } from '../pipeline/runs/runState.ts';
 const RunIdRow = z.object({ runId: z.string() });
 const ExistingEventRow = z.object({ runId: z.string(), requestHash: z.string().nullable() });
 const AuditIdRow = z.object({ auditId: z.number() });
+const BlockerRow = z.object({
+  runId: z.string(),
+  awaitingApproval: z.boolean(),
+  deadlineAt: z.number(),
+});
 const HistoryRow = z.object({ input: z.string().nullable(), output: z.string().nullable() });
 
 const RunRow = z.object({
@@ -224,21 +229,32 @@ export async function transitionRun(
  * Claims the right to execute a run of a conversation. Holds a transaction-scoped advisory
  * lock on the conversation, so two claims cannot both pass; refuses while an earlier run of
  * the conversation is unfinished or another run of it is executing. Returns the run that
- * blocks, or null once claimed. Claiming again (a retried job) finds its own claim and passes.
+ * blocks (and whether it waits for an approval), or null once claimed. Claiming again (a
+ * retried job) finds its own claim and passes.
  */
 export async function claimExecution(
   db: CommonQueryMethods,
   run: Pick<Run, 'runId' | 'runSeq' | 'projectId' | 'conversationKey'>,
-): Promise<{ blockedBy: string } | null> {
+): Promise<{ blockedBy: string; awaitingApproval: boolean } | null> {
   await db.query(sql.unsafe`
     SELECT pg_advisory_xact_lock(${conversationLockKey(run.projectId, run.conversationKey)})`);
-  const blocker = await db.maybeOne(sql.type(RunIdRow)`
-    SELECT run_id AS "runId" FROM runs
+  const blocker = await db.maybeOne(sql.type(BlockerRow)`
+    SELECT run_id AS "runId", state = 'WAITING_APPROVAL' AS "awaitingApproval", deadline_at AS "deadlineAt"
+      FROM runs
      WHERE project_id = ${run.projectId} AND conversation_key = ${run.conversationKey}
        AND state NOT IN ('COMPLETED', 'FAILED') AND run_id <> ${run.runId}
        AND (run_seq < ${run.runSeq} OR (state = 'ADMITTED' AND executing_at IS NOT NULL))
      ORDER BY run_seq LIMIT 1`);
-  if (blocker) return { blockedBy: blocker.runId };
+  if (blocker) {
+    // Behind a run that waits for a human, this one waits as long: its deadline moves to the
+    // blocker's, so a follow-up is answered in order after the decision, not timed out.
+    if (blocker.awaitingApproval) {
+      await db.query(sql.unsafe`
+        UPDATE runs SET deadline_at = greatest(deadline_at, to_timestamp(${blocker.deadlineAt}::float8 / 1000))
+         WHERE run_id = ${run.runId}`);
+    }
+    return { blockedBy: blocker.runId, awaitingApproval: blocker.awaitingApproval };
+  }
   await db.query(sql.unsafe`
     UPDATE runs SET executing_at = coalesce(executing_at, now()), updated_at = now()
      WHERE run_id = ${run.runId} AND state = 'ADMITTED'`);

@@ -18,6 +18,9 @@ import { loadPinnedContracts } from './loadPinnedContracts.ts';
 import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
 
+/** How long a run behind one that waits for an approval waits before looking again. */
+export const APPROVAL_WAIT_MS = 5000;
+
 /**
  * How long a run waits before looking again when an earlier run of its conversation is
  * unfinished: 150 ms at first, then a tenth of how long it has waited, at most a second — a
@@ -57,7 +60,10 @@ export async function execute(
     if (run.state !== 'ADMITTED') return { done: alreadyDone(run) } as const;
     const blocked = await claimExecution(tx, run);
     if (blocked) {
-      const waitMs = sessionWaitMs(ctx.now() - run.createdAt);
+      // A human's decision takes minutes: look again every few seconds, not every second.
+      const waitMs = blocked.awaitingApproval
+        ? APPROVAL_WAIT_MS
+        : sessionWaitMs(ctx.now() - run.createdAt);
       return { blocked: { by: blocked.blockedBy, waitMs } } as const;
     }
     const event = loaded.event();

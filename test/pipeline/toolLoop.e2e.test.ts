@@ -612,8 +612,24 @@ describe('approvals', () => {
     model.respondNext(
       { toolCalls: [{ name: 'web__restart', arguments: { service: 'queue' } }] },
       { content: 'Queue restarted.' },
+      { content: 'And the follow-up, after it.' },
     );
     const { runId, approval } = await pausedRun(7104, 'restart the queue');
+    // A follow-up in the same chat waits behind the paused run, as long as it does.
+    const followUp = await send('tools', 7104, 'and then?');
+    const deadlines = await waitFor(
+      async () => {
+        const { rows } = await owner.query<{ run_id: string; deadline_at: Date }>(
+          'SELECT run_id, deadline_at FROM runs WHERE run_id = ANY($1)',
+          [[runId, followUp]],
+        );
+        const of = (id: string) => rows.find((r) => r.run_id === id)!.deadline_at.getTime();
+        return of(followUp) >= of(runId) ? rows : undefined;
+      },
+      { what: 'the follow-up to take the paused run’s deadline' },
+    );
+    expect(deadlines).toHaveLength(2);
+    expect((await runRow(followUp)).state).toBe('ADMITTED');
     const prompt = await waitFor(
       () => sentTo(APPROVER).find((m) => String(m.text).includes(approval.approval_id)),
       { what: 'the approval prompt' },
@@ -655,6 +671,13 @@ describe('approvals', () => {
       decided_by: `telegram:${APPROVER}`,
       decided_via: 'telegram',
     });
+    // The follow-up is answered after the resumed run, in order.
+    expect((await untilState(followUp, ['COMPLETED', 'FAILED'])).state).toBe('COMPLETED');
+    await waitFor(() => sentTo(7104).length === 2 || undefined, { what: 'both replies' });
+    expect(sentTo(7104).map((m) => m.text)).toEqual([
+      'Queue restarted.',
+      'And the follow-up, after it.',
+    ]);
     // The same press again (Telegram retries) decides nothing more.
     expect((await press(APPROVER)).status).toBe(200);
     expect(
