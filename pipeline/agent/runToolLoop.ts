@@ -100,7 +100,9 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
   const known = await ctx.secrets.knownValues(run.projectId);
 
   const base = [...input.messages];
-  if (offered.length > 0 && base[0]?.role === 'system') {
+  // Also on a resume whose servers are down now: the replayed results still need the notice.
+  const toolsInPlay = offered.length > 0 || steps.some((s) => s.kind === 'tool');
+  if (toolsInPlay && base[0]?.role === 'system') {
     base[0] = { role: 'system', content: `${base[0].content}\n\n${FIREWALL_NOTICE}` };
   }
   const checkpoint = async (tx: CommonQueryMethods, step: RunStep) => {
