@@ -138,3 +138,17 @@ export async function listToolCalls(
      ORDER BY step_index NULLS LAST, call_index, created_at
      LIMIT ${filter.limit ?? 500}`);
 }
+
+/** The outcome of a call the server answered: `error` when its result says so. */
+export function answeredOutcome(
+  result: { isError: boolean; resultSha256: string; resultBytes: number },
+  latencyMs: number,
+): ToolCallOutcome & { status: 'ok' | 'error' } {
+  return {
+    status: result.isError ? 'error' : 'ok',
+    code: result.isError ? 'TOOL_ERROR' : null,
+    latencyMs,
+    resultSha256: result.resultSha256,
+    resultBytes: result.resultBytes,
+  };
+}

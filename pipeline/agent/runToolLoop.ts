@@ -15,6 +15,7 @@ import {
 } from '../../db/runSteps.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import {
+  answeredOutcome,
   finishToolCall,
   recordToolCall,
   restartToolCall,
@@ -28,8 +29,9 @@ import { AppError, NonRetryableError } from '../errors.ts';
 import { authorizeToolCall, offeredToolIds, type CallerScope } from '../mcp/authorizeToolCall.ts';
 import { ToolCallError, type DiscoveredTool } from '../mcp/createMcpGateway.ts';
 import { FIREWALL_NOTICE, sanitizeToolResult } from '../mcp/sanitizeToolResult.ts';
+import { redactArguments } from '../mcp/redactArguments.ts';
 import { modelToolName, toolIdResolver } from '../mcp/toolNames.ts';
-import { redactKnownValues, redactSecrets } from '../sanitize/redactSecrets.ts';
+import { redactSecrets } from '../sanitize/redactSecrets.ts';
 import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
 import type { StageContext } from '../stages/StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
@@ -174,7 +176,10 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
         id: call.id,
         name: call.name,
         toolId: toolIdOf(call.name),
-        arguments: call.arguments === null ? null : redactArguments(call.arguments, known),
+        arguments:
+          call.arguments === null
+            ? null
+            : redactArguments(call.arguments, known, { patterns: false }),
       })),
       provider: result.provider,
       model: result.model,
@@ -294,21 +299,6 @@ function proposalsFrom(steps: readonly RunStep[]): Proposal[] {
     if (call?.toolId) out.push({ tool: call.toolId, arguments: call.arguments ?? {} });
   }
   return out;
-}
-
-/** Arguments with every known credential value removed from their strings. */
-function redactArguments(
-  args: Record<string, unknown>,
-  known: readonly string[],
-): Record<string, unknown> {
-  const text = JSON.stringify(args);
-  const redacted = redactKnownValues(text, known);
-  if (redacted.redactions === 0) return args;
-  try {
-    return JSON.parse(redacted.text) as Record<string, unknown>;
-  } catch {
-    return { redacted: true };
-  }
 }
 
 /** The digest an approval binds to: the exact tool and arguments. */
@@ -552,16 +542,11 @@ async function handleCall(
       ...(a.signal ? { signal: a.signal } : {}),
     });
     const clean = sanitizeToolResult(decision.resolved.toolId, raw, tool.result, a.known);
-    outcome = {
-      status: clean.isError ? 'error' : 'ok',
-      code: clean.isError ? 'TOOL_ERROR' : null,
-      latencyMs: Math.round(performance.now() - started),
-      resultSha256: clean.resultSha256,
-      resultBytes: clean.resultBytes,
-    };
+    const answered = answeredOutcome(clean, Math.round(performance.now() - started));
+    outcome = answered;
     step = toolStep({
-      status: outcome.status as 'ok' | 'error',
-      code: outcome.code ?? null,
+      status: answered.status,
+      code: answered.code ?? null,
       content: clean.content,
       untrusted: true,
     });

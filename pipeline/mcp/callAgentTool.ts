@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { appendAudit } from '../../db/auditEvents.ts';
 import {
+  answeredOutcome,
   finishToolCall,
   recordToolCall,
   type ToolCallOutcome,
@@ -149,13 +150,7 @@ export async function callAgentTool(
       ...(call.signal ? { signal: call.signal } : {}),
     });
     const clean = sanitizeToolResult(toolId, raw, tool.result, known);
-    outcome = {
-      status: clean.isError ? 'error' : 'ok',
-      code: clean.isError ? 'TOOL_ERROR' : null,
-      latencyMs: Math.round(performance.now() - started),
-      resultSha256: clean.resultSha256,
-      resultBytes: clean.resultBytes,
-    };
+    outcome = answeredOutcome(clean, Math.round(performance.now() - started));
     result = { content: [{ type: 'text', text: clean.content }], isError: clean.isError };
   } catch (error) {
     // The gateway rethrows the signal's reason (any value) when the client went away mid-call.

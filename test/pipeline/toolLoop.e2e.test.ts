@@ -225,6 +225,14 @@ function spawnExecuteWorker(env: Record<string, string> = {}): ChildProcess {
   return child;
 }
 
+/** SIGKILL, as a crash would, and wait until the process is gone. */
+async function killWorker(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
 let nextUpdateId = 5000;
 async function send(projectId: string, chatId: number, text: string) {
   const runsOfChat = async () =>
@@ -724,8 +732,7 @@ describe('a worker killed between a tool call and the next model step', () => {
       what: 'the second model step',
       timeoutMs: 20_000,
     });
-    first.kill('SIGKILL');
-    await new Promise((resolve) => first.once('exit', resolve));
+    await killWorker(first);
     spawnExecuteWorker();
     const row = await untilState(runId, ['COMPLETED', 'FAILED']);
     expect(row.state).toBe('COMPLETED');
@@ -741,12 +748,7 @@ describe('a worker killed between a tool call and the next model step', () => {
 describe('a worker killed while a write call is in flight', () => {
   it('settles the call uncertain on resume and never makes it again', async () => {
     // Execute runs only in child processes since the test above; this one starts its own.
-    for (const child of children) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await new Promise((resolve) => child.once('exit', resolve));
-      }
-    }
+    for (const child of children) await killWorker(child);
     const before = model.requests.length;
     const calls = stdioCalls('slow').length;
     model.respondNext(
@@ -760,8 +762,7 @@ describe('a worker killed while a write call is in flight', () => {
       what: 'the write call to reach the server',
       timeoutMs: 20_000,
     });
-    first.kill('SIGKILL');
-    await new Promise((resolve) => first.once('exit', resolve));
+    await killWorker(first);
     spawnExecuteWorker();
     const row = await untilState(runId, ['COMPLETED', 'FAILED']);
     expect(row.state).toBe('COMPLETED');
