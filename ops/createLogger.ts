@@ -1,7 +1,13 @@
 import { pino, type Logger } from 'pino';
+import { serializeError } from './serializeError.ts';
+
+/** What a client sent, as a property name: never logged as is, at the top or one level down. */
+const CLIENT_DATA = ['headers', 'rawHeaders', 'rawPacket', 'body', 'rawBody', 'cookie'];
 
 /** Keys whose values are never written to a log line, wherever they appear. */
 const REDACT = [
+  ...CLIENT_DATA,
+  ...CLIENT_DATA.map((key) => `*.${key}`),
   'password',
   'token',
   'secret',
@@ -20,7 +26,10 @@ const REDACT = [
 
 /**
  * Structured JSON logs. Child loggers carry `trace_id`, `run_id` and `project_id` where they
- * exist; pino writes asynchronously so logging never blocks a stage.
+ * exist; pino writes asynchronously so logging never blocks a stage. An error under `err`,
+ * `error` or `cause` is written by {@link serializeError} (its type, message, stack and code,
+ * never the request bytes, headers or body it may carry), and the keys in `REDACT` are
+ * replaced wherever a line holds them.
  */
 export function createLogger(
   options: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {},
@@ -30,6 +39,7 @@ export function createLogger(
     level: options.level ?? 'info',
     base,
     redact: { paths: REDACT, censor: '[redacted]' },
+    serializers: { err: serializeError, error: serializeError, cause: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   return options.destination ? pino(config, options.destination) : pino(config);
