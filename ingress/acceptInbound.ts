@@ -8,6 +8,8 @@ import type { ChannelType } from '../pipeline/contracts/common.ts';
 import { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
 import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { AppError, ContractViolationError } from '../pipeline/errors.ts';
+import { redactKnownValues } from '../pipeline/sanitize/redactSecrets.ts';
+import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import type { Enqueue } from '../pipeline/stages/StageContext.ts';
 
 /** What the durable write needs. */
@@ -15,6 +17,8 @@ export type AcceptDeps = {
   pool: DatabasePool;
   enqueue: Enqueue;
   logger: Logger;
+  /** The project's known credential values, removed from what a user typed before it is stored. */
+  secrets: Pick<SecretResolver, 'knownValues'>;
   runTimeoutMs?: number;
 };
 
@@ -43,6 +47,11 @@ export type Accepted = { runId: string; created: boolean };
  * or concurrent copy) gets the existing run and enqueues nothing. If the enqueue fails after
  * the commit, the run is still in Postgres and the sweeper enqueues it. An event that does not
  * fit the {@link ConversationEvent} schema is a 400 naming the field; nothing is written.
+ * A credential of the project's that the user typed (any of its secrets, as the sanitize
+ * stage knows them) is replaced by `[REDACTED]` in the message text and the sender's name
+ * before the event is stored, so neither `conversation_events`, the model nor the history
+ * later runs send it ever holds the value. The Idempotency-Key's request hash is of the body
+ * as sent, so a retry of it still finds its run.
  */
 export async function acceptInbound(
   deps: AcceptDeps,
@@ -50,6 +59,7 @@ export async function acceptInbound(
   events: readonly NormalizedInbound[],
 ): Promise<Accepted[]> {
   const accepted: Accepted[] = [];
+  const known = events.length > 0 ? await deps.secrets.knownValues(source.projectId) : [];
   for (const [i, inbound] of events.entries()) {
     // One trace per run: the request's trace for the first event, fresh ones for the rest.
     const traceId = i === 0 ? source.traceId : randomBytes(16).toString('hex');
@@ -68,7 +78,7 @@ export async function acceptInbound(
         code: 'EVENT_INVALID',
       });
     }
-    const event = parsed.data;
+    const event = redactEvent(parsed.data, known);
     const result = await withProject(deps.pool, source.projectId, (tx) =>
       acceptEvent(tx, event, {
         runId: randomUUID(),
@@ -100,4 +110,19 @@ export async function acceptInbound(
     }
   }
   return accepted;
+}
+
+/** The event with the known credential values taken out of the text its sender wrote. */
+function redactEvent(event: ConversationEvent, known: readonly string[]): ConversationEvent {
+  if (known.length === 0) return event;
+  const text = redactKnownValues(event.message.text, known).text;
+  const name = event.sender.displayName;
+  return {
+    ...event,
+    message: { ...event.message, text },
+    sender: {
+      ...event.sender,
+      ...(name === undefined ? {} : { displayName: redactKnownValues(name, known).text }),
+    },
+  };
 }

@@ -97,6 +97,7 @@ describe('acceptInbound', () => {
           pool: db().pool,
           enqueue: pipeline.queues.enqueue,
           logger: pino({ level: 'silent' }),
+          secrets: pipeline.ctx.secrets,
         },
         {
           projectId: PROJECT,
