@@ -78,7 +78,7 @@ export async function acceptInbound(
         code: 'EVENT_INVALID',
       });
     }
-    const event = redactEvent(parsed.data, known);
+    const { event, redactions } = redactEvent(parsed.data, known);
     const result = await withProject(deps.pool, source.projectId, (tx) =>
       acceptEvent(tx, event, {
         runId: randomUUID(),
@@ -94,7 +94,18 @@ export async function acceptInbound(
       );
     }
     accepted.push({ runId: result.runId, created: result.created });
-    if (!result.created) continue;
+    const line = {
+      runId: result.runId,
+      projectId: source.projectId,
+      traceId,
+      channel: source.channel,
+      accountId: source.accountId,
+    };
+    if (!result.created) {
+      deps.logger.info(line, 'duplicate event; no new run');
+      continue;
+    }
+    deps.logger.info({ ...line, redactions }, 'run accepted');
     try {
       await deps.enqueue('resolve', {
         projectId: source.projectId,
@@ -104,7 +115,7 @@ export async function acceptInbound(
       });
     } catch (error) {
       deps.logger.warn(
-        { runId: result.runId, err: (error as Error).message },
+        { ...line, err: (error as Error).message },
         'enqueue failed after commit; the sweeper will pick the run up',
       );
     }
@@ -113,16 +124,23 @@ export async function acceptInbound(
 }
 
 /** The event with the known credential values taken out of the text its sender wrote. */
-function redactEvent(event: ConversationEvent, known: readonly string[]): ConversationEvent {
-  if (known.length === 0) return event;
-  const text = redactKnownValues(event.message.text, known).text;
+function redactEvent(
+  event: ConversationEvent,
+  known: readonly string[],
+): { event: ConversationEvent; redactions: number } {
+  if (known.length === 0) return { event, redactions: 0 };
+  const text = redactKnownValues(event.message.text, known);
   const name = event.sender.displayName;
+  const displayName = name === undefined ? undefined : redactKnownValues(name, known);
   return {
-    ...event,
-    message: { ...event.message, text },
-    sender: {
-      ...event.sender,
-      ...(name === undefined ? {} : { displayName: redactKnownValues(name, known).text }),
+    event: {
+      ...event,
+      message: { ...event.message, text: text.text },
+      sender: {
+        ...event.sender,
+        ...(displayName === undefined ? {} : { displayName: displayName.text }),
+      },
     },
+    redactions: text.redactions + (displayName?.redactions ?? 0),
   };
 }

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type { Logger } from 'pino';
+import { ProjectId } from '../pipeline/contracts/common.ts';
 import { AppError } from '../pipeline/errors.ts';
 
 /**
@@ -9,7 +10,9 @@ import { AppError } from '../pipeline/errors.ts';
  * gets a code named after its status (`PAYLOAD_TOO_LARGE`); anything else is a 500 with a
  * generic message, its detail in the log only, so no stack or internal text ever reaches a
  * client. An error status answered without a body (an unknown route, the router's 405 and
- * 501) gets the same shape.
+ * 501) gets the same shape. Every refusal (4xx) is logged at `warn` with its status and code;
+ * a line names the route pattern and a well-formed project id, never the raw path, query,
+ * headers or body, which are the client's.
  */
 export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
   return async function handleErrors(ctx, next) {
@@ -30,11 +33,13 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         };
         // Setting a body resets a bodiless status to 200; keep the one the route chose.
         ctx.status = status;
+        if (status < 500) refused(logger, ctx, status, codeFor(status));
       }
     } catch (error) {
       if (error instanceof AppError && error.status < 500) {
         ctx.status = error.status;
         ctx.body = { error: { code: error.code, message: error.message } };
+        refused(logger, ctx, error.status, error.code);
         return;
       }
       const http = error as { status?: unknown; expose?: unknown };
@@ -42,7 +47,8 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         http.expose === true && typeof http.status === 'number' && http.status < 500
           ? http.status
           : 500;
-      logger.error({ err: error, path: ctx.path }, 'request failed');
+      if (status === 500) logger.error({ err: error, ...where(ctx) }, 'request failed');
+      else refused(logger, ctx, status, codeFor(status));
       ctx.status = status;
       ctx.body =
         status === 500
@@ -61,4 +67,19 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
 function codeFor(status: number): string {
   const phrase = STATUS_CODES[status];
   return phrase ? phrase.toUpperCase().replace(/[^A-Z0-9]+/g, '_') : `HTTP_${status}`;
+}
+
+/** A refusal's log line: what was refused and why, nothing the client sent. */
+function refused(logger: Logger, ctx: Context, status: number, code: string): void {
+  logger.warn({ status, code, ...where(ctx) }, 'request refused');
+}
+
+/** The request's method, route pattern and project, as far as they are not free text. */
+function where(ctx: Context): Record<string, string> {
+  const out: Record<string, string> = { method: ctx.method };
+  const route = (ctx as Context & { _matchedRoute?: unknown })._matchedRoute;
+  if (typeof route === 'string') out['route'] = route;
+  const projectId = (ctx.params as Record<string, unknown> | undefined)?.['projectId'];
+  if (ProjectId.safeParse(projectId).success) out['projectId'] = projectId as string;
+  return out;
 }

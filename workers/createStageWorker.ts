@@ -72,15 +72,30 @@ export function createStageWorker({
     }
     const data = parsed.data;
     const elapsed = () => performance.now() - started;
+    // One line per stage job: ids, stage, duration and outcome, never the run's text.
+    const line = (outcome: string, extra: Record<string, unknown> = {}) => ({
+      runId: data.runId,
+      projectId: data.projectId,
+      traceId: data.traceId,
+      stage,
+      outcome,
+      durationMs: Math.round(elapsed()),
+      ...extra,
+    });
     try {
       const outcome = await handler(ctx, data, signal ? { signal } : {});
       if ('waitMs' in outcome) {
         observe({ stage, outcome: 'waited', ms: elapsed() });
+        ctx.logger.info(line('waited', { waitMs: outcome.waitMs }), 'stage done');
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();
       }
       if (outcome.next) await enqueue(outcome.next, data, { notice: outcome.notice ?? false });
       observe({ stage, outcome: 'advanced', ms: elapsed() });
+      ctx.logger.info(
+        line('advanced', { next: outcome.next, ...(outcome.notice ? { notice: true } : {}) }),
+        'stage done',
+      );
     } catch (error) {
       if (error instanceof DelayedError) throw error;
       if (signal?.aborted) {
@@ -90,6 +105,10 @@ export function createStageWorker({
       }
       if (error instanceof RetryAfterError) {
         observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
+        ctx.logger.info(
+          line('waited', { code: error.code, waitMs: error.retryAfterMs }),
+          'stage done',
+        );
         await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
         throw new DelayedError();
       }
@@ -97,15 +116,12 @@ export function createStageWorker({
       const final = error instanceof NonRetryableError || job.attemptsMade + 1 >= attempts;
       const code = error instanceof AppError ? error.code : 'STAGE_FAILED';
       ctx.logger.warn(
-        {
-          stage,
-          runId: data.runId,
-          traceId: data.traceId,
+        line(final ? 'failed' : 'retried', {
           code,
           attempt: job.attemptsMade + 1,
           final,
           err: error instanceof Error ? error.message : String(error),
-        },
+        }),
         'stage failed',
       );
       if (!final) {

@@ -104,7 +104,7 @@ export async function decideApproval(
     const channel = await loadPinnedChannel({ contracts: deps.contracts }, tx, run);
     const code = d.decision === 'rejected' ? 'APPROVAL_REJECTED' : 'APPROVAL_EXPIRED';
     const failed = await failRun(
-      { actor: d.decidedBy },
+      { actor: d.decidedBy, logger: deps.logger },
       tx,
       run,
       {

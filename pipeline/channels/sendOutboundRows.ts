@@ -138,6 +138,22 @@ async function sendBatch(
     externalMessageId: result.externalMessageId ?? null,
   });
   report.sent += claimed.length;
+  for (const row of claimed) {
+    ctx.logger.info(
+      {
+        runId: run.runId,
+        projectId: run.projectId,
+        traceId: run.traceId,
+        channel: target.channel.type,
+        accountId: run.accountId,
+        kind: row.kind,
+        chunk: row.chunkIndex,
+        chunks: row.chunkCount,
+        method: result.method,
+      },
+      'outbound sent',
+    );
+  }
 }
 
 async function settleSent(

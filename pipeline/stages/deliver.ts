@@ -49,8 +49,25 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
   const deliverStored = async (tx: CommonQueryMethods, run: Run): Promise<StageOutcome | null> => {
     const rows = await listOutbound(tx, run.runId);
     if (rows.some((r) => r.status === 'sending')) return null;
+    const stored = async (kind: OutboundKind) => {
+      const chunks = await storeOutbound(tx, run.runId, [kind]);
+      if (chunks === 0) return;
+      ctx.logger.info(
+        {
+          runId: run.runId,
+          projectId: run.projectId,
+          traceId: run.traceId,
+          channel: run.channel,
+          accountId: run.accountId,
+          kind,
+          chunks,
+          method: 'stored',
+        },
+        'outbound sent',
+      );
+    };
     if (run.state === 'FAILED') {
-      await storeOutbound(tx, run.runId, ['failure']);
+      await stored('failure');
       return { next: null };
     }
     const queued = (kind: OutboundKind) =>
@@ -62,7 +79,7 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
     });
     if (moved) {
       await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
-      await storeOutbound(tx, run.runId, ['reply']);
+      await stored('reply');
     }
     return { next: null };
   };

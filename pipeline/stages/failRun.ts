@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { CommonQueryMethods } from 'slonik';
 import { enqueueOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
@@ -20,9 +21,11 @@ export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'Mar
  * caller's view is stale), so a late timeout cannot fail a run that is being delivered.
  * Harmless twice: the transition only applies to a run still in `from`, and the notice's
  * ledger key (run, 'failure', 0) admits one row. The caller enqueues the notice's deliver.
+ * With a `logger`, the refusal is logged at `warn` with its code and stage (not its message
+ * or detail, which may quote what the run was about).
  */
 export async function failRun(
-  ctx: Pick<StageContext, 'actor'>,
+  ctx: Pick<StageContext, 'actor'> & { logger?: Logger | undefined },
   db: CommonQueryMethods,
   run: Run,
   failure: { code: string; message: string; detail?: Record<string, unknown> },
@@ -48,6 +51,10 @@ export async function failRun(
     changes: { failure },
   });
   if (!moved) return false;
+  ctx.logger?.warn(
+    { runId: run.runId, projectId: run.projectId, traceId: run.traceId, stage, code: failure.code },
+    'run failed',
+  );
   await withdrawOutbound(db, run.runId, ['reply', 'status'], 'RUN_FAILED');
   if (!channel) return moved;
   const wantsNotice = channel.type === 'api' ? channel.callbackUrl !== undefined : true;

@@ -174,6 +174,7 @@ describe('the web log', () => {
   });
 
   it('holds no credential from requests refused by a route: bad JSON, too large, wrong secret', async () => {
+    const before = lines.length;
     const post = (path: string, headers: Record<string, string>, body: string) =>
       fetch(`${pipeline.url}${path}`, { method: 'POST', headers, body });
     const results = await Promise.all([
@@ -202,7 +203,17 @@ describe('the web log', () => {
       ),
     ]);
     expect(results.map((r) => r.status)).toEqual([400, 413, 401, 400]);
-    await new Promise((r) => setTimeout(r, 200));
+    // Each refusal is logged (at warn, with its code), and none of those lines holds one.
+    const refused = await waitFor(() => {
+      const found = lines.slice(before).filter((l) => l.includes('"request refused"'));
+      return found.length >= 4 && found;
+    });
+    expect(refused.map((l) => (JSON.parse(l) as { code: string }).code).sort()).toEqual([
+      'BODY_TOO_LARGE',
+      'MALFORMED_JSON',
+      'MALFORMED_JSON',
+      'SIGNATURE_INVALID',
+    ]);
     expectNoCredentialLogged();
   });
 
