@@ -137,16 +137,21 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
             'CONTRACT_NOT_FOUND',
             `${projectId}: no active ${positionals[0]}`,
           );
-        return [
-          await getRevision(tx, { projectId, ...ref, version: from }),
-          await getRevision(tx, { projectId, ...ref, version: to }),
-        ];
+        if (from < 1)
+          throw new NotFoundError(
+            'REVISION_NOT_FOUND',
+            `${projectId}: ${positionals[0]} v${to} is its first version; a diff needs two (apply a changed file, or name FROM and TO)`,
+          );
+        const read = async (version: number) => {
+          const revision = await getRevision(tx, { projectId, ...ref, version });
+          if (revision) return revision;
+          throw new NotFoundError(
+            'REVISION_NOT_FOUND',
+            `${projectId}: ${positionals[0]} has no version ${version}`,
+          );
+        };
+        return [await read(from), await read(to)];
       });
-      if (!fromRev || !toRev)
-        throw new NotFoundError(
-          'REVISION_NOT_FOUND',
-          `${projectId}: ${positionals[0]} has no such version`,
-        );
       const lines = diffBodies(fromRev.body, toRev.body);
       if (json) return print(ctx, { from: fromRev.version, to: toRev.version, diff: lines });
       ctx.print(`${ref.kind}/${ref.name} v${fromRev.version} → v${toRev.version}`);
@@ -185,7 +190,9 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
       if (!result) {
         throw new NotFoundError(
           'REVISION_NOT_FOUND',
-          `${projectId}: ${positionals[0]} has no published ${version ? `version ${version}` : 'version before the active one'}`,
+          version
+            ? `${projectId}: ${positionals[0]} has no published version ${version}`
+            : `${projectId}: ${positionals[0]} has no published version before the active one (a rollback needs a second version: apply a changed file first)`,
         );
       }
       if (json) return print(ctx, result);

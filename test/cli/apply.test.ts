@@ -231,6 +231,24 @@ describe('awooop contracts and audit', () => {
     expect(none.stderr).toContain('REVISION_NOT_FOUND');
   });
 
+  it('says a diff or rollback of a first version needs a second, and names a missing version', async () => {
+    const diff = await awooop('contracts', 'diff', 'agent/openclaw-biz', '--project', 'ewoooc');
+    expect(diff.code).toBe(1);
+    expect(diff.stderr).toContain('agent/openclaw-biz v1 is its first version; a diff needs two');
+    const rollback = await awooop(
+      'contracts',
+      'rollback',
+      'agent/openclaw-biz',
+      '--project',
+      'ewoooc',
+    );
+    expect(rollback.code).toBe(1);
+    expect(rollback.stderr).toContain('a rollback needs a second version');
+    const missing = await awooop('contracts', 'diff', 'agent/sre', '--project', 'awoooi', '1', '9');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('agent/sre has no version 9');
+  });
+
   it('finds a tampered audit row', async () => {
     const clean = await awooop('audit', 'verify');
     expect(clean.stdout).toContain('ok: no tampering found');

@@ -13,6 +13,7 @@ import {
   type ServerRequest,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { projectNode } from '../../ops/projectNode.ts';
 
 /** What a tool handler is given besides its arguments (signal, request headers, …). */
 export type FakeToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -229,17 +230,11 @@ export function paginateToolsList(server: McpServer, pageSize: number): void {
 export const MCP_STDIO_SERVER_PATH = fileURLToPath(new URL('./mcpStdioServer.ts', import.meta.url));
 
 /**
- * The command that starts the stdio fake: this Node (it must strip TypeScript types, so 24+)
- * running {@link MCP_STDIO_SERVER_PATH}.
+ * The command that starts the stdio fake: the project's Node (24, which strips TypeScript types)
+ * running {@link MCP_STDIO_SERVER_PATH}, whatever Node runs the test.
  */
 export function mcpStdioServerCommand(): { command: string; args: string[] } {
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 24) {
-    throw new Error(
-      `the stdio fake needs Node 24 to run a .ts file; this is ${process.version} (run via npm test)`,
-    );
-  }
-  return { command: process.execPath, args: [MCP_STDIO_SERVER_PATH] };
+  return { command: projectNode(), args: [MCP_STDIO_SERVER_PATH] };
 }
 
 const StdioToolCallSchema = z.object({

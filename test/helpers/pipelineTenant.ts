@@ -68,7 +68,8 @@ export function pipelineTenant({
           model: 'test-model',
           baseUrl,
           apiKey: 'secret:model-key',
-          timeoutMs: 5000,
+          // generous: a loaded machine answers slowly; no test relies on this timing out
+          timeoutMs: 60_000,
         }
       : { provider: 'echo' };
   const progress = { statusAfterMs, statusText: 'Working on it' };

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { projectNode } from '../../ops/projectNode.ts';
 
 const CLI = fileURLToPath(new URL('../../ops/awooop.ts', import.meta.url));
 
@@ -9,7 +10,7 @@ export type CliResult = { code: number | null; stdout: string; stderr: string };
 /** Runs `awooop ...args` as a real child process, with the test's env on top of a clean one. */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(projectNode(), [CLI, ...args], {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '/tmp',

@@ -1,11 +1,14 @@
 /**
  * Polls `check` until it returns a value other than undefined/false, or fails after
- * `timeoutMs` with the last value seen — for waiting on asynchronous pipeline work.
+ * `timeoutMs` with the last value seen — for waiting on asynchronous pipeline work. The
+ * default limit is generous on purpose: it only matters when something is wrong, and a loaded
+ * machine (a load average of 20 on two cores) can take tens of seconds for what is otherwise
+ * instant.
  */
 export async function waitFor<T>(
   check: () => Promise<T | undefined | false> | T | undefined | false,
   {
-    timeoutMs = 15_000,
+    timeoutMs = 90_000,
     intervalMs = 50,
     what = 'condition',
   }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},

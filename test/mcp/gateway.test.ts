@@ -444,7 +444,7 @@ describe('pooling', () => {
     const slow = gateway.call(PROJECT, server, {
       tool: 'slow',
       arguments: { ms: 800 },
-      timeoutMs: 5000,
+      timeoutMs: 60_000,
       idempotent: false,
     });
     await waitFor(() => readStdioCalls(logPath).length === 1 || undefined, {

@@ -96,7 +96,7 @@ const finished = (text: string) =>
       const run = await runOf(text);
       return run && (run.state === 'COMPLETED' || run.state === 'FAILED') ? run : undefined;
     },
-    { what: `the run of "${text}" to finish`, timeoutMs: 20_000 },
+    { what: `the run of "${text}" to finish`, timeoutMs: 90_000 },
   );
 async function ledger(runId: string) {
   const { rows } = await owner.query<{ kind: string; status: string; error_code: string | null }>(
@@ -116,7 +116,7 @@ describe('Telegram pacing', () => {
     await post(group, 'group two', 502);
     await waitFor(() => sentTo(group).length === 2 || undefined, {
       what: 'both group replies',
-      timeoutMs: 20_000,
+      timeoutMs: 90_000,
     });
     expect(sentTo(group).map((m) => m.text)).toEqual(['model: group one', 'model: group two']);
   });

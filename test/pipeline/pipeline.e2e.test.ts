@@ -643,7 +643,7 @@ describe('recovery', () => {
           await pipeline.sweep(0);
           return chatIds.every((id) => sentTo(String(id)).length >= 1) || undefined;
         },
-        { what: 'every reply of the batch', timeoutMs: 25_000 },
+        { what: 'every reply of the batch', timeoutMs: 90_000 },
       );
     } finally {
       model.setDelay(0);

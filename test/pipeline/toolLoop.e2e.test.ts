@@ -31,6 +31,7 @@ import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { projectNode } from '../../ops/projectNode.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const db = useTestDatabase();
@@ -207,7 +208,7 @@ afterAll(async () => {
 
 /** A real `awooop worker execute` process on this file's database and Redis prefix. */
 function spawnExecuteWorker(env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, ['ops/awooop.ts', 'worker', 'execute'], {
+  const child = spawn(projectNode(), ['ops/awooop.ts', 'worker', 'execute'], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -278,7 +279,7 @@ function untilState(runId: string, states: string[]) {
       const row = await runRow(runId);
       return states.includes(row.state) ? row : undefined;
     },
-    { what: `run ${runId} in ${states.join('/')}`, timeoutMs: 20_000 },
+    { what: `run ${runId} in ${states.join('/')}`, timeoutMs: 90_000 },
   );
 }
 
@@ -730,7 +731,7 @@ describe('a worker killed between a tool call and the next model step', () => {
     const runId = await send('tools', 7201, 'survive a crash');
     await waitFor(() => model.requests.length - before >= 2 || undefined, {
       what: 'the second model step',
-      timeoutMs: 20_000,
+      timeoutMs: 90_000,
     });
     await killWorker(first);
     spawnExecuteWorker();
@@ -742,7 +743,7 @@ describe('a worker killed between a tool call and the next model step', () => {
     ]);
     expect(model.requests.length - before).toBe(3);
     expect((await toolCallRows(runId)).map((r) => r.status)).toEqual(['ok']);
-  }, 60_000);
+  }, 240_000);
 });
 
 describe('a worker killed while a write call is in flight', () => {
@@ -760,7 +761,7 @@ describe('a worker killed while a write call is in flight', () => {
     const runId = await send('tools', 7202, 'do the slow write');
     await waitFor(() => stdioCalls('slow').length > calls || undefined, {
       what: 'the write call to reach the server',
-      timeoutMs: 20_000,
+      timeoutMs: 90_000,
     });
     await killWorker(first);
     spawnExecuteWorker();
@@ -773,7 +774,7 @@ describe('a worker killed while a write call is in flight', () => {
     const toolMessage = lastMessage(model.requests.at(-1)!);
     expect(toolMessage.content).toContain('outcome unknown');
     expect(model.requests.length - before).toBe(2);
-  }, 60_000);
+  }, 240_000);
 });
 
 describe('credentials', () => {

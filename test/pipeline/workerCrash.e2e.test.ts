@@ -10,6 +10,7 @@ import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { projectNode } from '../../ops/projectNode.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const db = useTestDatabase();
@@ -23,7 +24,7 @@ const children: ChildProcess[] = [];
 
 /** A real `awooop worker execute` process on this file's database and Redis prefix. */
 function startExecuteWorker(): ChildProcess {
-  const child = spawn(process.execPath, ['ops/awooop.ts', 'worker', 'execute'], {
+  const child = spawn(projectNode(), ['ops/awooop.ts', 'worker', 'execute'], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -88,7 +89,7 @@ describe('a worker killed in the middle of execute', () => {
     // the model has been asked: the worker is inside execute
     await waitFor(() => model.requests.length >= 1 || undefined, {
       what: 'a model request',
-      timeoutMs: 20_000,
+      timeoutMs: 90_000,
     });
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
@@ -99,7 +100,7 @@ describe('a worker killed in the middle of execute', () => {
         () => telegram.sent.some((m) => String(m.chat_id) === String(chatId)) || undefined,
         {
           what: `the reply to ${chatId}`,
-          timeoutMs: 25_000,
+          timeoutMs: 90_000,
         },
       );
     }
