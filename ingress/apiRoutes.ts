@@ -8,6 +8,7 @@ import { listActive } from '../db/contractRevisions.ts';
 import { withProject } from '../db/withProject.ts';
 import { canonicalJson, sha256Hex } from '../pipeline/contracts/canonicalJson.ts';
 import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../pipeline/contracts/storableText.ts';
 import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
@@ -17,13 +18,19 @@ import { followRun } from './followRun.ts';
 import { parseJson, readRawBody } from './readBody.ts';
 import { traceIdFrom } from './traceIdFrom.ts';
 
+/**
+ * A string Postgres can store. The API refuses the rest (400 naming the field) where a channel
+ * webhook, which its sender would redeliver, stores U+FFFD instead: an API caller can fix it.
+ */
+const Storable = z.string().refine(isStorableText, UNSTORABLE_TEXT_MESSAGE);
+
 /** The body of `POST /v1/projects/:projectId/messages`. */
 export const ApiMessage = z.strictObject({
-  text: z.string().min(1, 'must not be empty').max(100_000),
+  text: Storable.min(1, 'must not be empty').max(100_000),
   /** Which conversation this continues; one session per conversation. Default: one per key. */
-  conversation_id: z.string().min(1).max(200).optional(),
+  conversation_id: Storable.min(1).max(200).optional(),
   /** Who says it, for bindings and rate limits. Default: the key. */
-  sender_id: z.string().min(1).max(200).optional(),
+  sender_id: Storable.min(1).max(200).optional(),
   /** The project's API channel account. Default: its only one. */
   account: z
     .string()

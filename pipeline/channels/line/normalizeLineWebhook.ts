@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { formatIssues, parseContract } from '../../contracts/formatIssues.ts';
+import { toStorable } from '../../contracts/storableText.ts';
 import { ContractViolationError } from '../../errors.ts';
 import { NormalizedInbound, type InboundBatch } from '../inboundTypes.ts';
 
@@ -59,7 +60,8 @@ type LineTextMessageEvent = z.infer<typeof LineTextMessageEvent>;
  * `receivedAt` + 50 s; every other event (stickers, follows, joins, postbacks, events seen in
  * `standby` mode, which another channel answers) is counted as ignored. An empty `events` list
  * is LINE's endpoint verification call and is valid. Throws {@link ContractViolationError}
- * naming the bad field, e.g. `events[0].source.userId: required`.
+ * naming the bad field, e.g. `events[0].source.userId: required`. Each NUL and unpaired
+ * surrogate in a string it reads is U+FFFD in the event.
  */
 export function normalizeLineWebhook(body: unknown, receivedAt: Date): InboundBatch {
   const webhook = parseContract(LineWebhook, body);
@@ -94,7 +96,7 @@ function toInbound(event: LineTextMessageEvent, receivedAt: Date): NormalizedInb
     source.type === 'user'
       ? { kind: 'dm' as const, id: source.userId }
       : { kind: 'group' as const, id: source.type === 'group' ? source.groupId : source.roomId };
-  return parseContract(NormalizedInbound, {
+  const read = {
     externalEventId: event.webhookEventId,
     // A group member who has not agreed to LINE's terms is sent without a userId.
     sender: { id: source.userId ?? conversation.id, isBot: false },
@@ -113,5 +115,8 @@ function toInbound(event: LineTextMessageEvent, receivedAt: Date): NormalizedInb
             expiresAt: new Date(receivedAt.getTime() + REPLY_TOKEN_TTL_MS).toISOString(),
           },
         }),
-  });
+  };
+  // LINE redelivers what it got a 5xx for: a NUL or an unpaired surrogate Postgres would
+  // refuse is stored as U+FFFD, in every string of the event, not a 500 on every retry.
+  return parseContract(NormalizedInbound, toStorable(read));
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseContract } from '../../contracts/formatIssues.ts';
+import { toStorable } from '../../contracts/storableText.ts';
 import { NormalizedInbound, type InboundBatch } from '../inboundTypes.ts';
 
 // Loose objects throughout: Telegram adds fields with every Bot API release.
@@ -56,7 +57,7 @@ export type TelegramUpdate = z.infer<typeof TelegramUpdate>;
  * (`edited_message`) is read like a message only with `edits: 'read'`; ingress ignores edits,
  * since each has an `update_id` of its own and would start another run for text already
  * answered. Throws {@link ContractViolationError} naming the bad field when the body is not an
- * Update.
+ * Update. Each NUL and unpaired surrogate in a string it reads is U+FFFD in the event.
  */
 export function normalizeTelegramUpdate(
   body: unknown,
@@ -76,7 +77,7 @@ export function normalizeTelegramUpdate(
   const chat = message.chat;
   const topic = message.is_topic_message === true ? message.message_thread_id : undefined;
   const replyTo = message.reply_to_message?.message_id;
-  const event = parseContract(NormalizedInbound, {
+  const read = {
     externalEventId: String(update.update_id),
     sender: senderOf(message),
     conversation:
@@ -92,7 +93,10 @@ export function normalizeTelegramUpdate(
       // In a forum topic every message "replies" to the topic's opening service message.
       ...(replyTo === undefined || replyTo === topic ? {} : { replyToExternalId: String(replyTo) }),
     },
-  });
+  };
+  // Telegram redelivers what it got a 5xx for: a NUL or an unpaired surrogate Postgres would
+  // refuse (or one the 200-unit name cut made) is stored as U+FFFD, not a 500 on every retry.
+  const event = parseContract(NormalizedInbound, toStorable(read));
   return { events: [event], ignored: 0 };
 }
 
