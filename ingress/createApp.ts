@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import Router from '@koa/router';
 import type { Queue } from 'bullmq';
 import Koa from 'koa';
@@ -87,7 +88,13 @@ export function createApp(deps: AppDeps): App {
     });
     routers.push(metrics);
   }
-  for (const router of routers) app.use(router.routes()).use(router.allowedMethods());
+  for (const router of routers) {
+    // Every method Node parses reaches a router; one outside the router's short default list
+    // (PROPFIND, PURGE, ...) would be a 501 even where the path's routes say what they allow.
+    // Implementing all of them makes it a 405 with Allow there, and a 404 on an unknown path.
+    router.methods = [...METHODS];
+    app.use(router.routes()).use(router.allowedMethods());
+  }
   return Object.assign(app, {
     async endStreams() {
       const open = [...streams];

@@ -9,10 +9,10 @@ import { AppError } from '../pipeline/errors.ts';
  * keep their code and message; an exposed HTTP error (a client's fault, from Koa or a library)
  * gets a code named after its status (`PAYLOAD_TOO_LARGE`); anything else is a 500 with a
  * generic message, its detail in the log only, so no stack or internal text ever reaches a
- * client. An error status answered without a body (an unknown route, the router's 405 and
- * 501) gets the same shape. Every refusal (4xx) is logged at `warn` with its status and code;
- * a line names the route pattern and a well-formed project id, never the raw path, query,
- * headers or body, which are the client's.
+ * client. An error status answered without a body (an unknown route, the router's 405) gets
+ * the same shape. Every refusal (4xx) is logged at `warn` with its status and code; a line
+ * names the route pattern and a well-formed project id, never the raw path, query, headers or
+ * body, which are the client's.
  */
 export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
   return async function handleErrors(ctx, next) {
