@@ -1,4 +1,4 @@
-import { METHODS } from 'node:http';
+import { createServer, METHODS, type Server } from 'node:http';
 import Router from '@koa/router';
 import type { Queue } from 'bullmq';
 import Koa from 'koa';
@@ -9,6 +9,7 @@ import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import { adminBoard } from './adminBoard.ts';
 import type { AcceptDeps } from './acceptInbound.ts';
+import { answerClientError } from './answerClientError.ts';
 import { apiRoutes, type OpenStream } from './apiRoutes.ts';
 import { approvalRoutes } from './approvalRoutes.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
@@ -53,7 +54,10 @@ export type App = Koa & {
 /** Errors of a client that went away mid-response: nothing to answer and nothing to fix. */
 const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
-/** The Koa application: error mapping first, then the routes. No listening here. */
+/**
+ * The Koa application: error mapping first, then the routes. No listening here; its `listen`
+ * makes a server that also answers what Node's HTTP parser refuses in the error shape.
+ */
 export function createApp(deps: AppDeps): App {
   const app = new Koa({ proxy: false });
   const streams = new Set<OpenStream>();
@@ -95,7 +99,15 @@ export function createApp(deps: AppDeps): App {
     router.methods = [...METHODS];
     app.use(router.routes()).use(router.allowedMethods());
   }
+  // Koa's listen, with a server that answers what its HTTP parser refuses in the error shape.
+  const listen: Koa['listen'] = (...args: unknown[]) => {
+    const handle = app.callback(); // settles only after handling its own errors, as in Koa's
+    const server = createServer((req, res) => void handle(req, res));
+    server.on('clientError', answerClientError({ logger: deps.logger }));
+    return server.listen(...(args as Parameters<Server['listen']>));
+  };
   return Object.assign(app, {
+    listen,
     async endStreams() {
       const open = [...streams];
       for (const stream of open) stream.stop();
