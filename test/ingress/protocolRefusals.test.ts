@@ -190,6 +190,23 @@ describe("a request Node's HTTP parser refuses", () => {
     expectErrorAnswer(second, 400, 'MALFORMED_REQUEST');
   });
 
+  // As Node's own answer does, the refusal covers a request the parser had already handed on
+  // from the same packet: it is not answered on its own, so it must leave nothing behind.
+  it('is 400 for a message followed by garbage in one packet, and that message makes no run', async () => {
+    const key = await pipeline.createKey(PROJECT);
+    const json = JSON.stringify({ text: 'pipelined' });
+    const counts = await tableCounts(owner);
+    const raw = await sendRaw(
+      `POST /v1/projects/${PROJECT}/messages HTTP/1.1\r\nHost: x\r\n` +
+        `Authorization: Bearer ${key}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${json.length}\r\n\r\n${json}NOT HTTP AT ALL\r\n\r\n`,
+    );
+    expectErrorAnswer(raw, 400, 'MALFORMED_REQUEST');
+    // The route's own work was under way when the connection closed: let it settle.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await tableCounts(owner)).toEqual(counts);
+  });
+
   it('leaves the server answering the next request', async () => {
     await sendRaw('\u0000\u0001\u0002\r\n\r\n');
     expect((await fetch(`${pipeline.url}/healthz`)).status).toBe(200);
