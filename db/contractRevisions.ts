@@ -1,6 +1,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { ContractKind } from '../pipeline/contracts/common.ts';
+import { syncFlowModes, type FlowChange } from './migrationState.ts';
 
 const Revision = z.object({
   revisionId: z.string(),
@@ -69,19 +70,43 @@ const Activation = z.object({
   previousVersion: z.number().nullable(),
   changed: z.boolean(),
 });
-/** What an activation or rollback did; `changed` is false when the pointer already pointed there. */
-export type Activation = z.infer<typeof Activation>;
+/**
+ * What an activation or rollback did; `changed` is false when the pointer already pointed
+ * there. `flows`: the flow modes it changed (a runtime contract only).
+ */
+export type Activation = z.infer<typeof Activation> & { flows: FlowChange[] };
 
 /**
  * Points the contract's active pointer at a published revision: one statement that moves the
- * pointer, appends the history row and the audit row. Activating the revision that is already
- * active changes nothing and writes nothing (so a second run is harmless).
+ * pointer, appends the history row and the audit row. For the runtime contract it also makes
+ * the flow modes the revision's ({@link syncFlowModes}), so apply, activate and rollback all
+ * move the mode with the pointer; the caller's transaction holds both. Activating the
+ * revision that is already active moves nothing and writes nothing (so a second run is
+ * harmless); its flow modes are still checked, which mends a mode that drifted.
  */
 export async function activateRevision(
   db: CommonQueryMethods,
   key: ContractKey & { revisionId: string; actor: string; traceId?: string | null },
   action: 'activate' | 'rollback' = 'activate',
 ): Promise<Activation | null> {
+  const moved = await movePointer(db, key, action);
+  if (!moved) return null;
+  const flows =
+    key.kind === 'runtime'
+      ? await syncFlowModes(db, {
+          projectId: key.projectId,
+          revisionId: moved.revisionId,
+          actor: key.actor,
+        })
+      : [];
+  return { ...moved, flows };
+}
+
+function movePointer(
+  db: CommonQueryMethods,
+  key: ContractKey & { revisionId: string; actor: string; traceId?: string | null },
+  action: 'activate' | 'rollback',
+) {
   return db.maybeOne(sql.type(Activation)`
     WITH target AS (
       SELECT revision_id, version FROM contract_revisions

@@ -62,3 +62,65 @@ export async function readMigrationState(
     )`SELECT mode, canary FROM project_migration_state WHERE project_id = ${projectId} AND flow = ${flow}`,
   );
 }
+
+const RuntimeFlowsRow = z.object({
+  flows: z.array(
+    z.object({
+      name: z.string(),
+      mode: FlowStateRow.shape.mode,
+      canary: z.record(z.string(), z.unknown()).optional(),
+    }),
+  ),
+});
+const ClearedRow = z.object({ flow: z.string(), mode: z.string() });
+
+/** One flow whose stored mode a sync changed; `mode` null: the flow was cleared. */
+export type FlowChange = { flow: string; mode: string | null; previousMode: string | null };
+
+/**
+ * Makes the project's flow modes what the runtime revision `revisionId` says: each of its
+ * flows gets its mode and canary settings, and a flow it no longer has loses its mode (a run
+ * on it then fails `MODE_NOT_CONFIGURED` instead of speaking in a mode nobody chose). Every
+ * path that moves the runtime pointer calls it in the pointer's own transaction, so the mode
+ * policy reads is always the active revision's. Harmless twice: only a difference is written.
+ */
+export async function syncFlowModes(
+  db: CommonQueryMethods,
+  s: { projectId: string; revisionId: string; actor: string },
+): Promise<FlowChange[]> {
+  const { flows } = await db.one(sql.type(RuntimeFlowsRow)`
+    SELECT body->'flows' AS flows FROM contract_revisions
+     WHERE project_id = ${s.projectId} AND revision_id = ${s.revisionId} AND kind = 'runtime'
+       AND status = 'published'`);
+  const changes: FlowChange[] = [];
+  for (const flow of flows) {
+    const state = await setMigrationState(db, {
+      projectId: s.projectId,
+      flow: flow.name,
+      mode: flow.mode,
+      canary: flow.canary ?? {},
+      actor: s.actor,
+    });
+    if (state.changed)
+      changes.push({ flow: flow.name, mode: flow.mode, previousMode: state.previousMode });
+  }
+  const cleared = await db.any(sql.type(ClearedRow)`
+    WITH gone AS (
+      DELETE FROM project_migration_state
+       WHERE project_id = ${s.projectId}
+         AND flow <> ALL(${sql.array(
+           flows.map((f) => f.name),
+           'text',
+         )})
+      RETURNING flow, mode
+    ),
+    audit AS (
+      INSERT INTO audit_events (project_id, chain, actor, action, subject, detail)
+      SELECT ${s.projectId}, 'flow:' || gone.flow, ${s.actor}, 'flow.mode.clear', 'flow/' || gone.flow,
+             jsonb_build_object('previous_mode', gone.mode, 'revision_id', ${s.revisionId}::text)
+        FROM gone
+    )
+    SELECT flow, mode FROM gone ORDER BY flow`);
+  for (const c of cleared) changes.push({ flow: c.flow, mode: null, previousMode: c.mode });
+  return changes;
+}

@@ -39,9 +39,6 @@ function benchTenantFile(): TenantFile {
     project: {
       id: BENCH_PROJECT,
       displayName: 'Benchmark',
-      owners: ['email:bench@example.test'],
-      dataBoundary: { region: 'local', retentionDays: 1 },
-      budget: { monthlyLimitUsd: 1 },
       acl: { members: [{ subject: 'email:bench@example.test', roles: ['admin'] }] },
       defaultAgent: 'helper',
     },

@@ -2,6 +2,7 @@ import type { ApplyReport } from '../../pipeline/control/applyTenant.ts';
 import { applyTenant } from '../../pipeline/control/applyTenant.ts';
 import { formatDiff } from '../../pipeline/control/diffBodies.ts';
 import type { CliContext } from './CliContext.ts';
+import { formatFlowChange } from './formatFlowChange.ts';
 import { loadTenantFile } from './loadTenantFile.ts';
 import { parseCommandArgs } from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
@@ -50,9 +51,7 @@ function printReport(ctx: CliContext, file: string, report: ApplyReport): void {
     );
     if (c.status !== 'created') for (const line of formatDiff(c.diff)) ctx.print(`      ${line}`);
   }
-  for (const f of report.flows) {
-    ctx.print(`  flow ${f.flow}: mode ${f.previousMode ? `${f.previousMode} → ` : ''}${f.mode}`);
-  }
+  for (const f of report.flows) ctx.print(`  ${formatFlowChange(f)}`);
   if (report.artifactsStored > 0) ctx.print(`  ${report.artifactsStored} artifact(s) stored`);
   for (const n of report.notInFile)
     ctx.print(`  ! ${n.kind}/${n.name} is active but not in the file: left as is`);

@@ -14,6 +14,7 @@ import { CONTRACT_KINDS, type ContractKind } from '../../pipeline/contracts/comm
 import { diffBodies, formatDiff } from '../../pipeline/control/diffBodies.ts';
 import { NotFoundError } from '../../pipeline/errors.ts';
 import type { CliContext } from './CliContext.ts';
+import { formatFlowChange } from './formatFlowChange.ts';
 import {
   parseCommandArgs,
   parseContractRef,
@@ -201,6 +202,7 @@ export async function contractsCommand(ctx: CliContext, [sub, ...args]: string[]
           ? `${projectId} ${ref.kind}/${ref.name}: active v${result.previousVersion ?? '-'} → v${result.version} (${sub})`
           : `${projectId} ${ref.kind}/${ref.name}: v${result.version} is already active, nothing changed`,
       );
+      for (const f of result.flows) ctx.print(`  ${formatFlowChange(f)}`);
       return 0;
     }
     default:

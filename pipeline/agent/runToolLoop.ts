@@ -35,6 +35,7 @@ import { redactSecrets } from '../sanitize/redactSecrets.ts';
 import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
 import type { StageContext } from '../stages/StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
+import { capModelTimeout } from './capModelTimeout.ts';
 import type { ChatMessage, ToolSpec } from './modelTypes.ts';
 
 /** A write call suggest mode did not make, for the reply. */
@@ -159,7 +160,9 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
     const tools: ToolSpec[] =
       modelSteps + 1 >= contracts.agent.maxSteps ? [] : offered.map((o) => o.spec);
     const result = await callModelRoute(
-      [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks],
+      [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks].map(
+        (target) => capModelTimeout(target, contracts.runtime.timeouts.modelMs),
+      ),
       {
         messages: [...base, ...replay(steps)],
         responseFormat: contracts.agent.outputSchema ? 'json' : 'text',

@@ -44,13 +44,14 @@ export const PolicyContract = z
       primary: ModelTarget,
       fallbacks: z.array(ModelTarget).max(5).default([]),
     }),
+    /** Refused by apply (not supported yet); read only in revisions stored before. */
     budget: z
       .strictObject({
         perRunUsd: z.number().positive().optional(),
         dailyUsd: z.number().positive().optional(),
         dailyTokens: z.int().positive().optional(),
       })
-      .prefault({}),
+      .optional(),
     rate: z
       .strictObject({
         perPeerPerMinute: z.int().positive().default(20),
@@ -61,7 +62,8 @@ export const PolicyContract = z
       .strictObject({
         redactPii: z.array(PiiClass).default([]),
         allowExternalProviders: z.boolean().default(false),
-        storeTranscripts: z.boolean().default(true),
+        /** Refused by apply (not supported yet); read only in revisions stored before. */
+        storeTranscripts: z.boolean().optional(),
       })
       .prefault({}),
   })

@@ -23,12 +23,16 @@ export type Binding = z.infer<typeof Binding>;
 export const ProjectContract = z.strictObject({
   displayName: z.string().min(1).max(120),
   description: z.string().max(2000).optional(),
-  owners: z.array(z.string().min(1).max(200)).min(1, 'needs at least one owner'),
-  dataBoundary: z.strictObject({
-    region: z.string().min(1).max(64),
-    retentionDays: z.int().min(1).max(3650),
-    piiClasses: z.array(PiiClass).default([]),
-  }),
+  // owners, dataBoundary and budget: refused by apply (not supported yet); read only in
+  // revisions stored before.
+  owners: z.array(z.string().min(1).max(200)).min(1, 'needs at least one owner').optional(),
+  dataBoundary: z
+    .strictObject({
+      region: z.string().min(1).max(64),
+      retentionDays: z.int().min(1).max(3650),
+      piiClasses: z.array(PiiClass).default([]),
+    })
+    .optional(),
   budget: z
     .strictObject({
       currency: z.literal('USD').default('USD'),
@@ -39,7 +43,8 @@ export const ProjectContract = z.strictObject({
     .refine((b) => b.dailyLimitUsd === undefined || b.dailyLimitUsd <= b.monthlyLimitUsd, {
       message: 'must not exceed monthlyLimitUsd',
       path: ['dailyLimitUsd'],
-    }),
+    })
+    .optional(),
   acl: z.strictObject({
     members: z.array(
       z.strictObject({

@@ -36,19 +36,21 @@ export const RuntimeContract = z
     timeouts: z
       .strictObject({
         runMs: z.int().min(1000).max(86_400_000).default(300_000),
-        stageMs: z.int().min(100).max(3_600_000).default(60_000),
+        /** Refused by apply (not supported yet); read only in revisions stored before. */
+        stageMs: z.int().min(100).max(3_600_000).optional(),
         modelMs: z.int().min(100).max(600_000).default(60_000),
         toolMs: z.int().min(100).max(600_000).default(30_000),
       })
       .prefault({}),
     approvalTtlSeconds: z.int().min(60).max(604_800).default(3600),
     features: z.strictObject({ writeTools: z.boolean().default(false) }).prefault({}),
+    /** Refused by apply (not supported yet); read only in revisions stored before. */
     retry: z
       .strictObject({
-        attempts: z.int().min(1).max(20).default(5),
-        backoffMs: z.int().min(10).max(600_000).default(1000),
+        attempts: z.int().min(1).max(20).optional(),
+        backoffMs: z.int().min(10).max(600_000).optional(),
       })
-      .prefault({}),
+      .optional(),
   })
   .superRefine((runtime, ctx) => {
     const names = reportDuplicates(

@@ -12,6 +12,7 @@ import {
 import { gatewayToolIndex, McpGatewayContract } from './mcpGatewayContract.ts';
 import { PolicyContract } from './policyContract.ts';
 import { ProjectContract } from './projectContract.ts';
+import { refuseUnsupportedFields } from './refuseUnsupportedFields.ts';
 import { RuntimeContract } from './runtimeContract.ts';
 
 /** Each contract kind's schema, to re-validate a stored body by its kind. */
@@ -35,6 +36,7 @@ const named = <T extends z.ZodType>(schema: T) => z.record(Identifier, schema);
  * The GitOps file: one project and all its contracts. Beyond each contract's own schema it
  * checks every reference between them — bindings, grants, tools against the agent's safety
  * ceiling and context domain — and reports each problem at the path of the offending field.
+ * A field the runtime does not act on yet is refused by name ({@link refuseUnsupportedFields}).
  */
 export const TenantFile = z
   .strictObject({
@@ -142,6 +144,7 @@ export const TenantFile = z
         checkTool(agent, toolId, path);
       });
     });
+    refuseUnsupportedFields(tenant, issue);
   });
 export type TenantFile = z.infer<typeof TenantFile>;
 

@@ -10,7 +10,7 @@ import {
   readActive,
   saveDraft,
 } from '../../db/contractRevisions.ts';
-import { setMigrationState } from '../../db/migrationState.ts';
+import { syncFlowModes, type FlowChange } from '../../db/migrationState.ts';
 import { upsertProject } from '../../db/projects.ts';
 import { withProject } from '../../db/withProject.ts';
 import { bodyHash } from '../contracts/canonicalJson.ts';
@@ -41,7 +41,8 @@ export type ApplyReport = {
   dryRun: boolean;
   contracts: ContractOutcome[];
   artifactsStored: number;
-  flows: { flow: string; mode: string; previousMode: string | null }[];
+  /** Flow modes this apply changed (they follow the active runtime revision). */
+  flows: FlowChange[];
   /** Active contracts the file no longer mentions; left active (apply never deletes). */
   notInFile: { kind: string; name: string }[];
   changed: boolean;
@@ -114,11 +115,16 @@ export async function applyTenant(
       }
 
       const contracts: ContractOutcome[] = [];
+      let flows: FlowChange[] = [];
       for (const { kind, name, body } of tenantRevisions(tenant)) {
         const key = { projectId, kind, name };
         const hash = bodyHash(body);
         const active = await readActive(tx, key);
         if (active?.bodyHash === hash) {
+          // The pointer stays; the flow modes are checked all the same, so an apply mends a
+          // mode that drifted from the active runtime revision.
+          if (kind === 'runtime')
+            flows = await syncFlowModes(tx, { projectId, revisionId: active.revisionId, actor });
           contracts.push({
             kind,
             name,
@@ -148,7 +154,13 @@ export async function applyTenant(
             body_hash: hash,
           });
         }
-        await activateRevision(tx, { ...key, revisionId: revision.revisionId, actor, traceId });
+        const activation = await activateRevision(tx, {
+          ...key,
+          revisionId: revision.revisionId,
+          actor,
+          traceId,
+        });
+        if (kind === 'runtime') flows = activation?.flows ?? [];
         contracts.push({
           kind,
           name,
@@ -158,19 +170,6 @@ export async function applyTenant(
           previousVersion: active?.version ?? null,
           diff,
         });
-      }
-
-      const flows: ApplyReport['flows'] = [];
-      for (const flow of tenant.runtime.flows) {
-        const state = await setMigrationState(tx, {
-          projectId,
-          flow: flow.name,
-          mode: flow.mode,
-          canary: flow.canary ?? {},
-          actor,
-        });
-        if (state.changed)
-          flows.push({ flow: flow.name, mode: flow.mode, previousMode: state.previousMode });
       }
 
       const inFile = new Set(contracts.map((c) => `${c.kind}/${c.name}`));

@@ -34,7 +34,10 @@ export class ToolCallError extends AppError {
 
 /** The MCP Gateway's client side: pooled connections to a project's MCP servers. */
 export type McpGateway = {
-  /** The server's tools by name (`listTools`, every page), cached for the connection's life. */
+  /**
+   * The server's tools by name (`listTools`, every page), cached for the connection's life;
+   * a tool the contract declares and the server lacks is logged as a warning on connect.
+   */
   discover(projectId: string, server: GatewayServer): Promise<Map<string, DiscoveredTool>>;
   /**
    * Makes one call. A connection that died (a restarted server) is replaced and the call
@@ -241,7 +244,11 @@ export function createMcpGateway({
     if (connection.retired && connection.busy === 0) void connection.client.close().catch(() => {});
   }
 
-  async function listAll(client: Client): Promise<Map<string, DiscoveredTool>> {
+  async function listAll(
+    projectId: string,
+    server: GatewayServer,
+    client: Client,
+  ): Promise<Map<string, DiscoveredTool>> {
     const tools = new Map<string, DiscoveredTool>();
     let cursor: string | undefined;
     for (let page = 0; page < 100; page++) {
@@ -255,6 +262,15 @@ export function createMcpGateway({
       cursor = result.nextCursor;
       if (!cursor) break;
     }
+    // Once per connection: the contract names tools this server does not offer. They are not
+    // offered to agents (nor listed by the MCP endpoint); the operator should fix the contract.
+    const missing = server.tools.map((t) => t.name).filter((name) => !tools.has(name));
+    if (missing.length > 0) {
+      logger.warn(
+        { projectId, server: server.name, tools: missing },
+        'mcp server does not offer tools the gateway contract declares',
+      );
+    }
     return tools;
   }
 
@@ -262,7 +278,7 @@ export function createMcpGateway({
     async discover(projectId, server) {
       for (let attempt = 0; ; attempt++) {
         const connection = await get(projectId, server);
-        connection.tools ??= listAll(connection.client);
+        connection.tools ??= listAll(projectId, server, connection.client);
         connection.busy += 1;
         try {
           return await connection.tools;

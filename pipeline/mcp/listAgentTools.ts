@@ -16,9 +16,10 @@ import { modelToolName } from './toolNames.ts';
  * active contracts and the flow's current mode that an endpoint call could actually make (a
  * tool that would need an approval or be only a proposal is left out: the endpoint has no run
  * to pause), named as a model would see them, with the description and input schema their
- * server gives (`discover`). A tool whose server cannot be reached now is still listed, with
- * an open schema, so the list does not change with a server's health; calling it reports the
- * server's failure. Not listed at all: no scope (`ok: false` says why).
+ * server gives (`discover`). A tool its server answered without is left out: the server does
+ * not have it. A tool whose server cannot be reached now is still listed, with an open schema,
+ * so the list does not change with a server's health; calling it reports the server's
+ * failure. Not listed at all: no scope (`ok: false` says why).
  */
 export async function listAgentTools(
   deps: AgentToolDeps,
@@ -47,18 +48,24 @@ export async function listAgentTools(
       }
     }),
   );
-  const tools = offered.map(({ toolId, server, tool }): Tool => {
-    const found = discovered.get(server.name)?.get(tool.name);
-    return {
-      name: modelToolName(toolId),
-      title: toolId,
-      description: found?.description ?? `${toolId} (its server did not describe it)`,
-      inputSchema: objectSchema(found?.inputSchema),
-      annotations: {
-        readOnlyHint: tool.risk === 'read',
-        destructiveHint: tool.risk === 'destructive',
+  const tools = offered.flatMap(({ toolId, server, tool }): Tool[] => {
+    const listing = discovered.get(server.name);
+    const found = listing?.get(tool.name);
+    // A server that answered without this tool does not have it: listing it would only
+    // promise a call that fails. (The gateway warns of it when it connects.)
+    if (listing && !found) return [];
+    return [
+      {
+        name: modelToolName(toolId),
+        title: toolId,
+        description: found?.description ?? `${toolId} (its server did not describe it)`,
+        inputSchema: objectSchema(found?.inputSchema),
+        annotations: {
+          readOnlyHint: tool.risk === 'read',
+          destructiveHint: tool.risk === 'destructive',
+        },
       },
-    };
+    ];
   });
   return { ok: true, tools };
 }

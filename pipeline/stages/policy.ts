@@ -84,8 +84,6 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
       reason: decision.reason,
       policy: contracts.policyName,
       route: route.map((t) => ({ provider: t.provider, model: t.model })),
-      // Budgets in money need provider prices; enforcing them is a seam left for later work.
-      budget: contracts.policy.budget,
     };
     const moved = await transitionRun(tx, {
       runId: run.runId,

@@ -153,16 +153,66 @@ describe('awooop apply', () => {
     expect(await tableCounts(owner)).toEqual(before);
   });
 
+  // Regression (issue 12, item 14): these fields were stored and then ignored by the runtime.
+  it('refuses, by name, every field the runtime does not act on yet, and writes nothing', async () => {
+    const owner = await db().owner();
+    const before = await tableCounts(owner);
+    const path = await editedAwoooi('unsupported', (y) =>
+      y
+        .replace(
+          '  acl:\n',
+          '  owners: ["email:sre-lead@awoooi.example"]\n' +
+            '  dataBoundary: { region: ap-northeast-1, retentionDays: 90 }\n' +
+            '  budget: { monthlyLimitUsd: 200 }\n  acl:\n',
+        )
+        .replace('        roles: [operator]\n', '        roles: [operator, viewer]\n')
+        .replace(
+          '    rate:\n',
+          '    budget: { perRunUsd: 0.5 }\n    privacy: { storeTranscripts: false }\n    rate:\n',
+        )
+        .replace(
+          '  approvalTtlSeconds: 1800\n',
+          '  approvalTtlSeconds: 1800\n  timeouts: { stageMs: 5000 }\n' +
+            '  retry: { attempts: 3, backoffMs: 200 }\n',
+        )
+        .replace(
+          '  api:\n    type: api\n',
+          '  api:\n    type: api\n  team-slack:\n    type: slack\n' +
+            '    signingSecret: "secret:slack-signing"\n    botToken: "secret:slack-bot"\n',
+        ),
+    );
+    const result = await awooop('apply', '-f', path);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('nothing was written');
+    for (const field of [
+      'project.owners',
+      'project.dataBoundary',
+      'project.budget',
+      'project.acl.members[1].roles[1]',
+      'policies.default.budget',
+      'policies.default.privacy.storeTranscripts',
+      'runtime.timeouts.stageMs',
+      'runtime.retry.attempts',
+      'runtime.retry.backoffMs',
+      'channels.team-slack.type',
+    ]) {
+      expect(result.stderr).toMatch(
+        new RegExp(`${field.replace(/[.[\]]/g, '\\$&')}: .*not supported yet`),
+      );
+    }
+    expect(await tableCounts(owner)).toEqual(before);
+  });
+
   it('a dry run reports what would change and writes nothing', async () => {
     const owner = await db().owner();
     const before = await tableCounts(owner);
     const path = await editedAwoooi('dry', (y) =>
-      y.replace('retentionDays: 90', 'retentionDays: 60'),
+      y.replace('approvalTtlSeconds: 1800', 'approvalTtlSeconds: 900'),
     );
     const result = await awooop('apply', '-f', path, '--dry-run');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^dry run: applied/);
-    expect(result.stdout).toContain('~ dataBoundary.retentionDays: 90 → 60');
+    expect(result.stdout).toContain('~ approvalTtlSeconds: 1800 → 900');
     expect(await tableCounts(owner)).toEqual(before);
   });
 });

@@ -287,6 +287,36 @@ describe('discover', () => {
   });
 });
 
+describe('discover of a server that lacks a declared tool', () => {
+  // Regression (issue 12, item 15): nothing told the operator a declared tool was missing.
+  it('warns once per connection, naming the tools the server does not offer', async () => {
+    const http = await startHttp({});
+    const { gateway, logs } = startGateway();
+    const base = httpServer(http.url);
+    const server = GatewayServer.parse({
+      ...base,
+      tools: [...base.tools, { name: 'ghost', risk: 'read' }],
+    });
+
+    const tools = await gateway.discover(PROJECT, server);
+    expect(tools.has('ghost')).toBe(false);
+    await gateway.discover(PROJECT, server);
+    const warned = logs.filter(
+      (l) => l.msg === 'mcp server does not offer tools the gateway contract declares',
+    );
+    expect(warned).toMatchObject([
+      { level: 40, projectId: PROJECT, server: 'fake', tools: ['ghost'] },
+    ]);
+  });
+
+  it('warns of nothing when the server has every declared tool', async () => {
+    const http = await startHttp({});
+    const { gateway, logs } = startGateway();
+    await gateway.discover(PROJECT, httpServer(http.url));
+    expect(logs.filter((l) => l.level === 40)).toEqual([]);
+  });
+});
+
 describe('call over streamable HTTP', () => {
   it('sends the bearer token resolved from a secret: header ref, and logs no credential', async () => {
     const http = await startHttp({ token: TOKEN });

@@ -45,8 +45,8 @@ afterEach(async () => {
 
 /**
  * The pipeline test tenant plus the fake MCP server `fake` with a read `lookup`, a write
- * `restart` and a read `leak` nobody is granted: agent `helper` (flow default, read_only) is
- * granted `lookup`; agent `ops` (flow ops, auto_remediate with write tools on) is granted
+ * `restart`, a read `leak` nobody is granted and a read `ghost` the server does not have:
+ * agent `helper` (flow default, read_only) is granted `lookup` and `ghost`; agent `ops` (flow ops, auto_remediate with write tools on) is granted
  * `restart` behind an approval.
  */
 function tenantWithTools(projectId: string) {
@@ -60,7 +60,7 @@ function tenantWithTools(projectId: string) {
   const tenant = TenantFile.parse({
     ...t,
     agents: {
-      helper: { ...helper, tools: ['fake.lookup'] },
+      helper: { ...helper, tools: ['fake.lookup', 'fake.ghost'] },
       ops: {
         ...helper,
         description: 'Ops agent',
@@ -85,11 +85,12 @@ function tenantWithTools(projectId: string) {
             { name: 'lookup', risk: 'read' },
             { name: 'restart', risk: 'write' },
             { name: 'leak', risk: 'read' },
+            { name: 'ghost', risk: 'read' },
           ],
         },
       ],
       grants: [
-        { agent: 'helper', tools: ['fake.lookup'], environments: ['test'] },
+        { agent: 'helper', tools: ['fake.lookup', 'fake.ghost'], environments: ['test'] },
         { agent: 'ops', tools: ['fake.restart'], environments: ['test'], requireApproval: true },
       ],
     },
@@ -224,7 +225,9 @@ function upstreamCallsOf(tool: string) {
 }
 
 describe('an agent MCP endpoint, through the SDK client', () => {
-  it('lists only the tool the agent is granted, with its server description and schema', async () => {
+  // Regression (issue 12, item 15): a granted tool the server does not have (`ghost`) was
+  // listed as "its server did not describe it", and every call of it failed.
+  it('lists only the granted tool its server has, with its server description and schema', async () => {
     const client = await connect(helperKey);
     const { tools } = await client.listTools();
     expect(tools.map((t) => t.name)).toEqual(['fake__lookup']);
@@ -356,7 +359,7 @@ describe('an agent MCP endpoint, through the SDK client', () => {
 });
 
 describe('an agent MCP endpoint whose server refuses the gateway', () => {
-  it('still lists the granted tool, and a call fails as TOOL_SERVER_UNAVAILABLE, recorded as an error', async () => {
+  it('still lists the granted tools, and a call fails as TOOL_SERVER_UNAVAILABLE, recorded as an error', async () => {
     await pipeline.setSecret(OTHER, 'mcp-auth', 'Bearer not-the-upstream-token-42');
     const client = new Client({ name: 'external-client', version: '1.0.0' });
     await client.connect(
@@ -366,8 +369,10 @@ describe('an agent MCP endpoint whose server refuses the gateway', () => {
     );
     cleanups.push(() => client.close());
     const { tools } = await client.listTools();
+    // Unreachable, the server cannot say which tools it lacks: every granted one is listed.
     expect(tools.map((t) => [t.name, t.inputSchema])).toEqual([
       ['fake__lookup', { type: 'object' }],
+      ['fake__ghost', { type: 'object' }],
     ]);
     const failed = await call(client, 'fake__lookup', { key: 'a' });
     expect(failed.isError).toBe(true);

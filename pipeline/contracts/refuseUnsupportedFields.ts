@@ -1,0 +1,96 @@
+import type { AgentContract } from './agentContract.ts';
+import type { ChannelContract } from './channelContract.ts';
+import type { PolicyContract } from './policyContract.ts';
+import type { ProjectContract } from './projectContract.ts';
+import type { RuntimeContract } from './runtimeContract.ts';
+
+/** The channel types a plugin receives and sends; any other is refused at apply. */
+export const CHANNELS_WITH_PLUGIN = ['telegram', 'line', 'api'] as const;
+
+type Path = (string | number)[];
+
+const notYet = (why: string) => `not supported yet: ${why}; remove it`;
+const NO_BUDGETS = notYet('budgets are not enforced');
+const noPlugin = (type: string) =>
+  `"${type}" is not supported yet: no channel plugin receives or sends it (supported: ${CHANNELS_WITH_PLUGIN.join(', ')})`;
+
+/**
+ * Reports every field of a tenant file that the schemas accept but the runtime does not act on
+ * yet, so `apply` refuses it by name instead of storing a promise nothing keeps. The contract
+ * schemas themselves still read these fields: revisions stored before this refusal hold them
+ * (with their old defaults) and must stay readable, for the runtime and for a rollback.
+ */
+export function refuseUnsupportedFields(
+  tenant: {
+    project: ProjectContract;
+    agents: Record<string, AgentContract>;
+    policies: Record<string, PolicyContract>;
+    runtime: RuntimeContract;
+    channels: Record<string, ChannelContract>;
+  },
+  issue: (path: Path, message: string) => void,
+): void {
+  const { project, runtime } = tenant;
+  if (project.owners !== undefined)
+    issue(['project', 'owners'], notYet('owners grant nothing; ACL members with admin do'));
+  if (project.dataBoundary !== undefined) {
+    issue(
+      ['project', 'dataBoundary'],
+      notYet('no region, retention or PII-class boundary is enforced'),
+    );
+  }
+  if (project.budget !== undefined) issue(['project', 'budget'], NO_BUDGETS);
+  project.acl.members.forEach((member, i) =>
+    member.roles.forEach((role, j) => {
+      if (role === 'viewer') {
+        issue(
+          ['project', 'acl', 'members', i, 'roles', j],
+          '"viewer" is not supported yet: the role grants nothing; use admin or operator, or leave the member out',
+        );
+      }
+    }),
+  );
+  project.bindings.forEach((binding, i) => {
+    if (binding.channel !== undefined && !isPluginChannel(binding.channel))
+      issue(['project', 'bindings', i, 'channel'], noPlugin(binding.channel));
+  });
+
+  for (const [name, agent] of Object.entries(tenant.agents)) {
+    if (agent.inputSchema !== undefined) {
+      issue(
+        ['agents', name, 'inputSchema'],
+        notYet('inbound messages are not checked against an input schema'),
+      );
+    }
+  }
+  for (const [name, policy] of Object.entries(tenant.policies)) {
+    if (policy.budget !== undefined) issue(['policies', name, 'budget'], NO_BUDGETS);
+    if (policy.privacy.storeTranscripts !== undefined) {
+      issue(
+        ['policies', name, 'privacy', 'storeTranscripts'],
+        notYet('transcripts are always stored'),
+      );
+    }
+  }
+
+  if (runtime.timeouts.stageMs !== undefined) {
+    issue(
+      ['runtime', 'timeouts', 'stageMs'],
+      notYet('a stage has no deadline of its own (timeouts.runMs bounds the run)'),
+    );
+  }
+  if (runtime.retry !== undefined) {
+    const why = notYet('stage retries are set by the platform, not by a tenant');
+    const keys = Object.keys(runtime.retry);
+    if (keys.length === 0) issue(['runtime', 'retry'], why);
+    for (const key of keys) issue(['runtime', 'retry', key], why);
+  }
+
+  for (const [name, channel] of Object.entries(tenant.channels)) {
+    if (!isPluginChannel(channel.type)) issue(['channels', name, 'type'], noPlugin(channel.type));
+  }
+}
+
+function isPluginChannel(type: string): boolean {
+  return (CHANNELS_WITH_PLUGIN as readonly string[]).includes(type);
+}
