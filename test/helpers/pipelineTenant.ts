@@ -35,6 +35,7 @@ export function pipelineTenant({
   outputSchema,
   statusAfterMs = 60_000,
   approvers,
+  apiApprovers = [],
   viewers = [],
 }: {
   projectId: string;
@@ -47,6 +48,8 @@ export function pipelineTenant({
   statusAfterMs?: number;
   /** Telegram user ids that may decide approvals (ACL `telegram:<id>`, role `operator`). */
   approvers?: readonly string[];
+  /** API key ids that may decide approvals (ACL `api:<key id>`, role `operator`). */
+  apiApprovers?: readonly string[];
   /** Telegram user ids in the ACL with the `viewer` role only (not approvers). */
   viewers?: readonly string[];
 }): { tenant: TenantFile; artifacts: ArtifactInput[] } {
@@ -85,6 +88,7 @@ export function pipelineTenant({
         members: [
           { subject: 'email:owner@example.test', roles: ['admin'] },
           ...(approvers ?? []).map((id) => ({ subject: `telegram:${id}`, roles: ['operator'] })),
+          ...apiApprovers.map((id) => ({ subject: `api:${id}`, roles: ['operator'] })),
           ...viewers.map((id) => ({ subject: `telegram:${id}`, roles: ['viewer'] })),
         ],
       },

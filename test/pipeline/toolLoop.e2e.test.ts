@@ -507,7 +507,7 @@ describe('approvals', () => {
   const decide = (approvalId: string, decision: 'approved' | 'rejected') =>
     decideApproval(
       { pool: db().pool, enqueue: pipeline.queues.enqueue, contracts: pipeline.ctx.contracts },
-      { projectId: 'tools', approvalId, decision, decidedBy: 'test:operator', via: 'api' },
+      { projectId: 'tools', approvalId, decision, decidedBy: `telegram:${APPROVER}`, via: 'api' },
     );
 
   it('pauses for a grant that requires approval and resumes without repeating earlier calls', async () => {
@@ -558,7 +558,7 @@ describe('approvals', () => {
     expect(view.approvals).toEqual([
       expect.objectContaining({
         status: 'approved',
-        decided_by: 'test:operator',
+        decided_by: `telegram:${APPROVER}`,
         call_sha256: view.tool_calls[1]!.arguments_sha256,
       }),
     ]);
