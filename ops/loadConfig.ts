@@ -39,6 +39,11 @@ const EnvSchema = z.object({
   AWOOOP_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
   AWOOOP_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   AWOOOP_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  /** Failed credential attempts per source address per window before 429. */
+  AWOOOP_AUTH_FAILURES_PER_SOURCE: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  /** Failed credential attempts per project per window before sources that failed get 429. */
+  AWOOOP_AUTH_FAILURES_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  AWOOOP_AUTH_FAILURE_WINDOW_S: z.coerce.number().int().min(1).max(86_400).default(60),
 });
 
 /** Parsed, validated configuration. Secrets are present but never serialized. */

@@ -15,6 +15,20 @@ describe('config', () => {
     });
   });
 
+  it('limits failed credential attempts by default, configurably', () => {
+    expect(loadConfig({})).toMatchObject({
+      AWOOOP_AUTH_FAILURES_PER_SOURCE: 20,
+      AWOOOP_AUTH_FAILURES_PER_PROJECT: 100,
+      AWOOOP_AUTH_FAILURE_WINDOW_S: 60,
+    });
+    expect(
+      loadConfig({ AWOOOP_AUTH_FAILURES_PER_SOURCE: '5', AWOOOP_AUTH_FAILURE_WINDOW_S: '300' }),
+    ).toMatchObject({ AWOOOP_AUTH_FAILURES_PER_SOURCE: 5, AWOOOP_AUTH_FAILURE_WINDOW_S: 300 });
+    expect(() => loadConfig({ AWOOOP_AUTH_FAILURES_PER_PROJECT: '0' })).toThrow(
+      /AWOOOP_AUTH_FAILURES_PER_PROJECT: /,
+    );
+  });
+
   it('names every bad variable and what is wrong with it', () => {
     expect(() =>
       loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' }),
