@@ -161,7 +161,11 @@ export function pipelineTenant({
   return { tenant, artifacts };
 }
 
-/** Applies a test tenant as `awooop apply` does. */
-export async function applyTestTenant(ctx: Context, input: ReturnType<typeof pipelineTenant>) {
-  return applyTenant(ctx, { ...input, actor: 'test' });
+/** Applies a test tenant as `awooop apply` does, with `envSecrets` as AWOOOP_ENV_SECRETS. */
+export async function applyTestTenant(
+  ctx: Context,
+  input: ReturnType<typeof pipelineTenant>,
+  envSecrets: readonly string[] = [],
+) {
+  return applyTenant(ctx, { ...input, actor: 'test', envSecrets });
 }

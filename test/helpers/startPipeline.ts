@@ -51,6 +51,7 @@ export async function startPipeline({
   concurrency = 8,
   logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
   app: appOptions = {},
+  envSecrets = [],
 }: {
   pool: DatabasePool;
   prefix: string;
@@ -60,11 +61,13 @@ export async function startPipeline({
   logger?: Logger;
   /** Ingress options `web` takes from its config (the dashboard's tokens, credential limits). */
   app?: Pick<AppDeps, 'adminToken' | 'viewerToken' | 'credentialLimits'>;
+  /** The env variables `env:` refs may read (AWOOOP_ENV_SECRETS). @defaultValue none */
+  envSecrets?: readonly string[];
 }): Promise<Pipeline> {
   const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   const secretKey = randomBytes(32);
   const queues = createStageQueues(redis, prefix);
-  const secrets = createSecretResolver({ pool, key: secretKey, ttlMs: 0 });
+  const secrets = createSecretResolver({ pool, key: secretKey, ttlMs: 0, envAllowed: envSecrets });
   const ctx: StageContext = {
     pool,
     logger,
