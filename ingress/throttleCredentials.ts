@@ -54,10 +54,14 @@ export function throttleCredentials({
     const project = scope === null ? null : keyOf('project', scope);
     const keys = project ? [source, project] : [source];
 
-    const counts = await bounded(redis.mget(...keys), timeoutMs).catch((error: unknown) => {
-      logger.warn({ err: messageOf(error) }, 'credential throttle unavailable; not throttling');
-      return null;
-    });
+    // One GET per key rather than an MGET, and one MULTI per key below: the two keys may live
+    // in different slots of a Redis Cluster.
+    const counts = await bounded(Promise.all(keys.map((k) => redis.get(k))), timeoutMs).catch(
+      (error: unknown) => {
+        logger.warn({ err: messageOf(error) }, 'credential throttle unavailable; not throttling');
+        return null;
+      },
+    );
     if (counts) {
       const bySource = Number(counts[0] ?? 0);
       const byProject = Number(counts[1] ?? 0);
@@ -90,14 +94,21 @@ export function throttleCredentials({
       failed = error instanceof AppError && error.status === 401;
       throw error;
     } finally {
-      // Counted in a fixed window opened by the first failure (EXPIRE NX keeps it from
-      // sliding). Not awaited: the 401 is not held up by the bookkeeping.
+      // Counted in a fixed window opened by the first failure: SET NX starts it with its
+      // expiry and INCR keeps that expiry, so later failures do not slide it. A retried
+      // request that fails again counts again, as it should. Not awaited: the 401 is not held
+      // up by the bookkeeping.
       if (failed) {
-        const tx = redis.multi();
-        for (const key of keys) tx.incr(key).expire(key, windowSeconds, 'NX');
-        tx.exec().catch((error: unknown) => {
-          logger.warn({ err: messageOf(error) }, 'could not count a failed credential attempt');
-        });
+        for (const key of keys) {
+          redis
+            .multi()
+            .set(key, 0, 'EX', windowSeconds, 'NX')
+            .incr(key)
+            .exec()
+            .catch((error: unknown) => {
+              logger.warn({ err: messageOf(error) }, 'could not count a failed credential attempt');
+            });
+        }
       }
     }
   };
