@@ -116,12 +116,14 @@ export function throttleCredentials({
 
 /**
  * Which credential a path checks, as the project its failures count against: the project of
- * `/v1/projects/:p/…` and `/webhooks/<channel>/:p/…`, `platform` for the queue dashboard,
- * null for a credential route with no valid project id (the source is still counted), and
- * undefined for routes that take no credential (`/healthz`, `/readyz`, `/metrics`).
+ * `/v1/projects/:p/…` and `/webhooks/<channel>/:p/…`, `platform` for the queue dashboard and
+ * `/metrics` (whose token, where one is required, is as much a platform credential), null for
+ * a credential route with no valid project id (the source is still counted), and undefined
+ * for routes that take no credential (`/healthz`, `/readyz`).
  */
 function scopeOf(path: string): string | null | undefined {
   if (path === '/admin/queues' || path.startsWith('/admin/queues/')) return 'platform';
+  if (path === '/metrics') return 'platform';
   const match = /^\/(?:v1\/projects|webhooks\/[^/]+)\/([^/]*)/.exec(path);
   if (!match) return undefined;
   const id = match[1]!;

@@ -60,7 +60,7 @@ export async function startPipeline({
   /** Where the pipeline logs (silent unless TEST_LOG_LEVEL is set). */
   logger?: Logger;
   /** Ingress options `web` takes from its config (the dashboard's tokens, credential limits). */
-  app?: Pick<AppDeps, 'adminToken' | 'viewerToken' | 'credentialLimits'>;
+  app?: Pick<AppDeps, 'adminToken' | 'viewerToken' | 'credentialLimits' | 'metrics'>;
   /** The env variables `env:` refs may read (AWOOOP_ENV_SECRETS). @defaultValue none */
   envSecrets?: readonly string[];
 }): Promise<Pipeline> {

@@ -38,6 +38,7 @@ beforeAll(async () => {
     workers: false,
     app: {
       adminToken: ADMIN_TOKEN,
+      metrics: () => Promise.resolve('awooop_up 1\n'),
       credentialLimits: { prefix, perSource: PER_SOURCE, perProject: PER_PROJECT },
     },
   });
@@ -248,5 +249,9 @@ describe('throttling failed credential attempts', () => {
       expectThrottled(await kind.good());
       expect(await tableCounts(owner)).toEqual(counts);
     }
+    // The tokens are platform credentials, and so is the scrape: a source refused for guessing
+    // the admin token is refused /metrics too; another source is not.
+    expectThrottled(await send('127.0.2.4', 'GET', '/metrics'));
+    expect((await send('127.0.2.5', 'GET', '/metrics')).status).toBe(200);
   });
 });
