@@ -3,9 +3,9 @@ import { APPROVAL_STATUSES, listApprovals, type ApprovalStatus } from '../../db/
 import { projectExists } from '../../db/projects.ts';
 import { withProject } from '../../db/withProject.ts';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
+import { describeApproval } from '../../pipeline/approvals/describeApproval.ts';
 import { AclSubject } from '../../pipeline/contracts/projectContract.ts';
 import { AppError } from '../../pipeline/errors.ts';
-import { describeApproval } from '../../pipeline/approvals/describeApproval.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { createStageQueues } from '../../workers/stageQueues.ts';
 import type { CliContext } from './CliContext.ts';

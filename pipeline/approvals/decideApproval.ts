@@ -34,8 +34,9 @@ export type DecideDeps = {
  * (`api:<key id>`, `telegram:<user id>`, `email:…`), on every path (API, CLI, Telegram); only
  * the sweeper's `expired` needs none. `expectedSha256`, when given, is the call digest the
  * decider saw: another one is refused. Refusals: 403 `NOT_APPROVER`, 404 `APPROVAL_NOT_FOUND`,
- * 409 `APPROVAL_ALREADY_DECIDED` / `APPROVAL_EXPIRED` / `APPROVAL_MISMATCH`. Harmless twice: only a pending approval changes (the row is locked),
- * the run's transition is conditional on `WAITING_APPROVAL`, and the job ids are per run.
+ * 409 `APPROVAL_ALREADY_DECIDED` / `APPROVAL_EXPIRED` / `APPROVAL_MISMATCH`. Harmless twice:
+ * only a pending approval changes (the row is locked), the run's transition is conditional on
+ * `WAITING_APPROVAL`, and the job ids are per run.
  */
 export async function decideApproval(
   deps: DecideDeps,
