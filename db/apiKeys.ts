@@ -32,6 +32,19 @@ const RunIdRow = z.object({ runId: z.string() });
 
 export type ApiKeyRole = (typeof API_KEY_ROLES)[number];
 
+/** How many of a key's random characters its stored prefix keeps: enough to tell keys apart, too few to matter. */
+export const KEY_PREFIX_RANDOM_CHARS = 4;
+
+/**
+ * The part of a key that is stored and shown in clear: the fixed `awk_<project>_` and the first
+ * {@link KEY_PREFIX_RANDOM_CHARS} random characters, so always `project.length + 9` long. It is
+ * cut by length, not at the last `_`: base64url has `_` in it, and cutting there kept up to the
+ * whole key.
+ */
+export function apiKeyPrefix(projectId: string, key: string): string {
+  return key.slice(0, `awk_${projectId}_`.length + KEY_PREFIX_RANDOM_CHARS);
+}
+
 /** SHA-256 hex of a presented key: the only form a key is stored or compared in. */
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
@@ -39,7 +52,8 @@ export function hashApiKey(key: string): string {
 
 /**
  * Creates a key for a project and returns it once; only its hash is kept. Keys look like
- * `awk_<project>_<43 random base64url chars>` so a leaked one is recognisable. An `mcp` key
+ * `awk_<project>_<43 random base64url chars>` so a leaked one is recognisable; only
+ * {@link apiKeyPrefix} of it is kept in clear. An `mcp` key
  * has that role alone and names its `agent`; no other key names one.
  */
 export async function createApiKey(
@@ -69,7 +83,7 @@ export async function createApiKey(
   const key = `awk_${k.projectId}_${randomBytes(32).toString('base64url')}`;
   const row = await db.one(sql.type(KeyIdRow)`
     INSERT INTO api_keys (project_id, name, key_hash, key_prefix, roles, agent, created_by)
-    VALUES (${k.projectId}, ${k.name}, ${hashApiKey(key)}, ${key.slice(0, key.lastIndexOf('_') + 5)},
+    VALUES (${k.projectId}, ${k.name}, ${hashApiKey(key)}, ${apiKeyPrefix(k.projectId, key)},
             ${sql.array([...k.roles], 'text')}, ${k.agent ?? null}, ${k.actor})
     RETURNING key_id AS "keyId"`);
   return { keyId: row.keyId, key };

@@ -36,7 +36,8 @@ export const ApprovalDecisionBody = z.strictObject({
  * The approvals API, for `operator` and `admin` keys (a `client` key is 403): list a
  * project's approvals (`?status=pending|approved|rejected|expired&run=<uuid>&limit=N`,
  * newest first), and approve or reject one (200 with the approval as it now is; decided by
- * `api:<key id>`). A refused decision is 409 (`APPROVAL_ALREADY_DECIDED`, `APPROVAL_EXPIRED`,
+ * `api:<key id>`, which must also be an approver in the project's ACL, else 403
+ * `NOT_APPROVER`). A refused decision is 409 (`APPROVAL_ALREADY_DECIDED`, `APPROVAL_EXPIRED`,
  * `APPROVAL_MISMATCH`), an unknown or malformed id 404 `APPROVAL_NOT_FOUND`.
  */
 export function approvalRoutes(deps: DecideDeps): Router {

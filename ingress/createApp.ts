@@ -16,6 +16,7 @@ import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
 import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
 import { mcpEndpoint } from './mcpEndpoint.ts';
+import { throttleCredentials, type CredentialLimits } from './throttleCredentials.ts';
 import { webhookRoutes } from './webhookRoutes.ts';
 
 /** Everything the HTTP edge needs, built once in `ops/`. */
@@ -38,6 +39,8 @@ export type AppDeps = HealthDeps &
      * `GATEWAY_UNAVAILABLE`. Its owner closes it after the server.
      */
     gateway?: McpGateway | undefined;
+    /** Limits on failed credential attempts (429 past them); absent: none, as in most tests. */
+    credentialLimits?: CredentialLimits | undefined;
   };
 
 /** The Koa application, with what shutdown needs besides `server.close()`. */
@@ -69,6 +72,11 @@ export function createApp(deps: AppDeps): App {
     deps.logger.error({ err: error }, 'response failed');
   });
   app.use(errorMiddleware({ logger: deps.logger }));
+  if (deps.credentialLimits) {
+    app.use(
+      throttleCredentials({ ...deps.credentialLimits, redis: deps.redis, logger: deps.logger }),
+    );
+  }
   app.use(
     adminBoard({
       queues: Object.values(deps.queues),

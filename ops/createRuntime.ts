@@ -31,7 +31,11 @@ export async function createRuntime(
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
   const queues = createStageQueues(redis, config.AWOOOP_REDIS_PREFIX);
-  const secrets = createSecretResolver({ pool, key: secretKeyBytes(config) });
+  const secrets = createSecretResolver({
+    pool,
+    key: secretKeyBytes(config),
+    envAllowed: config.AWOOOP_ENV_SECRETS,
+  });
   const ctx: StageContext = {
     pool,
     logger,

@@ -5,6 +5,9 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** Env variables whose values are secrets: never echoed in errors, redacted by `toJSON`. */
 const SECRET_NAMES = new Set(['AWOOOP_ADMIN_TOKEN', 'AWOOOP_VIEWER_TOKEN', 'AWOOOP_SECRET_KEY']);
 
+/** Variables of the platform's own that no tenant `env:` ref may read, whatever the list says. */
+const PLATFORM_NAMES = new Set(['DATABASE_URL', 'REDIS_URL', 'PORT', 'LOG_LEVEL', 'NODE_ENV']);
+
 const postgresUrl = z
   .string()
   .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), 'must be a postgres:// URL');
@@ -39,6 +42,32 @@ const EnvSchema = z.object({
   AWOOOP_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
   AWOOOP_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   AWOOOP_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  /** Failed credential attempts per source address per window before 429. */
+  AWOOOP_AUTH_FAILURES_PER_SOURCE: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  /** Failed credential attempts per project per window before sources that failed get 429. */
+  AWOOOP_AUTH_FAILURES_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  AWOOOP_AUTH_FAILURE_WINDOW_S: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** The env variables tenants' `env:` refs may read, comma-separated; none by default. */
+  AWOOOP_ENV_SECRETS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((name) => name.trim())
+        .filter((name) => name !== ''),
+    )
+    .pipe(
+      z.array(
+        z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, 'must be env variable names, comma-separated')
+          .refine((name) => !name.startsWith('AWOOOP_') && !PLATFORM_NAMES.has(name), {
+            error: (issue) =>
+              `${String(issue.input)} is the platform's own configuration, not a tenant's`,
+          }),
+      ),
+    )
+    .default([]),
 });
 
 /** Parsed, validated configuration. Secrets are present but never serialized. */

@@ -29,6 +29,12 @@ export async function runWeb(config: Config): Promise<number> {
     queues: queues.queues,
     adminToken: config.AWOOOP_ADMIN_TOKEN,
     viewerToken: config.AWOOOP_VIEWER_TOKEN,
+    credentialLimits: {
+      prefix: config.AWOOOP_REDIS_PREFIX,
+      perSource: config.AWOOOP_AUTH_FAILURES_PER_SOURCE,
+      perProject: config.AWOOOP_AUTH_FAILURES_PER_PROJECT,
+      windowSeconds: config.AWOOOP_AUTH_FAILURE_WINDOW_S,
+    },
     metrics: () =>
       renderMetrics({
         pool: ctx.pool,

@@ -22,6 +22,7 @@ export async function applyCommand(ctx: CliContext, args: string[]): Promise<num
     artifacts,
     actor: ctx.actor,
     dryRun: values['dry-run'] ?? false,
+    envSecrets: ctx.config.AWOOOP_ENV_SECRETS,
   });
   if (values.json) ctx.print(JSON.stringify(report, null, 2));
   else printReport(ctx, values.file, report);

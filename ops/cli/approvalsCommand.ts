@@ -4,6 +4,8 @@ import { projectExists } from '../../db/projects.ts';
 import { withProject } from '../../db/withProject.ts';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
 import { describeApproval } from '../../pipeline/approvals/describeApproval.ts';
+import { AclSubject } from '../../pipeline/contracts/projectContract.ts';
+import { AppError } from '../../pipeline/errors.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { createStageQueues } from '../../workers/stageQueues.ts';
 import type { CliContext } from './CliContext.ts';
@@ -13,13 +15,16 @@ import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
   awooop approvals list --project P [--status S] [--run RUN_ID] [--limit N] [--json]   newest first
-  awooop approvals approve APPROVAL_ID --project P [--sha CALL_SHA256]   the run resumes and makes the call
-  awooop approvals reject APPROVAL_ID --project P [--sha CALL_SHA256]    the run fails with APPROVAL_REJECTED`;
+  awooop approvals approve APPROVAL_ID --project P --as SUBJECT [--sha CALL_SHA256]   the run resumes and makes the call
+  awooop approvals reject APPROVAL_ID --project P --as SUBJECT [--sha CALL_SHA256]    the run fails with APPROVAL_REJECTED
+  (SUBJECT: the approver deciding, an ACL member of the project, e.g. email:ops@example.com)`;
 
 /**
  * `awooop approvals list|approve|reject`: the calls waiting for a human, and deciding them
- * (as the actor, `cli:<os user>` unless `--actor` says otherwise). `--sha` binds the decision
- * to the call digest the operator checked: an approval bound to another call is refused.
+ * as `--as SUBJECT`, an approver in the project's ACL (a decision is recorded under that
+ * subject; one who is not an approver is refused and nothing changes). `--sha` binds the
+ * decision to the call digest the operator checked: an approval bound to another call is
+ * refused.
  */
 export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {
@@ -28,6 +33,7 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
     run: { type: 'string' },
     limit: { type: 'string' },
     sha: { type: 'string' },
+    as: { type: 'string' },
     json: { type: 'boolean' },
   });
   if (sub !== 'list' && sub !== 'approve' && sub !== 'reject') throw new UsageError(USAGE);
@@ -76,6 +82,7 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
     throw new UsageError(`${sub}: one APPROVAL_ID at a time, got ${positionals.length}`);
   if (values.sha !== undefined && !/^[0-9a-fA-F]{64}$/.test(values.sha))
     throw new UsageError(`--sha: expected the call's SHA-256 (64 hex characters)`);
+  const approver = approverOf(values.as, sub);
   const { pool } = await ctx.connect();
   // Redis first: a decision is not recorded when the run could not then be moved on.
   const redis = await connectCliRedis(ctx);
@@ -88,19 +95,35 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
         projectId,
         approvalId: approvalId.toLowerCase(),
         decision: sub === 'approve' ? 'approved' : 'rejected',
-        decidedBy: ctx.actor,
+        decidedBy: approver,
         via: 'cli',
         ...(values.sha ? { expectedSha256: values.sha.toLowerCase() } : {}),
       },
-    );
+    ).catch((error: unknown) => {
+      if (error instanceof AppError && error.code === 'NOT_APPROVER')
+        throw new AppError(error.code, `--as: ${error.message}`, { status: error.status });
+      throw error;
+    });
     if (values.json) ctx.print(JSON.stringify(describeApproval(approval), null, 2));
     else
       ctx.print(
-        `${approval.status} ${approval.approvalId} (${approval.tool}, run ${approval.runId}) as ${ctx.actor}`,
+        `${approval.status} ${approval.approvalId} (${approval.tool}, run ${approval.runId}) as ${approver}`,
       );
     return 0;
   } finally {
     await queues.close();
     redis.disconnect();
   }
+}
+
+/** The approver `--as` names: required to decide, and shaped like an ACL subject. */
+function approverOf(as: string | undefined, sub: string): string {
+  if (as === undefined)
+    throw new UsageError(
+      `--as: name the approver who ${sub}s (an ACL subject of the project, e.g. email:ops@example.com)`,
+    );
+  const parsed = AclSubject.safeParse(as);
+  if (!parsed.success)
+    throw new UsageError(`--as: ${parsed.error.issues[0]?.message}, got ${JSON.stringify(as)}`);
+  return as;
 }

@@ -9,11 +9,12 @@ import {
 } from '../../db/approvals.ts';
 import { getRun, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { AppError, NotFoundError } from '../errors.ts';
+import { AppError, NotFoundError, PolicyDeniedError } from '../errors.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
 import { failRun } from '../stages/failRun.ts';
 import { loadPinnedChannel } from '../stages/loadPinnedContracts.ts';
 import type { Enqueue } from '../stages/StageContext.ts';
+import { isApprover } from './isApprover.ts';
 
 /** What deciding needs: the database, the queues, and the contract reader (for the channel). */
 export type DecideDeps = {
@@ -28,10 +29,14 @@ export type DecideDeps = {
  * goes back to `ADMITTED` and execute resumes it from its checkpoints, making exactly the
  * approved call; rejected (or expired, from the sweeper), the run ends with
  * `APPROVAL_REJECTED` / `APPROVAL_EXPIRED` and the user gets the failure notice.
- * `expectedSha256`, when given, is the call digest the decider saw: another one is refused.
- * Refusals: 404 `APPROVAL_NOT_FOUND`, 409 `APPROVAL_ALREADY_DECIDED` / `APPROVAL_EXPIRED` /
- * `APPROVAL_MISMATCH`. Harmless twice: only a pending approval changes (the row is locked),
- * the run's transition is conditional on `WAITING_APPROVAL`, and the job ids are per run.
+ * A human's decision (approved or rejected) is made only by an approver: `decidedBy` must be
+ * an ACL subject of the project's active contract holding its approver role or `admin`
+ * (`api:<key id>`, `telegram:<user id>`, `email:…`), on every path (API, CLI, Telegram); only
+ * the sweeper's `expired` needs none. `expectedSha256`, when given, is the call digest the
+ * decider saw: another one is refused. Refusals: 403 `NOT_APPROVER`, 404 `APPROVAL_NOT_FOUND`,
+ * 409 `APPROVAL_ALREADY_DECIDED` / `APPROVAL_EXPIRED` / `APPROVAL_MISMATCH`. Harmless twice:
+ * only a pending approval changes (the row is locked), the run's transition is conditional on
+ * `WAITING_APPROVAL`, and the job ids are per run.
  */
 export async function decideApproval(
   deps: DecideDeps,
@@ -46,6 +51,21 @@ export async function decideApproval(
 ): Promise<Approval> {
   const now = Date.now();
   const outcome = await withProject(deps.pool, d.projectId, async (tx) => {
+    if (d.decision !== 'expired') {
+      // The ACL as it is now, not as the run pinned it: removing an approver takes effect at once.
+      const project = await deps.contracts.active(tx, {
+        projectId: d.projectId,
+        kind: 'project',
+        name: 'project',
+      });
+      if (!project || !isApprover(project.body, d.decidedBy)) {
+        const role = project?.body.approvals.approverRole ?? 'operator';
+        throw new PolicyDeniedError(
+          'NOT_APPROVER',
+          `${d.decidedBy} may not decide approvals of ${d.projectId}: it is not an ACL member with the ${role} or admin role (project.acl.members)`,
+        );
+      }
+    }
     if (d.expectedSha256 !== undefined) {
       const seen = await getApproval(tx, d.approvalId);
       if (seen && seen.callSha256 !== d.expectedSha256) {

@@ -116,6 +116,9 @@ export async function decideFromTelegram(
           return { outcome: 'expired', text: 'Expired' };
         case 'APPROVAL_NOT_FOUND':
           return { outcome: 'not_found', text: 'Unknown approval' };
+        // the presser was taken out of the ACL between the check above and the decision
+        case 'NOT_APPROVER':
+          return { outcome: 'not_allowed', text: 'Not allowed: you are not an approver here' };
         default:
           throw error;
       }

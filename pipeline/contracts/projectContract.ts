@@ -3,6 +3,14 @@ import { ChannelType, Identifier, PiiClass } from './common.ts';
 
 const Role = z.enum(['admin', 'operator', 'viewer']);
 
+/** Who an ACL member is: `api:<key id>`, `telegram:<user id>`, `email:…`, and so on. */
+export const AclSubject = z
+  .string()
+  .regex(
+    /^(email|telegram|line|slack|api):\S+$/,
+    'must be email:, telegram:, line:, slack: or api: followed by an id',
+  );
+
 /** A route from where a message comes from to the agent that answers it; most specific wins. */
 export const Binding = z
   .strictObject({
@@ -48,12 +56,7 @@ export const ProjectContract = z.strictObject({
   acl: z.strictObject({
     members: z.array(
       z.strictObject({
-        subject: z
-          .string()
-          .regex(
-            /^(email|telegram|line|slack|api):\S+$/,
-            'must be email:, telegram:, line:, slack: or api: followed by an id',
-          ),
+        subject: AclSubject,
         roles: z.array(Role).min(1, 'needs at least one role'),
       }),
     ),

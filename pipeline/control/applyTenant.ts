@@ -17,6 +17,8 @@ import { bodyHash } from '../contracts/canonicalJson.ts';
 import type { ContractKind } from '../contracts/common.ts';
 import { tenantRevisions, type TenantFile } from '../contracts/tenantFile.ts';
 import type { Context } from '../context.ts';
+import { ContractViolationError } from '../errors.ts';
+import { envRefIssues } from '../secrets/envRefIssues.ts';
 import { diffBodies, type DiffLine } from './diffBodies.ts';
 
 /** An artifact's bytes, read and hash-checked by the caller. */
@@ -63,6 +65,8 @@ class DryRunRollback extends Error {
  * happens in one transaction for the project, serialized per project by an advisory lock, so
  * an apply is all or nothing and two applies of one project cannot interleave.
  *
+ * An `env:` ref naming a variable outside `envSecrets` is refused before anything is opened.
+ *
  * Idempotent by content: a second apply of the same file finds every body hash already active
  * and writes nothing at all.
  */
@@ -74,11 +78,15 @@ export async function applyTenant(
     actor: string;
     dryRun?: boolean;
     traceId?: string;
+    /** The env variables `env:` refs may name (`AWOOOP_ENV_SECRETS`); others are refused. */
+    envSecrets?: readonly string[];
   },
 ): Promise<ApplyReport> {
   const { tenant, actor } = input;
   const projectId = tenant.project.id;
   const traceId = input.traceId ?? null;
+  const envIssues = envRefIssues(tenant, input.envSecrets ?? []);
+  if (envIssues.length > 0) throw new ContractViolationError(envIssues);
   try {
     return await withProject(ctx.pool, projectId, async (tx) => {
       const audit = (

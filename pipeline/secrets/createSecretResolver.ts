@@ -13,20 +13,25 @@ export type SecretResolver = {
 };
 
 /**
- * A resolver over the `secrets` table (sealed with `key`) and the process env. Values are
- * cached for `ttlMs` so a hot path does not decrypt per message; a rotated secret is picked
- * up within that time.
+ * A resolver over the `secrets` table (sealed with `key`) and the process env, of which only
+ * the variables in `envAllowed` (the platform's `AWOOOP_ENV_SECRETS`) may be read: apply
+ * refuses other `env:` refs, and this refuses them again for a contract stored before (or
+ * around) that check. Values are cached for `ttlMs` so a hot path does not decrypt per
+ * message; a rotated secret is picked up within that time.
  */
 export function createSecretResolver({
   pool,
   key,
   env = process.env,
+  envAllowed = [],
   ttlMs = 30_000,
   now = Date.now,
 }: {
   pool: DatabasePool;
   key: Buffer | null;
   env?: NodeJS.ProcessEnv;
+  /** Names of the env variables `env:` refs may read. @defaultValue none */
+  envAllowed?: readonly string[];
   ttlMs?: number;
   now?: () => number;
 }): SecretResolver {
@@ -40,6 +45,12 @@ export function createSecretResolver({
     const [scheme, name] = splitRef(ref);
     let value: string;
     if (scheme === 'env') {
+      if (!envAllowed.includes(name)) {
+        throw new NonRetryableError(
+          'SECRET_REF_NOT_ALLOWED',
+          `env ${name} is not in the platform's AWOOOP_ENV_SECRETS, so ${ref} cannot be read`,
+        );
+      }
       const v = env[name];
       if (v === undefined || v === '') {
         throw new NonRetryableError('SECRET_MISSING', `env ${name} is not set (ref ${ref})`);

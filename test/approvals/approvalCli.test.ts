@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getApproval } from '../../db/approvals.ts';
 import { getRun } from '../../db/runs.ts';
@@ -23,7 +22,8 @@ let pipeline: Pipeline;
 const PROJECT = 'acme';
 const awooop = (...args: string[]) =>
   runCli(args, { DATABASE_URL: db().url, REDIS_URL: TEST_REDIS_URL, AWOOOP_REDIS_PREFIX: prefix });
-const actor = `cli:${userInfo().username}`;
+/** An approver of the test tenant (ACL `telegram:5551`, role operator). */
+const approver = 'telegram:5551';
 
 beforeAll(async () => {
   telegram = await startTelegramServer();
@@ -36,6 +36,7 @@ beforeAll(async () => {
       telegramApiRoot: telegram.apiRoot,
       lineBaseUrl: line.baseUrl,
       approvers: ['5551'],
+      viewers: ['7770'],
     }),
   );
   for (const [name, value] of Object.entries(TEST_SECRETS))
@@ -74,7 +75,7 @@ describe('awooop approvals', () => {
     );
   });
 
-  it('approves with --sha as cli:<os user>: the run is ADMITTED and execute is queued', async () => {
+  it('approves with --sha as the --as approver: the run is ADMITTED and execute is queued', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const result = await awooop(
       'approvals',
@@ -82,6 +83,8 @@ describe('awooop approvals', () => {
       approval.approvalId,
       '--project',
       PROJECT,
+      '--as',
+      approver,
       '--sha',
       approval.callSha256,
     );
@@ -90,7 +93,7 @@ describe('awooop approvals', () => {
     expect(result.stdout).toContain(`approved ${approval.approvalId}`);
     expect(await approvalOf(approval.approvalId)).toMatchObject({
       status: 'approved',
-      decidedBy: actor,
+      decidedBy: approver,
       decidedVia: 'cli',
     });
     expect((await runOf(run.runId))?.state).toBe('ADMITTED');
@@ -98,14 +101,30 @@ describe('awooop approvals', () => {
       await pipeline.queues.queues.execute.getJob(stageJobId('execute', run.runId)),
     ).toBeDefined();
 
-    const again = await awooop('approvals', 'approve', approval.approvalId, '--project', PROJECT);
+    const again = await awooop(
+      'approvals',
+      'approve',
+      approval.approvalId,
+      '--project',
+      PROJECT,
+      '--as',
+      approver,
+    );
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('APPROVAL_ALREADY_DECIDED');
   });
 
   it('rejects: the run fails with APPROVAL_REJECTED', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
-    const result = await awooop('approvals', 'reject', approval.approvalId, '-p', PROJECT);
+    const result = await awooop(
+      'approvals',
+      'reject',
+      approval.approvalId,
+      '-p',
+      PROJECT,
+      '--as',
+      'email:owner@example.test',
+    );
     expect(result.code).toBe(0);
     expect(await runOf(run.runId)).toMatchObject({
       state: 'FAILED',
@@ -121,11 +140,45 @@ describe('awooop approvals', () => {
       approval.approvalId,
       '--project',
       PROJECT,
+      '--as',
+      approver,
       '--sha',
       'b'.repeat(64),
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('APPROVAL_MISMATCH');
+    expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
+    expect((await runOf(run.runId))?.state).toBe('WAITING_APPROVAL');
+  });
+
+  // Regression (issue 12, item 4): the CLI decided for whoever ran it, approver or not.
+  it('refuses a decision without --as (exit 2) or --as someone who is no approver (exit 1), changing nothing', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    const base = ['approvals', 'approve', approval.approvalId, '--project', PROJECT];
+    const unnamed = await awooop(...base);
+    expect(unnamed.code).toBe(2);
+    expect(unnamed.stderr).toContain('--as: name the approver');
+    for (const [as, code] of [
+      ['telegram:7770', 1], // a viewer
+      ['telegram:999', 1], // no member at all
+      ['email:owner', 1],
+      ['owner@example.test', 2], // not a subject
+    ] as const) {
+      for (const sub of ['approve', 'reject']) {
+        const result = await awooop(
+          'approvals',
+          sub,
+          approval.approvalId,
+          '-p',
+          PROJECT,
+          '--as',
+          as,
+        );
+        expect(result.code, as).toBe(code);
+        expect(result.stderr, as).toContain('--as:');
+        if (code === 1) expect(result.stderr).toContain(`NOT_APPROVER: --as: ${as} may not decide`);
+      }
+    }
     expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
     expect((await runOf(run.runId))?.state).toBe('WAITING_APPROVAL');
   });

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKey, type ApiKeyRole } from '../../db/apiKeys.ts';
 import { getApproval } from '../../db/approvals.ts';
 import { getRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -23,6 +24,8 @@ let owner: pg.Client;
 let operator: string;
 let admin: string;
 let client: string;
+/** An operator key and an admin key of the project whose ids are not ACL approvers. */
+let outsiders: string[];
 
 const PROJECT = 'acme';
 const OTHER = 'beta';
@@ -33,22 +36,34 @@ beforeAll(async () => {
   // No workers: a decision's effect is what it writes and which job it enqueues.
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
   owner = await db().owner();
-  for (const projectId of [PROJECT, OTHER]) {
-    await applyTestTenant(
+  const tenant = (projectId: string, apiApprovers: string[] = []) =>
+    applyTestTenant(
       { pool: db().pool, logger: pipeline.ctx.logger },
       pipelineTenant({
         projectId,
         telegramApiRoot: telegram.apiRoot,
         lineBaseUrl: line.baseUrl,
         approvers: ['5551'],
+        apiApprovers,
       }),
     );
+  for (const projectId of [PROJECT, OTHER]) {
+    await tenant(projectId);
     for (const [name, value] of Object.entries(TEST_SECRETS))
       await pipeline.setSecret(projectId, name, value);
   }
-  operator = await pipeline.createKey(PROJECT, ['operator']);
-  admin = await pipeline.createKey(PROJECT, ['admin']);
-  client = await pipeline.createKey(PROJECT, ['client']);
+  const key = (roles: ApiKeyRole[]) =>
+    withProject(db().pool, PROJECT, (tx) =>
+      createApiKey(tx, { projectId: PROJECT, name: 'test', roles, actor: 'test' }),
+    );
+  const operatorKey = await key(['operator']);
+  const adminKey = await key(['admin']);
+  operator = operatorKey.key;
+  admin = adminKey.key;
+  client = (await key(['client'])).key;
+  outsiders = [(await key(['operator'])).key, (await key(['admin'])).key];
+  // The keys that decide are approvers in the ACL (`api:<key id>`); the outsiders are not.
+  await tenant(PROJECT, [operatorKey.keyId, adminKey.keyId]);
 });
 
 afterAll(async () => {
@@ -218,6 +233,28 @@ describe('refusals', () => {
       expect(errorOf(answer)).toBe('FORBIDDEN');
     }
     expect(await fingerprint(run.runId)).toEqual(before);
+  });
+
+  // Regression (issue 12, item 4): any operator key could decide; the ACL approver role was
+  // checked on Telegram presses alone.
+  it('refuses an operator or admin key that is no ACL approver with 403 NOT_APPROVER and changes nothing', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    const before = await fingerprint(run.runId);
+    for (const key of outsiders) {
+      for (const action of ['approve', 'reject']) {
+        const answer = await call(key, 'POST', `/${approval.approvalId}/${action}`);
+        expect(answer.status).toBe(403);
+        expect(errorOf(answer)).toBe('NOT_APPROVER');
+        expect((answer.body.error as { message: string }).message).toMatch(
+          /^api:[0-9a-f-]{36} may not decide approvals of acme/,
+        );
+      }
+      // it may still read them
+      expect((await call(key, 'GET', '')).status).toBe(200);
+    }
+    expect(await fingerprint(run.runId)).toEqual(before);
+    expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
+    expect((await call(operator, 'POST', `/${approval.approvalId}/approve`)).status).toBe(200);
   });
 
   it('answers an unknown or malformed id with 404 APPROVAL_NOT_FOUND, never 500', async () => {

@@ -35,6 +35,7 @@ export function pipelineTenant({
   outputSchema,
   statusAfterMs = 60_000,
   approvers,
+  apiApprovers = [],
   viewers = [],
 }: {
   projectId: string;
@@ -47,6 +48,8 @@ export function pipelineTenant({
   statusAfterMs?: number;
   /** Telegram user ids that may decide approvals (ACL `telegram:<id>`, role `operator`). */
   approvers?: readonly string[];
+  /** API key ids that may decide approvals (ACL `api:<key id>`, role `operator`). */
+  apiApprovers?: readonly string[];
   /**
    * Telegram user ids in the ACL with the `viewer` role only (not approvers). Apply refuses
    * that role now (not supported yet), so they are added after validation, as a project
@@ -86,6 +89,7 @@ export function pipelineTenant({
         members: [
           { subject: 'email:owner@example.test', roles: ['admin'] },
           ...(approvers ?? []).map((id) => ({ subject: `telegram:${id}`, roles: ['operator'] })),
+          ...apiApprovers.map((id) => ({ subject: `api:${id}`, roles: ['operator'] })),
         ],
       },
       ...(approvers ? { approvals: { channel: APPROVALS_ACCOUNT } } : {}),
@@ -159,7 +163,11 @@ export function pipelineTenant({
   return { tenant, artifacts };
 }
 
-/** Applies a test tenant as `awooop apply` does. */
-export async function applyTestTenant(ctx: Context, input: ReturnType<typeof pipelineTenant>) {
-  return applyTenant(ctx, { ...input, actor: 'test' });
+/** Applies a test tenant as `awooop apply` does, with `envSecrets` as AWOOOP_ENV_SECRETS. */
+export async function applyTestTenant(
+  ctx: Context,
+  input: ReturnType<typeof pipelineTenant>,
+  envSecrets: readonly string[] = [],
+) {
+  return applyTenant(ctx, { ...input, actor: 'test', envSecrets });
 }

@@ -10,7 +10,7 @@ import { createApiKey } from '../../db/apiKeys.ts';
 import { readMigrations } from '../../db/migrate.ts';
 import { withProject } from '../../db/withProject.ts';
 import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
-import { createApp } from '../../ingress/createApp.ts';
+import { createApp, type AppDeps } from '../../ingress/createApp.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
@@ -50,6 +50,8 @@ export async function startPipeline({
   workers: startAtOnce = true,
   concurrency = 8,
   logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+  app: appOptions = {},
+  envSecrets = [],
 }: {
   pool: DatabasePool;
   prefix: string;
@@ -57,11 +59,15 @@ export async function startPipeline({
   concurrency?: number;
   /** Where the pipeline logs (silent unless TEST_LOG_LEVEL is set). */
   logger?: Logger;
+  /** Ingress options `web` takes from its config (the dashboard's tokens, credential limits). */
+  app?: Pick<AppDeps, 'adminToken' | 'viewerToken' | 'credentialLimits' | 'metrics'>;
+  /** The env variables `env:` refs may read (AWOOOP_ENV_SECRETS). @defaultValue none */
+  envSecrets?: readonly string[];
 }): Promise<Pipeline> {
   const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   const secretKey = randomBytes(32);
   const queues = createStageQueues(redis, prefix);
-  const secrets = createSecretResolver({ pool, key: secretKey, ttlMs: 0 });
+  const secrets = createSecretResolver({ pool, key: secretKey, ttlMs: 0, envAllowed: envSecrets });
   const ctx: StageContext = {
     pool,
     logger,
@@ -84,6 +90,7 @@ export async function startPipeline({
     contracts: ctx.contracts,
     gateway: ctx.gateway,
     queues: queues.queues,
+    ...appOptions,
   });
   const server: Server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));

@@ -15,6 +15,33 @@ describe('config', () => {
     });
   });
 
+  it('limits failed credential attempts by default, configurably', () => {
+    expect(loadConfig({})).toMatchObject({
+      AWOOOP_AUTH_FAILURES_PER_SOURCE: 20,
+      AWOOOP_AUTH_FAILURES_PER_PROJECT: 100,
+      AWOOOP_AUTH_FAILURE_WINDOW_S: 60,
+    });
+    expect(
+      loadConfig({ AWOOOP_AUTH_FAILURES_PER_SOURCE: '5', AWOOOP_AUTH_FAILURE_WINDOW_S: '300' }),
+    ).toMatchObject({ AWOOOP_AUTH_FAILURES_PER_SOURCE: 5, AWOOOP_AUTH_FAILURE_WINDOW_S: 300 });
+    expect(() => loadConfig({ AWOOOP_AUTH_FAILURES_PER_PROJECT: '0' })).toThrow(
+      /AWOOOP_AUTH_FAILURES_PER_PROJECT: /,
+    );
+  });
+
+  it('lets tenants read no env variable unless AWOOOP_ENV_SECRETS lists it, and never the platform own', () => {
+    expect(loadConfig({}).AWOOOP_ENV_SECRETS).toEqual([]);
+    expect(
+      loadConfig({ AWOOOP_ENV_SECRETS: ' KUBE_TOKEN, OPS_API_KEY ,' }).AWOOOP_ENV_SECRETS,
+    ).toEqual(['KUBE_TOKEN', 'OPS_API_KEY']);
+    for (const name of ['AWOOOP_SECRET_KEY', 'DATABASE_URL']) {
+      expect(() => loadConfig({ AWOOOP_ENV_SECRETS: `OK_NAME,${name}` })).toThrow(
+        `AWOOOP_ENV_SECRETS: ${name} is the platform's own configuration`,
+      );
+    }
+    expect(() => loadConfig({ AWOOOP_ENV_SECRETS: 'not a name' })).toThrow(/AWOOOP_ENV_SECRETS: /);
+  });
+
   it('names every bad variable and what is wrong with it', () => {
     expect(() =>
       loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' }),

@@ -159,10 +159,14 @@ function toolTenant(projectId: string, mode: MigrationMode, { writeTools = true 
   return { tenant, artifacts: base.artifacts };
 }
 
+/** The env variables the tenants' stdio server reads (as `env:` refs), allowed by the platform. */
+const ENV_SECRETS = ['FAKE_MCP_LOG', 'FAKE_MCP_CARELESS'];
+
 async function setUpProject(projectId: string, mode: MigrationMode, options = {}) {
   await applyTestTenant(
     { pool: db().pool, logger: pipeline.ctx.logger },
     toolTenant(projectId, mode, options),
+    ENV_SECRETS,
   );
   for (const [name, value] of Object.entries(TEST_SECRETS))
     await pipeline.setSecret(projectId, name, value);
@@ -175,6 +179,8 @@ beforeAll(async () => {
   stdioLog = join(logDir, 'calls.jsonl');
   process.env.FAKE_MCP_LOG = stdioLog;
   process.env.FAKE_MCP_CARELESS = 'yes';
+  // for the execute workers this file spawns
+  process.env.AWOOOP_ENV_SECRETS = ENV_SECRETS.join(',');
   telegram = await startTelegramServer();
   line = await startLineServer();
   model = await startModelServer();
@@ -189,6 +195,7 @@ beforeAll(async () => {
     pool: db().pool,
     prefix,
     logger: pino({ level: 'debug' }, sink),
+    envSecrets: ENV_SECRETS,
   });
   owner = await db().owner();
   await setUpProject('tools', 'auto_remediate');
@@ -203,6 +210,7 @@ afterAll(async () => {
   await Promise.all([telegram?.close(), line?.close(), model?.close(), http?.close()]);
   delete process.env.FAKE_MCP_LOG;
   delete process.env.FAKE_MCP_CARELESS;
+  delete process.env.AWOOOP_ENV_SECRETS;
   rmSync(logDir, { recursive: true, force: true });
 });
 
@@ -507,7 +515,7 @@ describe('approvals', () => {
   const decide = (approvalId: string, decision: 'approved' | 'rejected') =>
     decideApproval(
       { pool: db().pool, enqueue: pipeline.queues.enqueue, contracts: pipeline.ctx.contracts },
-      { projectId: 'tools', approvalId, decision, decidedBy: 'test:operator', via: 'api' },
+      { projectId: 'tools', approvalId, decision, decidedBy: `telegram:${APPROVER}`, via: 'api' },
     );
 
   it('pauses for a grant that requires approval and resumes without repeating earlier calls', async () => {
@@ -558,7 +566,7 @@ describe('approvals', () => {
     expect(view.approvals).toEqual([
       expect.objectContaining({
         status: 'approved',
-        decided_by: 'test:operator',
+        decided_by: `telegram:${APPROVER}`,
         call_sha256: view.tool_calls[1]!.arguments_sha256,
       }),
     ]);
