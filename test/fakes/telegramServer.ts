@@ -51,6 +51,8 @@ export type TelegramFailure = {
   description?: string;
   /** Only calls of this method fail (others pass through untouched). */
   method?: string;
+  /** Only calls whose `text` holds this fail, so a test can refuse one chunk of several. */
+  textIncludes?: string;
   /** The call takes effect (a message is recorded) but the answer is the failure: a lost answer. */
   delivered?: boolean;
   /** No answer at all: the connection is dropped (after the call took effect, with `delivered`). */
@@ -147,7 +149,12 @@ export async function startTelegramServer(
       record(401);
       return answer(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
     }
-    const index = failures.findIndex((f) => f.method === undefined || f.method === method);
+    const index = failures.findIndex(
+      (f) =>
+        (f.method === undefined || f.method === method) &&
+        (f.textIncludes === undefined ||
+          (typeof params.text === 'string' && params.text.includes(f.textIncludes))),
+    );
     const failure = index === -1 ? undefined : failures.splice(index, 1)[0];
     if (failure && !failure.delivered) {
       record(failure.status);
