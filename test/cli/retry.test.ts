@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
 import { stageJobId } from '../../pipeline/runs/runState.ts';
 import { telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
@@ -13,6 +14,7 @@ import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { waitingApproval } from '../helpers/waitingApproval.ts';
 
 // `awooop jobs` and `awooop runs retry` against a real pipeline, its queues and its ledger.
 const db = useTestDatabase();
@@ -339,6 +341,38 @@ describe('awooop runs retry', () => {
     await pause(1500);
     expect(sentTo(chatId)).toEqual([NOTICE, 'model: refused twice']);
   }, 240_000);
+
+  it('refuses a run that failed at its approval: the decision stands', async () => {
+    await pipeline.stopWorkers();
+    let runId: string;
+    try {
+      const { run, approval } = await waitingApproval(pipeline, PROJECT, { chatId: 8501 });
+      runId = run.runId;
+      await decideApproval(
+        { pool: db().pool, enqueue: pipeline.queues.enqueue, contracts: pipeline.ctx.contracts },
+        {
+          projectId: PROJECT,
+          approvalId: approval.approvalId,
+          decision: 'rejected',
+          decidedBy: 'test',
+          via: 'cli',
+        },
+      );
+    } finally {
+      pipeline.startWorkers();
+    }
+    const refused = await awooop('runs', 'retry', runId, '--project', PROJECT);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `RUN_NOT_RETRYABLE: run ${runId} failed at its approval (APPROVAL_REJECTED): the decision stands`,
+    );
+    const { rows } = await owner.query<{ state: string }>(
+      'SELECT state FROM runs WHERE run_id = $1',
+      [runId],
+    );
+    expect(rows).toEqual([{ state: 'FAILED' }]);
+    expect(await audit(runId, 'run.retried')).toEqual([]);
+  }, 120_000);
 
   it('refuses a run that is not failed, naming its state, and bad input naming the field', async () => {
     const chatId = 8301;
