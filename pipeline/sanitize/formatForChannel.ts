@@ -26,6 +26,21 @@ interface Unit {
   readonly size: number;
   /** The code block or span the unit sits in; null for ordinary text. */
   readonly wrapper: Wrapper | null;
+  /** Continues the character before it (a combining mark, a ZWJ emoji): no cut before it. */
+  readonly joined: boolean;
+}
+
+const GRAPHEMES = new Intl.Segmenter('und', { granularity: 'grapheme' });
+
+/** The code points of `text`, each with whether it continues the grapheme before it. */
+function* codePoints(text: string): Generator<{ ch: string; joined: boolean }> {
+  for (const { segment } of GRAPHEMES.segment(text)) {
+    let joined = false;
+    for (const ch of segment) {
+      yield { ch, joined };
+      joined = true;
+    }
+  }
 }
 
 type Segment =
@@ -203,8 +218,8 @@ function toUnits(
 ): Unit[] {
   const units: Unit[] = [];
   const asText = (text: string) => {
-    for (const ch of text) {
-      units.push({ src: ch, out: escapeText(ch, format), size: ch.length, wrapper: null });
+    for (const { ch, joined } of codePoints(text)) {
+      units.push({ src: ch, out: escapeText(ch, format), size: ch.length, wrapper: null, joined });
     }
   };
   for (const segment of segments) {
@@ -214,11 +229,12 @@ function toUnits(
     }
     if (segment.body === '') continue;
     const wrapper = wrapperFor(segment, format);
-    const code = [...segment.body].map((ch) => ({
+    const code = [...codePoints(segment.body)].map(({ ch, joined }) => ({
       src: ch,
       out: escapeCode(ch, format),
       size: ch.length,
       wrapper,
+      joined,
     }));
     const widest = code.reduce((max, u) => Math.max(max, u.size), 0);
     // A limit too small for the markup around one character: the code goes out as text.
@@ -352,7 +368,8 @@ function fitEnd(
  * A chunk ends at the best break in its last half (by preference a paragraph break, a line
  * break, a sentence's end, a space, a CJK comma); with none there, it is cut at the limit. So
  * no message holds only a heading or a word. No cut falls inside an escape sequence, an HTML
- * entity or a surrogate pair. A code block
+ * entity or a surrogate pair, nor (where that leaves half the limit) inside a character made
+ * of several code points (a combining accent, a ZWJ emoji). A code block
  * cut in two is closed at the end of one chunk and reopened, with its language, at the start
  * of the next, so each chunk is well-formed alone. Whitespace where a chunk ends is dropped
  * (inside code only the newline that ends the line); no chunk is empty or whitespace-only, so
@@ -404,7 +421,13 @@ export function formatForChannel(
         }
       }
       const chosen = best[PARAGRAPH] ?? best[LINE] ?? best[SENTENCE] ?? best[SPACE];
-      if (chosen !== undefined) [cut, next] = chosen;
+      if (chosen !== undefined) {
+        [cut, next] = chosen;
+      } else {
+        // A hard cut: before the character the cut would split, if that leaves enough.
+        while (cut > floor && units[cut]?.joined) cut -= 1;
+        next = cut;
+      }
     }
     const chunk = render(units, start, cut);
     if (chunk !== undefined) chunks.push(chunk);

@@ -412,6 +412,17 @@ describe('formatForChannel: no message holds only a heading or a word', () => {
     expect(chunks.join('')).toBe(text);
   });
 
+  it('does not cut a character made of several code points on a hard cut', () => {
+    const accented = 'e\u0301'.repeat(6);
+    expect(formatForChannel(accented, 'plain', 5)).toEqual([
+      'e\u0301e\u0301',
+      'e\u0301e\u0301',
+      'e\u0301e\u0301',
+    ]);
+    const family = '👨\u200d👩\u200d👧';
+    expect(formatForChannel(family.repeat(3), 'plain', 10)).toEqual([family, family, family]);
+  });
+
   // Was 4 messages of 4096/4096/4095/2109 escaped characters: the limit was measured on the
   // HTML with its entities, which Telegram does not count.
   it('sizes &/</>-heavy Telegram HTML on the text Telegram counts (3 messages, not 4)', () => {
