@@ -3,12 +3,11 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { projectNode } from '../../ops/projectNode.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-// The project's own Node (the `node` package), whatever Node runs the tests.
-const NODE = `${ROOT}node_modules/.bin/node`;
 
 const db = useTestDatabase();
 const prefix = useRedisPrefix();
@@ -38,7 +37,7 @@ describe('awooop dev', () => {
   it('says starting first, and running only once /readyz answers 200', async () => {
     const port = await freePort();
     const readyz = `http://127.0.0.1:${port}/readyz`;
-    dev = spawn(NODE, ['ops/awooop.ts', 'dev'], {
+    dev = spawn(projectNode(), ['ops/awooop.ts', 'dev'], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',
