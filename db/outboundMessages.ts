@@ -152,3 +152,25 @@ export async function storeOutbound(
      WHERE run_id = ${runId} AND status = 'queued' AND kind = ANY(${sql.array([...kinds], 'text')})`);
   return result.rowCount;
 }
+
+/**
+ * Puts a run's unsent chunks of the given kinds back to `queued` for a retried run: those
+ * withdrawn (`suppressed`) with one of `codes`, and with `refused`, those the channel refused
+ * (`failed`). A `sent` or `uncertain` row is never touched, so nothing that may have reached
+ * the channel goes out twice; a row keeps its id, and with it the idempotency key its channel
+ * is sent (LINE's `X-Line-Retry-Key`, a callback's `Idempotency-Key`). Shadow rows
+ * (`suppressed` with no code) stay suppressed. Harmless twice: a queued row no longer matches.
+ */
+export async function requeueOutbound(
+  db: CommonQueryMethods,
+  runId: string,
+  kinds: readonly OutboundKind[],
+  { codes, refused = false }: { codes: readonly string[]; refused?: boolean },
+): Promise<number> {
+  const result = await db.query(sql.unsafe`
+    UPDATE outbound_messages SET status = 'queued', error_code = NULL, lease_until = NULL, updated_at = now()
+     WHERE run_id = ${runId} AND kind = ANY(${sql.array([...kinds], 'text')})
+       AND ((status = 'suppressed' AND error_code = ANY(${sql.array([...codes], 'text')}))
+            OR (${refused} AND status = 'failed'))`);
+  return result.rowCount;
+}

@@ -226,6 +226,35 @@ export async function transitionRun(
 }
 
 /**
+ * Brings a `FAILED` run back to `to`, the state it failed in, for `awooop runs retry`: the
+ * failure is cleared (kept in the transitions and the audit), the run gets a fresh deadline as
+ * long as its first one was, and a run brought back to execute has to claim execution again.
+ * Returns false when the run was no longer failed (a concurrent retry won).
+ */
+export async function reviveRun(
+  db: CommonQueryMethods,
+  run: Pick<Run, 'runId' | 'createdAt' | 'deadlineAt'>,
+  { to, actor, detail }: { to: RunState; actor: string; detail: Record<string, unknown> },
+): Promise<boolean> {
+  const now = Date.now();
+  const moved = await transitionRun(db, {
+    runId: run.runId,
+    from: 'FAILED',
+    to,
+    stage: 'retry',
+    actor,
+    startedAt: now,
+    changes: { deadlineAt: now + Math.max(0, run.deadlineAt - run.createdAt) },
+    detail,
+  });
+  if (moved) {
+    await db.query(sql.unsafe`
+      UPDATE runs SET executing_at = NULL WHERE run_id = ${run.runId} AND state = ${to}`);
+  }
+  return moved;
+}
+
+/**
  * Claims the right to execute a run of a conversation. Holds a transaction-scoped advisory
  * lock on the conversation, so two claims cannot both pass; refuses while an earlier run of
  * the conversation is unfinished or another run of it is executing. Returns the run that

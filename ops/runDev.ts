@@ -5,6 +5,7 @@ import { ensureDatabase, migrate } from '../db/migrate.ts';
 import { createLogger } from './createLogger.ts';
 import type { Config } from './loadConfig.ts';
 import { onShutdown } from './onShutdown.ts';
+import { waitForReady } from './waitForReady.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -28,12 +29,16 @@ export function parseProcfile(text: string): ProcessType[] {
  * `npm start`: migrates, then runs every Procfile process type as a child under one
  * supervisor, restarting any that exits (with backoff), until SIGTERM or SIGINT, which it
  * passes on before exiting. The children run exactly what a Procfile host would run.
+ * It says "AwoooP is starting" before anything else and "AwoooP is running" only
+ * when the web process's `/readyz` answers 200 (Postgres, Redis and migrations in order).
  */
 export async function runDev(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'dev' });
+  const types = parseProcfile(await readFile(`${ROOT}/Procfile`, 'utf8'));
+  const names = types.map((t) => t.name).join(', ');
+  logger.info(`AwoooP is starting (processes: ${names})`);
   if (await ensureDatabase(config.DATABASE_URL)) logger.info('created the database');
   await migrate(config.DATABASE_URL, { log: (line) => logger.info(line) });
-  const types = parseProcfile(await readFile(`${ROOT}/Procfile`, 'utf8'));
   const children = new Map<string, ChildProcess>();
   let stopping = false;
 
@@ -63,14 +68,22 @@ export async function runDev(config: Config): Promise<number> {
     });
   };
   for (const type of types) start(type, 0);
-  logger.info(
-    `AwoooP is running: http://localhost:${config.PORT} (processes: ${types.map((t) => t.name).join(', ')})`,
-  );
+  // "running" only once the web process answers ready: spawned is not listening, and on a
+  // loaded machine the gap is a minute.
+  const polling = new AbortController();
+  const readyUrl = `http://127.0.0.1:${config.PORT}/readyz`;
+  void waitForReady(readyUrl, {
+    signal: polling.signal,
+    onWaiting: (last) => logger.warn({ readyz: last }, `AwoooP is not ready yet: ${last}`),
+  }).then((ready) => {
+    if (ready) logger.info(`AwoooP is running: http://localhost:${config.PORT} (${names})`);
+  });
 
   await onShutdown(
     logger,
     async () => {
       stopping = true;
+      polling.abort();
       const exits = [...children.values()].map(
         (child) => new Promise((resolve) => child.once('exit', resolve)),
       );

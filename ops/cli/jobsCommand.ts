@@ -1,5 +1,7 @@
 import { Queue } from 'bullmq';
-import { Stage } from '../../pipeline/contracts/runJob.ts';
+import { getRun } from '../../db/runs.ts';
+import { withProject } from '../../db/withProject.ts';
+import { RunJob, Stage } from '../../pipeline/contracts/runJob.ts';
 import type { CliContext } from './CliContext.ts';
 import { connectCliRedis } from './connectCliRedis.ts';
 import { parseCommandArgs, parsePositiveInt } from './parseCommandArgs.ts';
@@ -7,7 +9,7 @@ import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
   awooop jobs failed STAGE [--limit N]     failed (exhausted) jobs of a stage queue
-  awooop jobs retry JOB_ID | --all STAGE   put failed jobs back in their queue
+  awooop jobs retry JOB_ID | --all STAGE   put failed jobs back in their queue (a failed run: awooop runs retry)
   awooop jobs inspect JOB_ID               a job's data, attempts, error and stack`;
 
 /** `awooop jobs failed|retry|inspect`: the BullMQ side of stuck or failed runs. */
@@ -75,6 +77,21 @@ export async function jobsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
         if (!(await job.isFailed())) {
           ctx.print(`job ${job.id} is ${await job.getState()}, not failed`);
           return 1;
+        }
+        // The job's last attempt failed its run; run again, the stage would find the run
+        // FAILED and do nothing. Reviving the run is `runs retry`.
+        const data = RunJob.safeParse(job.data);
+        if (data.success) {
+          const { pool } = await ctx.connect();
+          const run = await withProject(pool, data.data.projectId, (tx) =>
+            getRun(tx, data.data.runId),
+          );
+          if (run?.state === 'FAILED') {
+            ctx.print(
+              `job ${job.id} belongs to run ${run.runId}, which is FAILED (${run.failureCode}): retrying the job would change nothing; use: awooop runs retry ${run.runId} --project ${run.projectId}`,
+            );
+            return 1;
+          }
         }
         await job.retry('failed');
         ctx.print(`retried ${job.id}`);

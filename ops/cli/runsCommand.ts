@@ -5,16 +5,20 @@ import { listRuns, type Run } from '../../db/runs.ts';
 import { withPlatform } from '../../db/withPlatform.ts';
 import { withProject } from '../../db/withProject.ts';
 import { describeRun } from '../../pipeline/runs/describeRun.ts';
-import { RUN_STATES, type RunState } from '../../pipeline/runs/runState.ts';
+import { retryRun } from '../../pipeline/runs/retryRun.ts';
+import { RUN_STATES, stageJobId, type RunState } from '../../pipeline/runs/runState.ts';
+import { createStageQueues } from '../../workers/stageQueues.ts';
 import type { CliContext } from './CliContext.ts';
+import { connectCliRedis } from './connectCliRedis.ts';
 import { parseCommandArgs, parsePositiveInt, requireProject } from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
   awooop runs list [--project P] [--state S] [--limit N] [--json]   newest first (all projects, audited, without --project)
-  awooop runs show RUN_ID [--project P] [--json]                    the timeline: stages, times, revisions, outbound messages`;
+  awooop runs show RUN_ID [--project P] [--json]                    the timeline: stages, times, revisions, outbound messages
+  awooop runs retry RUN_ID --project P                              a failed run again, from the stage it failed in (audited)`;
 
-/** `awooop runs list|show` */
+/** `awooop runs list|show|retry` */
 export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {
     project: { type: 'string', short: 'p' },
@@ -116,6 +120,37 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       if (view.outbound.length === 0) ctx.print('  (none)');
       if (view.output !== null) ctx.print(`output:\n${view.output}`);
       return 0;
+    }
+    case 'retry': {
+      const runId = positionals[0];
+      if (!runId || !z.uuid().safeParse(runId).success)
+        throw new UsageError('retry: name the RUN_ID (a UUID)');
+      const projectId = requireProject(values.project);
+      // Redis first: with it down the command fails here, before anything is changed.
+      const redis = await connectCliRedis(ctx);
+      const queues = createStageQueues(redis, ctx.config.AWOOOP_REDIS_PREFIX);
+      try {
+        const retried = await retryRun(
+          {
+            pool,
+            logger: ctx.logger,
+            actor: ctx.actor,
+            enqueue: queues.enqueue,
+            clearFinishedJob: async (stage, id) => {
+              const job = await queues.queues[stage].getJob(stageJobId(stage, id));
+              if (job && ((await job.isFailed()) || (await job.isCompleted()))) await job.remove();
+            },
+          },
+          { projectId, runId },
+        );
+        ctx.print(
+          `retried run ${retried.runId} (retry ${retried.retry}, was ${retried.failureCode}): back in ${retried.state}, ${retried.stage} enqueued${retried.requeued > 0 ? `, ${retried.requeued} unsent chunk(s) queued again` : ''}`,
+        );
+        return 0;
+      } finally {
+        await queues.close();
+        redis.disconnect();
+      }
     }
     default:
       throw new UsageError(USAGE);

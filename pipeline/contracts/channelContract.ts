@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import { HttpUrl, SecretRef } from './common.ts';
 
-/** The most characters one message may carry on each channel (null: no limit). */
+/**
+ * The most characters one message may carry on each channel (null: no limit), in UTF-16 code
+ * units as the channel counts them: Telegram on the text after entity parsing.
+ */
 export const CHANNEL_TEXT_LIMITS = {
   telegram: 4096,
   line: 5000,

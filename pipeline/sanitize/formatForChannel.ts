@@ -7,6 +7,8 @@ export type ChannelFormat = 'plain' | 'HTML' | 'MarkdownV2';
 interface Wrapper {
   readonly open: string;
   readonly close: string;
+  /** What the markup adds to the length the channel counts (see {@link Unit.size}). */
+  readonly size: number;
 }
 
 /**
@@ -16,8 +18,29 @@ interface Wrapper {
 interface Unit {
   readonly src: string;
   readonly out: string;
+  /**
+   * What the unit adds to the length the channel counts, in UTF-16 code units. Telegram
+   * counts its 4096 after entity parsing, so an `&amp;` or a `\.` weighs what it shows (1);
+   * plain text weighs its own length.
+   */
+  readonly size: number;
   /** The code block or span the unit sits in; null for ordinary text. */
   readonly wrapper: Wrapper | null;
+  /** Continues the character before it (a combining mark, a ZWJ emoji): no cut before it. */
+  readonly joined: boolean;
+}
+
+const GRAPHEMES = new Intl.Segmenter('und', { granularity: 'grapheme' });
+
+/** The code points of `text`, each with whether it continues the grapheme before it. */
+function* codePoints(text: string): Generator<{ ch: string; joined: boolean }> {
+  for (const { segment } of GRAPHEMES.segment(text)) {
+    let joined = false;
+    for (const ch of segment) {
+      yield { ch, joined };
+      joined = true;
+    }
+  }
 }
 
 type Segment =
@@ -31,7 +54,22 @@ const MARKDOWN_V2_SPECIAL = new Set('_*[]()~`>#+-=|{}.!\\');
 
 const PARAGRAPH = 0;
 const LINE = 1;
-const SPACE = 2;
+const SENTENCE = 2;
+const SPACE = 3;
+
+/**
+ * A chunk ends at a break only if it is at least this share of the limit; before that, a
+ * break would leave a heading or a word alone in a message, so the cut goes at the limit.
+ */
+const MIN_SHARE = 0.5;
+/** Ends a sentence when whitespace follows. */
+const SENTENCE_END = new Set('.!?…');
+/** Closes a quotation or bracket a sentence may end inside. */
+const CLOSERS = new Set(`"')]}»”’」』）】〕〉》`);
+/** Ends a CJK sentence, with or without whitespace after. */
+const CJK_SENTENCE_END = new Set('。！？．');
+/** A CJK comma: a break as good as a space in text that has none. */
+const CJK_PAUSE = new Set('、，；：');
 
 /** A place a chunk may end: the chunk stops before `cut`, the next one starts at `next`. */
 interface Break {
@@ -59,11 +97,14 @@ function wrapperFor(segment: Segment, format: ChannelFormat): Wrapper {
   if (segment.kind === 'pre') {
     if (format === 'HTML') {
       const open = segment.lang ? `<pre><code class="language-${segment.lang}">` : '<pre><code>';
-      return { open, close: '</code></pre>' };
+      return { open, close: '</code></pre>', size: 0 };
     }
-    return { open: `\`\`\`${segment.lang}\n`, close: '\n```' };
+    // Telegram may keep the newline before the closing fence as text: count it.
+    return { open: `\`\`\`${segment.lang}\n`, close: '\n```', size: 1 };
   }
-  return format === 'HTML' ? { open: '<code>', close: '</code>' } : { open: '`', close: '`' };
+  return format === 'HTML'
+    ? { open: '<code>', close: '</code>', size: 0 }
+    : { open: '`', close: '`', size: 0 };
 }
 
 /** Splits fenced code blocks (```lang … ```, closed by a fence at least as long) out of text. */
@@ -177,7 +218,9 @@ function toUnits(
 ): Unit[] {
   const units: Unit[] = [];
   const asText = (text: string) => {
-    for (const ch of text) units.push({ src: ch, out: escapeText(ch, format), wrapper: null });
+    for (const { ch, joined } of codePoints(text)) {
+      units.push({ src: ch, out: escapeText(ch, format), size: ch.length, wrapper: null, joined });
+    }
   };
   for (const segment of segments) {
     if (segment.kind === 'text') {
@@ -186,10 +229,16 @@ function toUnits(
     }
     if (segment.body === '') continue;
     const wrapper = wrapperFor(segment, format);
-    const code = [...segment.body].map((ch) => ({ src: ch, out: escapeCode(ch, format), wrapper }));
-    const widest = code.reduce((max, u) => Math.max(max, u.out.length), 0);
+    const code = [...codePoints(segment.body)].map(({ ch, joined }) => ({
+      src: ch,
+      out: escapeCode(ch, format),
+      size: ch.length,
+      wrapper,
+      joined,
+    }));
+    const widest = code.reduce((max, u) => Math.max(max, u.size), 0);
     // A limit too small for the markup around one character: the code goes out as text.
-    if (limit !== null && wrapper.open.length + wrapper.close.length + widest > limit) {
+    if (limit !== null && wrapper.size + widest > limit) {
       asText(segment.body);
     } else {
       units.push(...code);
@@ -200,6 +249,16 @@ function toUnits(
 
 function isTextSpace(unit: Unit | undefined): boolean {
   return unit !== undefined && unit.wrapper === null && /^\s$/u.test(unit.src);
+}
+
+/** SENTENCE for whitespace at `k` that follows a sentence's end (`end.`, `end."`), else SPACE. */
+function spaceRank(units: readonly Unit[], k: number): number {
+  let p = k - 1;
+  while (p > 0 && units[p]?.wrapper === null && CLOSERS.has(units[p]?.src ?? '')) p -= 1;
+  const last = units[p];
+  return last !== undefined && last.wrapper === null && SENTENCE_END.has(last.src)
+    ? SENTENCE
+    : SPACE;
 }
 
 /** The best place to end a chunk just before each unit index (index `units.length` included). */
@@ -219,13 +278,19 @@ function findBreaks(units: readonly Unit[]): (Break | undefined)[] {
         if (units[end]?.src === '\n') newlines += 1;
         end += 1;
       }
-      offer(k, newlines >= 2 ? PARAGRAPH : newlines === 1 ? LINE : SPACE, end);
+      offer(k, newlines >= 2 ? PARAGRAPH : newlines === 1 ? LINE : spaceRank(units, k), end);
     } else if (unit.wrapper !== null && unit.src === '\n') {
       const after = units[k + 1];
       const blank = after?.wrapper === unit.wrapper && after.src === '\n';
       offer(k, blank ? PARAGRAPH : LINE, blank ? k + 2 : k + 1);
     } else if (unit.wrapper !== null && (unit.src === ' ' || unit.src === '\t')) {
       // Spaces inside code are kept: the cut goes after the space.
+      offer(k + 1, SPACE, k + 1);
+    } else if (unit.wrapper === null && CJK_SENTENCE_END.has(unit.src)) {
+      let end = k + 1;
+      while (units[end]?.wrapper === null && CLOSERS.has(units[end]?.src ?? '')) end += 1;
+      offer(end, SENTENCE, end);
+    } else if (unit.wrapper === null && CJK_PAUSE.has(unit.src)) {
       offer(k + 1, SPACE, k + 1);
     }
     // Where code meets text is as good a place as a space, and better than inside a word.
@@ -258,30 +323,40 @@ function render(units: readonly Unit[], start: number, end: number): string | un
   return visible ? out : undefined;
 }
 
-/** The end of the longest run of units from `start` whose rendering fits in `limit`. */
-function fitEnd(units: readonly Unit[], start: number, limit: number): number {
+/**
+ * The longest run of units from `start` whose rendering fits in `limit`, as the channel
+ * counts it: it ends before `end`; `floor` is where it first reaches `MIN_SHARE` of the limit.
+ */
+function fitEnd(
+  units: readonly Unit[],
+  start: number,
+  limit: number,
+): { end: number; floor: number } {
+  const enough = limit * MIN_SHARE;
   let length = 0;
   let end = start;
+  let floor: number | undefined;
   let wrapper: Wrapper | null | undefined;
   while (end < units.length) {
     const unit = units[end];
     if (unit === undefined) break;
-    let add = unit.out.length;
-    if (unit.wrapper !== null && unit.wrapper !== wrapper) {
-      add += unit.wrapper.open.length + unit.wrapper.close.length;
-    }
+    let add = unit.size;
+    if (unit.wrapper !== null && unit.wrapper !== wrapper) add += unit.wrapper.size;
     if (length + add > limit) break;
     length += add;
     wrapper = unit.wrapper;
     end += 1;
+    if (floor === undefined && length >= enough) floor = end;
   }
-  return end;
+  return { end, floor: floor ?? end };
 }
 
 /**
  * Escapes text for a channel's format and splits it into messages of at most `limit`
- * characters each, counted after escaping in UTF-16 code units (string `.length`, as Telegram
- * and LINE count); `null` means one message, unsplit.
+ * characters each, in UTF-16 code units (string `.length`), counted as the channel counts
+ * them: for `HTML` and `MarkdownV2` on the text Telegram shows after parsing entities (an
+ * `&amp;` or a `\.` is one character, `<code>` none), for `plain` (LINE, say) the text as
+ * sent; `null` means one message, unsplit.
  *
  * - `plain`: the text as is.
  * - `HTML` (Telegram): `<`, `>` and `&` become entities; a fenced block (```lang … ```)
@@ -290,15 +365,18 @@ function fitEnd(units: readonly Unit[], start: number, limit: number): number {
  * - `MarkdownV2` (Telegram): every one of `` _*[]()~`>#+-=|{}.!\ `` is backslash-escaped outside
  *   code; inside code blocks and inline code only `` ` `` and `\` are, and the fences stay.
  *
- * Chunks end, by preference, at a paragraph break, then a line break, then a space, then
- * anywhere; never inside an escape sequence, an HTML entity or a surrogate pair. A code block
+ * A chunk ends at the best break in its last half (by preference a paragraph break, a line
+ * break, a sentence's end, a space, a CJK comma); with none there, it is cut at the limit. So
+ * no message holds only a heading or a word. No cut falls inside an escape sequence, an HTML
+ * entity or a surrogate pair, nor (where that leaves half the limit) inside a character made
+ * of several code points (a combining accent, a ZWJ emoji). A code block
  * cut in two is closed at the end of one chunk and reopened, with its language, at the start
  * of the next, so each chunk is well-formed alone. Whitespace where a chunk ends is dropped
  * (inside code only the newline that ends the line); no chunk is empty or whitespace-only, so
  * empty input gives `[]`. Line endings are normalised to `\n`; an empty code block is dropped.
  *
  * @throws NonRetryableError `CHUNK_LIMIT_INVALID` when `limit` is not a positive integer or is
- *   too small to hold one escaped character.
+ *   too small to hold one character (a surrogate pair counts two).
  */
 export function formatForChannel(
   text: string,
@@ -316,11 +394,11 @@ export function formatForChannel(
     const whole = render(units, 0, units.length);
     return whole === undefined ? [] : [whole];
   }
-  const widest = units.reduce((max, u) => Math.max(max, u.wrapper === null ? u.out.length : 0), 0);
+  const widest = units.reduce((max, u) => Math.max(max, u.wrapper === null ? u.size : 0), 0);
   if (widest > limit) {
     throw new NonRetryableError(
       'CHUNK_LIMIT_INVALID',
-      `chunk limit ${limit} cannot hold one escaped character (${widest} needed)`,
+      `chunk limit ${limit} cannot hold one character (${widest} needed)`,
       { status: 400, detail: { limit, needed: widest } },
     );
   }
@@ -331,19 +409,25 @@ export function formatForChannel(
   while (start < units.length) {
     while (isTextSpace(units[start])) start += 1;
     if (start >= units.length) break;
-    const end = fitEnd(units, start, limit);
+    const { end, floor } = fitEnd(units, start, limit);
     let cut = end;
     let next = end;
     if (end < units.length) {
       const best: (readonly [number, number] | undefined)[] = [];
-      for (let p = end; p > start && best[PARAGRAPH] === undefined; p -= 1) {
+      for (let p = end; p >= floor && p > start && best[PARAGRAPH] === undefined; p -= 1) {
         const candidate = breaks[p];
         if (candidate !== undefined && best[candidate.rank] === undefined) {
           best[candidate.rank] = [p, candidate.next];
         }
       }
-      const chosen = best[PARAGRAPH] ?? best[LINE] ?? best[SPACE];
-      if (chosen !== undefined) [cut, next] = chosen;
+      const chosen = best[PARAGRAPH] ?? best[LINE] ?? best[SENTENCE] ?? best[SPACE];
+      if (chosen !== undefined) {
+        [cut, next] = chosen;
+      } else {
+        // A hard cut: before the character the cut would split, if that leaves enough.
+        while (cut > floor && units[cut]?.joined) cut -= 1;
+        next = cut;
+      }
     }
     const chunk = render(units, start, cut);
     if (chunk !== undefined) chunks.push(chunk);

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { CommonQueryMethods } from 'slonik';
-import { enqueueOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
+import { enqueueOutbound, requeueOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
@@ -23,6 +23,8 @@ export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'Mar
  * ledger key (run, 'failure', 0) admits one row. The caller enqueues the notice's deliver.
  * With a `logger`, the refusal is logged at `warn` with its code and stage (not its message
  * or detail, which may quote what the run was about).
+ * A retried run that fails again gets its notice back only if a retry withdrew it unsent:
+ * the user is told once.
  */
 export async function failRun(
   ctx: Pick<StageContext, 'actor'> & { logger?: Logger | undefined },
@@ -70,5 +72,6 @@ export async function failRun(
       suppressed: run.live !== true,
     },
   );
+  await requeueOutbound(db, run.runId, ['failure'], { codes: ['RUN_RETRIED'] });
   return moved;
 }

@@ -129,6 +129,18 @@ describe('createTelegramSender', () => {
     });
   });
 
+  it('has its 4096 counted after entity parsing, as Telegram counts it', async () => {
+    const sender = createTelegramSender({ token: TOKEN, apiRoot: tg.apiRoot });
+    const html = '&amp;'.repeat(4096);
+    await expect(sender.sendText('42', html, { parseMode: 'HTML' })).resolves.toBeDefined();
+    const markdown = '\\.'.repeat(4096);
+    await expect(
+      sender.sendText('42', markdown, { parseMode: 'MarkdownV2' }),
+    ).resolves.toBeDefined();
+    const over = await failure(sender.sendText('42', `<b>${html}x</b>`, { parseMode: 'HTML' }));
+    expect(over.detail).toMatchObject({ description: 'Bad Request: message is too long' });
+  });
+
   it('refuses a wrong token as non-retryable', async () => {
     const sender = createTelegramSender({ token: '1:wrong', apiRoot: tg.apiRoot });
     const error = await failure(sender.sendText('42', 'hi', { parseMode: 'plain' }));

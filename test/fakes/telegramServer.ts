@@ -51,6 +51,8 @@ export type TelegramFailure = {
   description?: string;
   /** Only calls of this method fail (others pass through untouched). */
   method?: string;
+  /** Only calls whose `text` holds this fail, so a test can refuse one chunk of several. */
+  textIncludes?: string;
   /** The call takes effect (a message is recorded) but the answer is the failure: a lost answer. */
   delivered?: boolean;
   /** No answer at all: the connection is dropped (after the call took effect, with `delivered`). */
@@ -81,6 +83,31 @@ export type TelegramServerOptions = {
   token?: string;
 };
 
+/**
+ * The text Telegram counts its 4096 on: what is left after entity parsing (tags and markup
+ * removed, entities and escapes decoded), in UTF-16 code units.
+ */
+function shownText(text: string, parseMode: string | undefined): string {
+  if (parseMode === 'HTML') {
+    return text
+      .replace(/<[^>]*>/g, '')
+      .replace(/&(lt|gt|quot|amp|#\d+|#x[0-9a-f]+);/gi, (_, name: string) => {
+        const named: Record<string, string> = { lt: '<', gt: '>', quot: '"', amp: '&' };
+        const lower = name.toLowerCase();
+        if (lower.startsWith('#x')) return String.fromCodePoint(parseInt(lower.slice(2), 16));
+        if (lower.startsWith('#')) return String.fromCodePoint(Number(lower.slice(1)));
+        return named[lower] ?? '';
+      });
+  }
+  if (parseMode === 'MarkdownV2') {
+    return text
+      .replace(/```[^\n`]*\n/g, '')
+      .replace(/\n?```/g, '')
+      .replace(/\\(.)|[`*_~|]/gs, (_, escaped: string | undefined) => escaped ?? '');
+  }
+  return text;
+}
+
 const BOT = { id: 7_000_000_001, is_bot: true, first_name: 'Fake Bot', username: 'fake_bot' };
 const MAX_TEXT = 4096;
 
@@ -88,7 +115,7 @@ const MAX_TEXT = 4096;
  * Starts a fake Bot API on 127.0.0.1 (a free port). It answers `getMe`, `sendMessage`,
  * `sendChatAction`, `answerCallbackQuery`, `setWebhook` and `deleteWebhook` like Telegram does:
  * `{ ok: true, result }`, or `{ ok: false, error_code, description, parameters? }` with the
- * matching HTTP status (an empty or over-long text, an unknown `parse_mode`, a non-numeric
+ * matching HTTP status (an empty text, one over 4096 after entity parsing, an unknown `parse_mode`, a non-numeric
  * chat id are refused with Telegram's own descriptions; a callback query is answered once, a
  * second answer is refused as Telegram refuses a stale one). Positive chat ids are private
  * chats, negative ones supergroups.
@@ -122,7 +149,12 @@ export async function startTelegramServer(
       record(401);
       return answer(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
     }
-    const index = failures.findIndex((f) => f.method === undefined || f.method === method);
+    const index = failures.findIndex(
+      (f) =>
+        (f.method === undefined || f.method === method) &&
+        (f.textIncludes === undefined ||
+          (typeof params.text === 'string' && params.text.includes(f.textIncludes))),
+    );
     const failure = index === -1 ? undefined : failures.splice(index, 1)[0];
     if (failure && !failure.delivered) {
       record(failure.status);
@@ -194,13 +226,15 @@ export async function startTelegramServer(
         if (!chat) return bad('Bad Request: chat not found');
         const text = typeof params.text === 'string' ? params.text : '';
         if (text.trim() === '') return bad('Bad Request: message text is empty');
-        if (text.length > MAX_TEXT) return bad('Bad Request: message is too long');
         const parseMode =
           params.parse_mode === undefined || typeof params.parse_mode === 'string'
             ? params.parse_mode
             : '';
         if (parseMode !== undefined && !['HTML', 'MarkdownV2', 'Markdown'].includes(parseMode)) {
           return bad('Bad Request: unsupported parse_mode');
+        }
+        if (shownText(text, parseMode).length > MAX_TEXT) {
+          return bad('Bad Request: message is too long');
         }
         const messageId = nextMessageId++;
         sent.push({

@@ -205,14 +205,18 @@ describe('formatForChannel: escaping', () => {
 });
 
 describe('formatForChannel: splitting', () => {
-  it('prefers a paragraph break, then a line break, then a space, then a hard cut', () => {
+  it('prefers a paragraph break, then a line break, a sentence, a space, then a hard cut', () => {
     expect(formatForChannel('aaaa bbbb\ncccc dddd\n\neeee', 'plain', 20)).toEqual([
       'aaaa bbbb\ncccc dddd',
       'eeee',
     ]);
-    expect(formatForChannel('aaaa bbbb\ncccc dddd eeee', 'plain', 20)).toEqual([
-      'aaaa bbbb',
+    expect(formatForChannel('aaaaa bbbbb\ncccc dddd eeee', 'plain', 20)).toEqual([
+      'aaaaa bbbbb',
       'cccc dddd eeee',
+    ]);
+    expect(formatForChannel('Alpha beta gamma. Delta epsilon', 'plain', 24)).toEqual([
+      'Alpha beta gamma.',
+      'Delta epsilon',
     ]);
     expect(formatForChannel('aaaa bbbb cccc dddd eeee', 'plain', 12)).toEqual([
       'aaaa bbbb',
@@ -222,20 +226,20 @@ describe('formatForChannel: splitting', () => {
     expect(formatForChannel('abcdefghij', 'plain', 4)).toEqual(['abcd', 'efgh', 'ij']);
   });
 
-  it('counts the limit after escaping', () => {
-    const chunks = formatForChannel('a.b.c.d.e.f', 'MarkdownV2', 6);
-    expect(chunks.join('')).toBe('a\\.b\\.c\\.d\\.e\\.f');
-    for (const chunk of chunks) expect(chunk.length).toBeLessThanOrEqual(6);
+  it('counts the Telegram limit on the text shown after entity parsing, not on the escapes', () => {
+    expect(formatForChannel('a.b.c.d.e.f', 'MarkdownV2', 6)).toEqual(['a\\.b\\.c\\.', 'd\\.e\\.f']);
+    expect(formatForChannel('&&&&&&', 'HTML', 6)).toEqual(['&amp;'.repeat(6)]);
+    expect(formatForChannel('a.b.c.d.e.f', 'plain', 6)).toEqual(['a.b.c.', 'd.e.f']);
   });
 
   it('never splits an HTML entity', () => {
-    const chunks = formatForChannel('&&&&&&', 'HTML', 7);
-    expect(chunks).toEqual(Array(6).fill('&amp;'));
+    const chunks = formatForChannel('&&&&&&', 'HTML', 4);
+    expect(chunks).toEqual(['&amp;'.repeat(4), '&amp;'.repeat(2)]);
   });
 
   it('never splits a MarkdownV2 escape sequence', () => {
-    const chunks = formatForChannel('......', 'MarkdownV2', 3);
-    expect(chunks).toEqual(Array(6).fill('\\.'));
+    const chunks = formatForChannel('......', 'MarkdownV2', 4);
+    expect(chunks).toEqual(['\\.'.repeat(4), '\\.'.repeat(2)]);
   });
 
   it('never splits a surrogate pair', () => {
@@ -251,12 +255,12 @@ describe('formatForChannel: splitting', () => {
   });
 
   it('closes a split code block and reopens it with its language', () => {
-    expect(formatForChannel('```js\nline1\nline2\nline3\n```', 'MarkdownV2', 20)).toEqual([
+    expect(formatForChannel('```js\nline1\nline2\nline3\n```', 'MarkdownV2', 7)).toEqual([
       '```js\nline1\n```',
       '```js\nline2\n```',
       '```js\nline3\n```',
     ]);
-    const html = formatForChannel('```js\nline1\nline2\n```', 'HTML', 50);
+    const html = formatForChannel('```js\nline1\nline2\n```', 'HTML', 6);
     expect(html).toEqual([
       '<pre><code class="language-js">line1</code></pre>',
       '<pre><code class="language-js">line2</code></pre>',
@@ -264,7 +268,7 @@ describe('formatForChannel: splitting', () => {
   });
 
   it('keeps the indentation of a code line that starts a chunk', () => {
-    expect(formatForChannel('```py\ndef f():\n    return 1\n```', 'MarkdownV2', 25)).toEqual([
+    expect(formatForChannel('```py\ndef f():\n    return 1\n```', 'MarkdownV2', 14)).toEqual([
       '```py\ndef f():\n```',
       '```py\n    return 1\n```',
     ]);
@@ -275,13 +279,13 @@ describe('formatForChannel: splitting', () => {
     expect(chunks.length).toBeGreaterThan(1);
     for (const chunk of chunks) {
       expect(chunk).toMatch(/^<code>x+<\/code>$/);
-      expect(chunk.length).toBeLessThanOrEqual(20);
+      expect(htmlToText(chunk).length).toBeLessThanOrEqual(20);
     }
   });
 
   it('sends code as escaped text when the limit cannot hold its markup', () => {
-    const chunks = formatForChannel('```typescript\na<b\n```', 'HTML', 10);
-    expect(chunks).toEqual(['a&lt;b']);
+    const chunks = formatForChannel('```typescript\na<b\n```', 'MarkdownV2', 1);
+    expect(chunks).toEqual(['a', '<', 'b']);
   });
 
   it('never gives an empty or whitespace-only chunk', () => {
@@ -297,7 +301,7 @@ describe('formatForChannel: splitting', () => {
   it('refuses a limit that is not a positive integer or cannot hold one character', () => {
     expect(() => formatForChannel('x', 'plain', 0)).toThrow(NonRetryableError);
     expect(() => formatForChannel('x', 'plain', 2.5)).toThrow(NonRetryableError);
-    expect(() => formatForChannel('a & b', 'HTML', 4)).toThrow(/cannot hold one escaped character/);
+    expect(() => formatForChannel('a 😀 b', 'plain', 1)).toThrow(/cannot hold one character/);
   });
 });
 
@@ -312,7 +316,7 @@ describe('formatForChannel: a 10k answer with a long code block for Telegram', (
     const chunks = formatForChannel(doc.text, 'HTML', TELEGRAM);
     expect(chunks.length).toBeGreaterThan(2);
     for (const chunk of chunks) {
-      expect(chunk.length).toBeLessThanOrEqual(TELEGRAM);
+      expect(htmlToText(chunk).length).toBeLessThanOrEqual(TELEGRAM);
       expect(htmlProblems(chunk)).toEqual([]);
       expect(chunk).not.toMatch(LONE_SURROGATE);
       expect(chunk.trim()).not.toBe('');
@@ -326,8 +330,8 @@ describe('formatForChannel: a 10k answer with a long code block for Telegram', (
     const chunks = formatForChannel(doc.text, 'MarkdownV2', TELEGRAM);
     expect(chunks.length).toBeGreaterThan(2);
     const texts = chunks.map((chunk) => {
-      expect(chunk.length).toBeLessThanOrEqual(TELEGRAM);
       const read = readMarkdownV2(chunk);
+      expect(read.text.length).toBeLessThanOrEqual(TELEGRAM);
       expect(read.problems).toEqual([]);
       return read.text;
     });
@@ -356,10 +360,75 @@ describe('formatForChannel: a 10k answer with a long code block for Telegram', (
     for (const limit of [500, 1000, 2048]) {
       const chunks = formatForChannel(doc.text, 'HTML', limit);
       for (const chunk of chunks) {
-        expect(chunk.length).toBeLessThanOrEqual(limit);
+        expect(htmlToText(chunk).length).toBeLessThanOrEqual(limit);
         expect(htmlProblems(chunk)).toEqual([]);
       }
       expect(wordsOf(chunks.map(htmlToText))).toEqual(doc.words);
     }
+  });
+});
+
+describe('formatForChannel: no message holds only a heading or a word', () => {
+  const LINE_LIMIT = CHANNEL_TEXT_LIMITS.line;
+  /** 7,887 characters of prose in one paragraph, sentences of twelve words. */
+  const summaryProse = (() => {
+    const words = 'the quick brown fox jumps over lazy dogs while operators watch'.split(' ');
+    let text = '';
+    for (let i = 0; text.length < 7888; i += 1) {
+      text += `${words[i % words.length] ?? 'x'}${i % 12 === 11 ? '. ' : ' '}`;
+    }
+    return text.slice(0, 7889).trimEnd();
+  })();
+  const cjkSentences = '東京都の天気は晴れ、気温は二十度です。'.repeat(600).slice(0, 11_000);
+
+  // Was 7/4093/3793: the paragraph break after the heading was the best break in the first
+  // 4096, so 'Summary' went out alone.
+  it('keeps a heading with the prose after it (Summary + 7,887 characters, Telegram HTML)', () => {
+    const chunks = formatForChannel(`Summary\n\n${summaryProse}`, 'HTML', TELEGRAM);
+    expect(chunks.map((c) => c.length)).toEqual([4051, 3844]);
+    expect(chunks[0]).toMatch(/^Summary\n\nthe quick/);
+    // It ends at a sentence's end, the best break in its last half.
+    expect(chunks[0]).toMatch(/ brown\.$/);
+  });
+
+  // Was 5/5000/5000/1000: the heading alone, then hard cuts mid-sentence.
+  it('keeps a CJK heading with its text and cuts CJK text at a full stop (LINE)', () => {
+    const chunks = formatForChannel(`概要まとめ\n\n${cjkSentences}`, 'plain', LINE_LIMIT);
+    expect(chunks.map((c) => c.length)).toEqual([4985, 4997, 1025]);
+    expect(chunks[0]).toMatch(/^概要まとめ\n\n東京都/);
+    for (const chunk of chunks.slice(0, -1)) expect(chunk).toMatch(/。$/);
+  });
+
+  it('cuts at the limit when the last half of it has no break at all', () => {
+    const chunks = formatForChannel(`概要\n\n${'あ'.repeat(12_000)}`, 'plain', LINE_LIMIT);
+    expect(chunks.map((c) => c.length)).toEqual([5000, 5000, 2004]);
+  });
+
+  it('never splits a surrogate pair on a hard cut', () => {
+    const text = `概要\n\n${'𠮷'.repeat(3000)}`;
+    const chunks = formatForChannel(text, 'plain', LINE_LIMIT);
+    expect(chunks.map((c) => c.length)).toEqual([5000, 1004]);
+    for (const chunk of chunks) expect(chunk).not.toMatch(LONE_SURROGATE);
+    expect(chunks.join('')).toBe(text);
+  });
+
+  it('does not cut a character made of several code points on a hard cut', () => {
+    const accented = 'e\u0301'.repeat(6);
+    expect(formatForChannel(accented, 'plain', 5)).toEqual([
+      'e\u0301e\u0301',
+      'e\u0301e\u0301',
+      'e\u0301e\u0301',
+    ]);
+    const family = '👨\u200d👩\u200d👧';
+    expect(formatForChannel(family.repeat(3), 'plain', 10)).toEqual([family, family, family]);
+  });
+
+  // Was 4 messages of 4096/4096/4095/2109 escaped characters: the limit was measured on the
+  // HTML with its entities, which Telegram does not count.
+  it('sizes &/</>-heavy Telegram HTML on the text Telegram counts (3 messages, not 4)', () => {
+    const text = 'a & b < c > d '.repeat(600);
+    const chunks = formatForChannel(text, 'HTML', TELEGRAM);
+    expect(chunks.map((c) => htmlToText(c).length)).toEqual([4095, 4095, 207]);
+    expect(chunks.map(htmlToText).join(' ')).toBe(text.trim());
   });
 });
