@@ -354,7 +354,8 @@ describe('awooop runs retry', () => {
           projectId: PROJECT,
           approvalId: approval.approvalId,
           decision: 'rejected',
-          decidedBy: 'test',
+          // the test tenant's owner, an ACL admin: only an approver decides
+          decidedBy: 'email:owner@example.test',
           via: 'cli',
         },
       );
