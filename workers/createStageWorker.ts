@@ -53,7 +53,7 @@ export type StageObserver = (e: {
  * enqueues the stage the run needs next. A wait or a peer's `retry_after` moves the job to
  * delayed without spending an attempt, and so does an unreachable database (a restart, a
  * failover: see {@link isDatabaseUnavailable}), with a growing delay, for up to
- * {@link DATABASE_WAIT_MS}; past that the job ends and the run, still unfinished in Postgres,
+ * `databaseWaitMs`; past that the job ends and the run, still unfinished in Postgres,
  * is the sweeper's. An error that retrying cannot fix, or the last attempt's error, ends the
  * run with the error's code (the job stays failed, to inspect).
  */
@@ -66,6 +66,7 @@ export function createStageWorker({
   prefix,
   concurrency,
   lockMs = 30_000,
+  databaseWaitMs = DATABASE_WAIT_MS,
   observe = () => {},
 }: {
   stage: Stage;
@@ -81,6 +82,11 @@ export function createStageWorker({
    * run again. @defaultValue 30000
    */
   lockMs?: number;
+  /**
+   * How long one job waits out an unreachable database before it leaves the run to the
+   * sweeper. @defaultValue {@link DATABASE_WAIT_MS}
+   */
+  databaseWaitMs?: number;
   observe?: StageObserver;
 }): Worker {
   // Harmless twice (a stalled job runs again, a job delayed while the database was away runs
@@ -137,7 +143,7 @@ export function createStageWorker({
         const since = databaseAwaySince ?? now;
         const code = DATABASE_UNAVAILABLE;
         observe({ stage, outcome: 'waited', ms: elapsed(), code });
-        if (now - since >= DATABASE_WAIT_MS) {
+        if (now - since >= databaseWaitMs) {
           ctx.logger.warn(
             line('left', { code, awayMs: now - since }),
             'database still unreachable; the sweeper will enqueue the run again',

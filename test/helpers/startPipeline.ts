@@ -55,6 +55,7 @@ export async function startPipeline({
   envSecrets = [],
   redisUrl = TEST_REDIS_URL,
   failFastIngress = false,
+  databaseWaitMs,
 }: {
   pool: DatabasePool;
   prefix: string;
@@ -67,6 +68,8 @@ export async function startPipeline({
    * bounded enqueue); without it, ingress shares the workers' connection.
    */
   failFastIngress?: boolean;
+  /** How long a stage job waits out an unreachable database (the workers' default if unset). */
+  databaseWaitMs?: number;
   /** Where the pipeline logs (silent unless TEST_LOG_LEVEL is set). */
   logger?: Logger;
   /** Ingress options `web` takes from its config (the dashboard's tokens, credential limits). */
@@ -126,6 +129,7 @@ export async function startPipeline({
           prefix,
           concurrency,
           lockMs: 2000,
+          ...(databaseWaitMs === undefined ? {} : { databaseWaitMs }),
         }),
       );
     }
