@@ -45,7 +45,9 @@ export type Accepted = { runId: string; created: boolean };
  * channel's event id — and only then enqueues its first stage. Returns once every event is
  * committed, so the caller answers 2xx only for what cannot be lost. A duplicate (a retried
  * or concurrent copy) gets the existing run and enqueues nothing. If the enqueue fails after
- * the commit, the run is still in Postgres and the sweeper enqueues it. An event that does not
+ * the commit, the run is still in Postgres and the sweeper enqueues it; the web process's
+ * enqueue fails fast (see `FAIL_FAST_REDIS`), so Redis being away never holds the answer up.
+ * An event that does not
  * fit the {@link ConversationEvent} schema is a 400 naming the field; nothing is written.
  * A credential of the project's that the user typed (any of its secrets, as the sanitize
  * stage knows them) is replaced by `[REDACTED]` in the message text and the sender's name

@@ -1,18 +1,24 @@
 import { STATUS_CODES } from 'node:http';
 import type { Context, Middleware } from 'koa';
 import type { Logger } from 'pino';
+import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUnavailable.ts';
 import { ProjectId } from '../pipeline/contracts/common.ts';
 import { AppError } from '../pipeline/errors.ts';
+
+/** Seconds a client is told to wait (`Retry-After`) while the database is unreachable. */
+const DATABASE_RETRY_AFTER_S = 5;
 
 /**
  * Turns any error into `{ error: { code, message } }` with the error's status. AppErrors
  * keep their code and message; an exposed HTTP error (a client's fault, from Koa or a library)
  * gets a code named after its status (`PAYLOAD_TOO_LARGE`); anything else is a 500 with a
  * generic message, its detail in the log only, so no stack or internal text ever reaches a
- * client. An error status answered without a body (an unknown route, the router's 405) gets
- * the same shape. Every refusal (4xx) is logged at `warn` with its status and code; a line
- * names the route pattern and a well-formed project id, never the raw path, query, headers or
- * body, which are the client's.
+ * client. An unreachable database (a restart, a failover) is a 503 `DATABASE_UNAVAILABLE`
+ * with `Retry-After`: nothing was accepted, and a channel's redelivery or the client's retry
+ * is what brings the request in once it is back. An error status answered without a body (an
+ * unknown route, the router's 405) gets the same shape. Every refusal (4xx) is logged at
+ * `warn` with its status and code; a line names the route pattern and a well-formed project
+ * id, never the raw path, query, headers or body, which are the client's.
  */
 export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
   return async function handleErrors(ctx, next) {
@@ -40,6 +46,21 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         ctx.status = error.status;
         ctx.body = { error: { code: error.code, message: error.message } };
         refused(logger, ctx, error.status, error.code);
+        return;
+      }
+      if (isDatabaseUnavailable(error)) {
+        logger.warn(
+          { status: 503, code: DATABASE_UNAVAILABLE, ...where(ctx), err: (error as Error).message },
+          'database unreachable',
+        );
+        ctx.status = 503;
+        ctx.set('Retry-After', String(DATABASE_RETRY_AFTER_S));
+        ctx.body = {
+          error: {
+            code: DATABASE_UNAVAILABLE,
+            message: `the database is unreachable; retry in ${DATABASE_RETRY_AFTER_S} s`,
+          },
+        };
         return;
       }
       const http = error as { status?: unknown; expose?: unknown };

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { createDbPool } from '../db/createDbPool.ts';
 import type { Logger } from '../ops/createLogger.ts';
 import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';
@@ -7,6 +7,19 @@ import { createSecretResolver } from '../pipeline/secrets/createSecretResolver.t
 import type { StageContext } from '../pipeline/stages/StageContext.ts';
 import { createStageQueues, type StageQueues } from '../workers/stageQueues.ts';
 import { secretKeyBytes, type Config } from './loadConfig.ts';
+
+/**
+ * Redis options of a process that must answer while Redis is away (`web`): a command fails at
+ * once when disconnected instead of queueing until Redis returns, and within `commandTimeout`
+ * when Redis stops answering. What it could not enqueue, the sweeper enqueues from Postgres.
+ */
+export const FAIL_FAST_REDIS: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  commandTimeout: 5000,
+};
+/** How long the `web` process waits for Redis to take a stage job before answering anyway. */
+export const ENQUEUE_TIMEOUT_MS = 2000;
 
 /** A process's clients: the stage context, the stage queues, and how to close them all. */
 export type Runtime = {
@@ -17,20 +30,33 @@ export type Runtime = {
 
 /**
  * Builds the clients every pipeline process shares — Postgres pool, one Redis connection
- * (BullMQ needs `maxRetriesPerRequest: null`), the stage queues, the secret resolver and the
- * contract cache — once, at start.
+ * (a worker's BullMQ needs `maxRetriesPerRequest: null`), the stage queues, the secret resolver
+ * and the contract cache — once, at start. With `failFast` (the web process) Redis is
+ * {@link FAIL_FAST_REDIS} and an enqueue is bounded by {@link ENQUEUE_TIMEOUT_MS}.
  */
 export async function createRuntime(
   config: Config,
-  { logger, actor, maxPoolSize = 10 }: { logger: Logger; actor: string; maxPoolSize?: number },
+  {
+    logger,
+    actor,
+    maxPoolSize = 10,
+    failFast = false,
+  }: { logger: Logger; actor: string; maxPoolSize?: number; failFast?: boolean },
 ): Promise<Runtime> {
   const pool = await createDbPool(config.DATABASE_URL, {
     applicationName: `awooop-${actor.replace(/\W+/g, '-')}`,
     maxPoolSize,
   });
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = new Redis(
+    config.REDIS_URL,
+    failFast ? FAIL_FAST_REDIS : { maxRetriesPerRequest: null },
+  );
   redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
-  const queues = createStageQueues(redis, config.AWOOOP_REDIS_PREFIX);
+  const queues = createStageQueues(redis, config.AWOOOP_REDIS_PREFIX, {
+    ...(failFast ? { addTimeoutMs: ENQUEUE_TIMEOUT_MS } : {}),
+    // The connection's own listener above has logged it already.
+    onError: () => {},
+  });
   const secrets = createSecretResolver({
     pool,
     key: secretKeyBytes(config),

@@ -12,7 +12,13 @@ import { onShutdown } from './onShutdown.ts';
 /** The `web` process: ingress, the API, bull-board and `/metrics` on PORT until SIGTERM. */
 export async function runWeb(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'web' });
-  const runtime = await createRuntime(config, { logger, actor: 'web', maxPoolSize: 20 });
+  // Fail fast on Redis: an answer never waits for it (see acceptInbound).
+  const runtime = await createRuntime(config, {
+    logger,
+    actor: 'web',
+    maxPoolSize: 20,
+    failFast: true,
+  });
   const { ctx, queues } = runtime;
   const codeMigration = (await readMigrations()).at(-1)?.version ?? 0;
   const app = createApp({

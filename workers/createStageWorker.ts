@@ -6,6 +6,8 @@ import {
   type ConnectionOptions,
   type Job,
 } from 'bullmq';
+import { z } from 'zod';
+import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUnavailable.ts';
 import { withProject } from '../db/withProject.ts';
 import { RunJob, type Stage } from '../pipeline/contracts/runJob.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../pipeline/errors.ts';
@@ -22,6 +24,22 @@ export type StageHandler = (
   options: { signal?: AbortSignal },
 ) => Promise<StageOutcome>;
 
+/**
+ * A stage job's data as the shell keeps it: the run's ids, and since when (epoch ms) this job
+ * has found the database away, so its waits are bounded.
+ */
+const StageJobData = RunJob.extend({
+  databaseAwaySince: z.number().int().nonnegative().optional(),
+});
+
+/**
+ * How long one stage job waits out an unreachable database (delayed, no attempt spent) before
+ * it gives the run to the sweeper, which enqueues it again once the database is back.
+ */
+export const DATABASE_WAIT_MS = 10 * 60_000;
+/** The longest single delay while the database is away: how late a job notices it is back. */
+const DATABASE_RETRY_MAX_MS = 15_000;
+
 /** Called after each job with its stage, outcome and duration (metrics). */
 export type StageObserver = (e: {
   stage: Stage;
@@ -33,8 +51,11 @@ export type StageObserver = (e: {
 /**
  * The queue shell of one stage: parses `job.data` with its zod schema, calls the stage, and
  * enqueues the stage the run needs next. A wait or a peer's `retry_after` moves the job to
- * delayed without spending an attempt; an error that retrying cannot fix, or the last
- * attempt's error, ends the run with the error's code (the job stays failed, to inspect).
+ * delayed without spending an attempt, and so does an unreachable database (a restart, a
+ * failover: see {@link isDatabaseUnavailable}), with a growing delay, for up to
+ * `databaseWaitMs`; past that the job ends and the run, still unfinished in Postgres,
+ * is the sweeper's. An error that retrying cannot fix, or the last attempt's error, ends the
+ * run with the error's code (the job stays failed, to inspect).
  */
 export function createStageWorker({
   stage,
@@ -45,6 +66,7 @@ export function createStageWorker({
   prefix,
   concurrency,
   lockMs = 30_000,
+  databaseWaitMs = DATABASE_WAIT_MS,
   observe = () => {},
 }: {
   stage: Stage;
@@ -60,17 +82,23 @@ export function createStageWorker({
    * run again. @defaultValue 30000
    */
   lockMs?: number;
+  /**
+   * How long one job waits out an unreachable database before it leaves the run to the
+   * sweeper. @defaultValue {@link DATABASE_WAIT_MS}
+   */
+  databaseWaitMs?: number;
   observe?: StageObserver;
 }): Worker {
-  // Harmless twice (a stalled job runs again): each stage acts only on a run in its own state
-  // and moves it with a conditional transition; the next stage's job id is per run and stage.
+  // Harmless twice (a stalled job runs again, a job delayed while the database was away runs
+  // again): each stage acts only on a run in its own state and moves it with a conditional
+  // transition; the next stage's job id is per run and stage.
   const processor = async (job: Job, token?: string, signal?: AbortSignal) => {
     const started = performance.now();
-    const parsed = RunJob.safeParse(job.data);
+    const parsed = StageJobData.safeParse(job.data);
     if (!parsed.success || parsed.data.stage !== stage) {
       throw new UnrecoverableError(`job ${job.id} is not a ${stage} job`);
     }
-    const data = parsed.data;
+    const { databaseAwaySince, ...data } = parsed.data;
     const elapsed = () => performance.now() - started;
     // One line per stage job: ids, stage, duration and outcome, never the run's text.
     const line = (outcome: string, extra: Record<string, unknown> = {}) => ({
@@ -82,11 +110,16 @@ export function createStageWorker({
       durationMs: Math.round(elapsed()),
       ...extra,
     });
+    // The database answered this time: a later outage is timed from its own start.
+    const forgetOutage = async () => {
+      if (databaseAwaySince !== undefined) await job.updateData(data);
+    };
     try {
       const outcome = await handler(ctx, data, signal ? { signal } : {});
       if ('waitMs' in outcome) {
         observe({ stage, outcome: 'waited', ms: elapsed() });
         ctx.logger.info(line('waited', { waitMs: outcome.waitMs }), 'stage done');
+        await forgetOutage();
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();
       }
@@ -103,12 +136,41 @@ export function createStageWorker({
         await job.moveToWait(token);
         throw new WaitingError();
       }
+      if (isDatabaseUnavailable(error)) {
+        // The database is away, not the run at fault: no attempt is spent, nothing is written
+        // (nothing can be), and the run stays in its state for this job or the sweeper.
+        const now = Date.now();
+        const since = databaseAwaySince ?? now;
+        const code = DATABASE_UNAVAILABLE;
+        observe({ stage, outcome: 'waited', ms: elapsed(), code });
+        if (now - since >= databaseWaitMs) {
+          ctx.logger.warn(
+            line('left', { code, awayMs: now - since }),
+            'database still unreachable; the sweeper will enqueue the run again',
+          );
+          return;
+        }
+        const delayMs = Math.min(DATABASE_RETRY_MAX_MS, Math.max(1000, (now - since) / 2));
+        ctx.logger.warn(
+          line('waited', {
+            code,
+            waitMs: Math.round(delayMs),
+            awayMs: now - since,
+            err: (error as Error).message,
+          }),
+          'database unreachable; the stage waits',
+        );
+        await job.updateData({ ...data, databaseAwaySince: since });
+        await job.moveToDelayed(now + delayMs * (0.75 + Math.random() / 2), token);
+        throw new DelayedError();
+      }
       if (error instanceof RetryAfterError) {
         observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
         ctx.logger.info(
           line('waited', { code: error.code, waitMs: error.retryAfterMs }),
           'stage done',
         );
+        await forgetOutage();
         await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
         throw new DelayedError();
       }
@@ -126,6 +188,7 @@ export function createStageWorker({
       );
       if (!final) {
         observe({ stage, outcome: 'retried', ms: elapsed(), code });
+        await forgetOutage();
         throw error;
       }
       observe({ stage, outcome: 'failed', ms: elapsed(), code });

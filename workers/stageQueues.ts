@@ -1,5 +1,6 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { RunJob, Stage } from '../pipeline/contracts/runJob.ts';
+import { AppError } from '../pipeline/errors.ts';
 import type { Enqueue } from '../pipeline/stages/StageContext.ts';
 import { stageJobId } from '../pipeline/runs/runState.ts';
 
@@ -32,17 +33,56 @@ export type StageQueues = {
   close(): Promise<void>;
 };
 
-/** Opens the stage queues under `prefix` on one shared connection. */
-export function createStageQueues(connection: ConnectionOptions, prefix: string): StageQueues {
+/**
+ * Opens the stage queues under `prefix` on one shared connection. With `addTimeoutMs`, an
+ * enqueue that Redis has not confirmed within that time rejects with `ENQUEUE_TIMEOUT`
+ * instead of waiting for Redis to come back (the add may still land later: its job id is per
+ * run and stage, so a late copy is the same job). A queue's connection errors go to `onError`
+ * (BullMQ prints them to stderr when nobody listens).
+ */
+export function createStageQueues(
+  connection: ConnectionOptions,
+  prefix: string,
+  { addTimeoutMs, onError }: { addTimeoutMs?: number; onError?: (error: Error) => void } = {},
+): StageQueues {
   const queues = Object.fromEntries(
-    Stage.options.map((stage) => [stage, new Queue(stage, { connection, prefix })]),
+    Stage.options.map((stage) => {
+      const queue = new Queue(stage, { connection, prefix });
+      if (onError) queue.on('error', onError);
+      return [stage, queue];
+    }),
   ) as Record<Stage, Queue>;
   const enqueue: Enqueue = async (stage, job, options = {}) => {
     const data = RunJob.parse({ ...job, stage });
-    await queues[stage].add(stage, data, {
+    const added = queues[stage].add(stage, data, {
       ...stageJobOptions(stage, job.runId, options.notice ?? false),
       ...(options.delayMs ? { delay: options.delayMs } : {}),
     });
+    if (addTimeoutMs === undefined) {
+      await added;
+      return;
+    }
+    // A late rejection of the abandoned add is expected (Redis away): nothing to report.
+    added.catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        added,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new AppError('ENQUEUE_TIMEOUT', `Redis did not take the ${stage} job in time`, {
+                  status: 503,
+                }),
+              ),
+            addTimeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
   return {
     queues,

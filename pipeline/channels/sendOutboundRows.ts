@@ -5,6 +5,7 @@ import {
   type OutboundOutcome,
   type OutboundRow,
 } from '../../db/outboundMessages.ts';
+import { isDatabaseUnavailable } from '../../db/isDatabaseUnavailable.ts';
 import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
@@ -21,6 +22,8 @@ import { createTelegramSender } from './telegram/createTelegramSender.ts';
  * longest send (pacing, a LINE reply and its push fallback, 15 s each).
  */
 const LEASE_MS = 60_000;
+/** How long recording a sent chunk waits out an unreachable database. */
+const SETTLE_DATABASE_WAIT_MS = 10 * 60_000;
 /** LINE takes at most five messages per reply or push. */
 const LINE_BATCH = 5;
 
@@ -130,8 +133,9 @@ async function sendBatch(
     throw error;
   }
   // Sent: from here on a failure must never put the row back to queued (that would send it
-  // again). Recording it is retried; if Postgres stays away the row keeps its lease, and the
-  // deliver that takes it over settles it as a non-deduping channel's takeover would.
+  // again). Recording it is retried, through a database restart too; if Postgres stays away
+  // longer the row keeps its lease, and the deliver that takes it over settles it as a
+  // non-deduping channel's takeover would.
   await settleSent(target, claimed, {
     status: 'sent',
     method: result.method,
@@ -156,17 +160,24 @@ async function sendBatch(
   }
 }
 
+/**
+ * Retries recording a sent chunk: 5 times for an error of the statement, for up to
+ * {@link SETTLE_DATABASE_WAIT_MS} while the database is unreachable, since only this process
+ * knows the chunk went out. Harmless twice: the settle is conditional on this claim.
+ */
 async function settleSent(
   target: Target,
   rows: readonly ClaimedRow[],
   outcome: OutboundOutcome,
 ): Promise<void> {
+  const giveUpAt = Date.now() + SETTLE_DATABASE_WAIT_MS;
   for (let attempt = 1; ; attempt += 1) {
     try {
       await settleAll(target, rows, outcome);
       return;
     } catch (error) {
-      if (attempt >= 5) throw error;
+      const away = isDatabaseUnavailable(error);
+      if (away ? Date.now() >= giveUpAt : attempt >= 5) throw error;
       target.ctx.logger.warn(
         {
           runId: target.run.runId,
@@ -175,7 +186,7 @@ async function settleSent(
         },
         'recording a sent chunk failed; retrying',
       );
-      await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
     }
   }
 }

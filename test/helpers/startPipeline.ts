@@ -11,6 +11,7 @@ import { readMigrations } from '../../db/migrate.ts';
 import { withProject } from '../../db/withProject.ts';
 import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
 import { createApp, type AppDeps } from '../../ingress/createApp.ts';
+import { ENQUEUE_TIMEOUT_MS, FAIL_FAST_REDIS } from '../../ops/createRuntime.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
@@ -52,11 +53,23 @@ export async function startPipeline({
   logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
   app: appOptions = {},
   envSecrets = [],
+  redisUrl = TEST_REDIS_URL,
+  failFastIngress = false,
+  databaseWaitMs,
 }: {
   pool: DatabasePool;
   prefix: string;
   workers?: boolean;
   concurrency?: number;
+  /** Where every connection goes (a proxy in front of the test Redis, say). */
+  redisUrl?: string;
+  /**
+   * Ingress gets its own connection and queues, set up as the `web` process's are (fail fast,
+   * bounded enqueue); without it, ingress shares the workers' connection.
+   */
+  failFastIngress?: boolean;
+  /** How long a stage job waits out an unreachable database (the workers' default if unset). */
+  databaseWaitMs?: number;
   /** Where the pipeline logs (silent unless TEST_LOG_LEVEL is set). */
   logger?: Logger;
   /** Ingress options `web` takes from its config (the dashboard's tokens, credential limits). */
@@ -64,9 +77,16 @@ export async function startPipeline({
   /** The env variables `env:` refs may read (AWOOOP_ENV_SECRETS). @defaultValue none */
   envSecrets?: readonly string[];
 }): Promise<Pipeline> {
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
+  // A test that cuts Redis sees these; the pipeline's own handling is what it asserts.
+  for (const r of new Set([redis, ingressRedis])) r.on('error', () => {});
   const secretKey = randomBytes(32);
-  const queues = createStageQueues(redis, prefix);
+  const quiet = () => {};
+  const queues = createStageQueues(redis, prefix, { onError: quiet });
+  const ingressQueues = failFastIngress
+    ? createStageQueues(ingressRedis, prefix, { addTimeoutMs: ENQUEUE_TIMEOUT_MS, onError: quiet })
+    : queues;
   const secrets = createSecretResolver({ pool, key: secretKey, ttlMs: 0, envAllowed: envSecrets });
   const ctx: StageContext = {
     pool,
@@ -81,15 +101,15 @@ export async function startPipeline({
   };
   const app = createApp({
     pool,
-    redis,
+    redis: ingressRedis,
     logger,
     codeMigration: (await readMigrations()).at(-1)?.version ?? 0,
-    enqueue: queues.enqueue,
+    enqueue: ingressQueues.enqueue,
     accounts: createAccountLookup({ pool, contracts: ctx.contracts, ttlMs: 0 }),
     secrets: ctx.secrets,
     contracts: ctx.contracts,
     gateway: ctx.gateway,
-    queues: queues.queues,
+    queues: ingressQueues.queues,
     ...appOptions,
   });
   const server: Server = app.listen(0, '127.0.0.1');
@@ -109,6 +129,7 @@ export async function startPipeline({
           prefix,
           concurrency,
           lockMs: 2000,
+          ...(databaseWaitMs === undefined ? {} : { databaseWaitMs }),
         }),
       );
     }
@@ -149,8 +170,10 @@ export async function startPipeline({
       await stopWorkers();
       await new Promise<void>((r) => server.close(() => r()));
       await queues.close();
+      if (ingressQueues !== queues) await ingressQueues.close();
       await ctx.gateway.close();
       redis.disconnect();
+      ingressRedis.disconnect();
     },
   };
 }
