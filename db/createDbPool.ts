@@ -49,8 +49,10 @@ const namedStatements: Interceptor = {
 /** Options for {@link createDbPool}. */
 export type DbPoolOptions = {
   /**
-   * `app` connects with the session role {@link APP_ROLE} so row-level security holds even
-   * for a query run outside `withProject`; `owner` is the migrating user, for migrations only.
+   * `app` starts every session as {@link APP_ROLE}, so row-level security holds even for a
+   * query run outside `withProject`; `owner` is the migrating user, for migrations only.
+   * Which other roles a session can reach depends on the user in the URL, not on this
+   * option: the runtime's login role (see `loginUrl`) can become {@link APP_ROLE} only.
    * @defaultValue 'app'
    */
   role?: 'app' | 'owner';
@@ -60,7 +62,11 @@ export type DbPoolOptions = {
   applicationName?: string;
 };
 
-/** A slonik pool with the result parser and named statements installed. */
+/**
+ * A slonik pool with the result parser and named statements installed, connected with
+ * `databaseUrl` as given: pass a login role's URL (`loginUrl`, or the configured one), not
+ * the owner's, for anything but migrations and tools.
+ */
 export async function createDbPool(
   databaseUrl: string,
   { role = 'app', maxPoolSize = 10, applicationName = 'awooop' }: DbPoolOptions = {},

@@ -1,12 +1,13 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { createDbPool } from '../db/createDbPool.ts';
+import type { Login } from '../db/loginUrl.ts';
 import type { Logger } from '../ops/createLogger.ts';
 import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../pipeline/runs/createContractReader.ts';
 import { createSecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
 import type { StageContext } from '../pipeline/stages/StageContext.ts';
 import { createStageQueues, type StageQueues } from '../workers/stageQueues.ts';
-import { secretKeyBytes, type Config } from './loadConfig.ts';
+import { databaseUrlFor, secretKeyBytes, type Config } from './loadConfig.ts';
 
 /**
  * Redis options of a process that must answer while Redis is away (`web`): a command fails at
@@ -32,7 +33,9 @@ export type Runtime = {
  * Builds the clients every pipeline process shares — Postgres pool, one Redis connection
  * (a worker's BullMQ needs `maxRetriesPerRequest: null`), the stage queues, the secret resolver
  * and the contract cache — once, at start. With `failFast` (the web process) Redis is
- * {@link FAIL_FAST_REDIS} and an enqueue is bounded by {@link ENQUEUE_TIMEOUT_MS}.
+ * {@link FAIL_FAST_REDIS} and an enqueue is bounded by {@link ENQUEUE_TIMEOUT_MS}. The pool
+ * connects as the process's login role (`app` for web and workers, `sweeper` for the
+ * sweeper), never as the owner, so SQL on it cannot leave row-level security.
  */
 export async function createRuntime(
   config: Config,
@@ -41,9 +44,17 @@ export async function createRuntime(
     actor,
     maxPoolSize = 10,
     failFast = false,
-  }: { logger: Logger; actor: string; maxPoolSize?: number; failFast?: boolean },
+    login = 'app',
+  }: {
+    logger: Logger;
+    actor: string;
+    maxPoolSize?: number;
+    failFast?: boolean;
+    /** @defaultValue 'app' */
+    login?: Exclude<Login, 'platform'>;
+  },
 ): Promise<Runtime> {
-  const pool = await createDbPool(config.DATABASE_URL, {
+  const pool = await createDbPool(databaseUrlFor(config, login), {
     applicationName: `awooop-${actor.replace(/\W+/g, '-')}`,
     maxPoolSize,
   });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { loginUrl, type Login } from '../db/loginUrl.ts';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -18,6 +19,11 @@ const redisUrl = z
 /** The whitelist: only these variables are read, each parsed once at start. */
 const EnvSchema = z.object({
   DATABASE_URL: postgresUrl.default('postgres://postgres@127.0.0.1:5432/awooop'),
+  // Each process's own login (migration 0007); unset: DATABASE_URL's server and database
+  // with the login role as user and no password (see databaseUrlFor).
+  AWOOOP_DB_RUNTIME_URL: postgresUrl.optional(),
+  AWOOOP_DB_SWEEPER_URL: postgresUrl.optional(),
+  AWOOOP_DB_PLATFORM_URL: postgresUrl.optional(),
   REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(1).max(65535).default(3000),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
@@ -70,6 +76,15 @@ const EnvSchema = z.object({
     .default([]),
 });
 
+/** URLs whose password is masked in the serialized config. */
+const URL_NAMES = new Set([
+  'DATABASE_URL',
+  'REDIS_URL',
+  'AWOOOP_DB_RUNTIME_URL',
+  'AWOOOP_DB_SWEEPER_URL',
+  'AWOOOP_DB_PLATFORM_URL',
+]);
+
 /** Parsed, validated configuration. Secrets are present but never serialized. */
 export type Config = z.infer<typeof EnvSchema> & { toJSON(): Record<string, unknown> };
 
@@ -99,11 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     Object.fromEntries(
       Object.entries(parsed).map(([k, v]) => [
         k,
-        SECRET_NAMES.has(k)
-          ? '[redacted]'
-          : k === 'DATABASE_URL' || k === 'REDIS_URL'
-            ? redactUrl(String(v))
-            : v,
+        SECRET_NAMES.has(k) ? '[redacted]' : URL_NAMES.has(k) ? redactUrl(String(v)) : v,
       ]),
     );
   const config = { ...parsed, toJSON: redacted };
@@ -138,4 +149,23 @@ export function secretKeyBytes(config: Pick<Config, 'AWOOOP_SECRET_KEY'>): Buffe
   const v = config.AWOOOP_SECRET_KEY;
   if (!v) return null;
   return /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, 'hex') : Buffer.from(v, 'base64');
+}
+
+/**
+ * Where a process of kind `login` connects: its configured URL, else DATABASE_URL's server
+ * and database as that login role. DATABASE_URL itself (the owner) is for migrations only.
+ */
+export function databaseUrlFor(
+  config: Pick<
+    Config,
+    'DATABASE_URL' | 'AWOOOP_DB_RUNTIME_URL' | 'AWOOOP_DB_SWEEPER_URL' | 'AWOOOP_DB_PLATFORM_URL'
+  >,
+  login: Login,
+): string {
+  const configured = {
+    app: config.AWOOOP_DB_RUNTIME_URL,
+    sweeper: config.AWOOOP_DB_SWEEPER_URL,
+    platform: config.AWOOOP_DB_PLATFORM_URL,
+  }[login];
+  return configured ?? loginUrl(config.DATABASE_URL, login);
 }

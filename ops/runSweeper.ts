@@ -18,7 +18,13 @@ const CHECKPOINT_EVERY_MS = 60_000;
  */
 export async function runSweeper(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'sweeper' });
-  const runtime = await createRuntime(config, { logger, actor: 'sweeper', maxPoolSize: 4 });
+  // The sweeper's login may also read ids and states across projects (awooop_sweeper).
+  const runtime = await createRuntime(config, {
+    logger,
+    actor: 'sweeper',
+    maxPoolSize: 4,
+    login: 'sweeper',
+  });
   const { ctx, queues } = runtime;
   const { Queue } = await import('bullmq');
   const queue = new Queue(SWEEPER_QUEUE, {

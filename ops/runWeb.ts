@@ -1,11 +1,12 @@
 import { once } from 'node:events';
+import { createDbPool } from '../db/createDbPool.ts';
 import { readMigrations } from '../db/migrate.ts';
 import { createAccountLookup } from '../ingress/createAccountLookup.ts';
 import { closeServer } from '../ingress/closeServer.ts';
 import { createApp } from '../ingress/createApp.ts';
 import { createLogger } from './createLogger.ts';
 import { createRuntime } from './createRuntime.ts';
-import type { Config } from './loadConfig.ts';
+import { databaseUrlFor, type Config } from './loadConfig.ts';
 import { renderMetrics } from './metrics/renderMetrics.ts';
 import { onShutdown } from './onShutdown.ts';
 
@@ -20,6 +21,12 @@ export async function runWeb(config: Config): Promise<number> {
     failFast: true,
   });
   const { ctx, queues } = runtime;
+  // The scrape counts rows across projects as awooop_sweeper, which the web's own login
+  // cannot become: it gets a one-connection pool of the sweeper's login.
+  const metricsPool = await createDbPool(databaseUrlFor(config, 'sweeper'), {
+    applicationName: 'awooop-web-metrics',
+    maxPoolSize: 1,
+  });
   const codeMigration = (await readMigrations()).at(-1)?.version ?? 0;
   const app = createApp({
     pool: ctx.pool,
@@ -43,7 +50,7 @@ export async function runWeb(config: Config): Promise<number> {
     },
     metrics: () =>
       renderMetrics({
-        pool: ctx.pool,
+        pool: metricsPool,
         redis: ctx.redis,
         prefix: config.AWOOOP_REDIS_PREFIX,
         queues: queues.queues,
@@ -57,6 +64,7 @@ export async function runWeb(config: Config): Promise<number> {
     // begun) within the grace; open event streams end at once.
     await closeServer(server, app, { graceMs: 5000 });
     await runtime.close();
+    await metricsPool.end();
   });
   return 0;
 }

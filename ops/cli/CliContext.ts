@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import type { Context } from '../../pipeline/context.ts';
 import { createDbPool } from '../../db/createDbPool.ts';
 import { createLogger, type Logger } from '../createLogger.ts';
-import type { Config } from '../loadConfig.ts';
+import { databaseUrlFor, type Config } from '../loadConfig.ts';
 
 /** What a CLI command gets: config, who is acting, an output sink, and the service context. */
 export type CliContext = {
@@ -10,7 +10,11 @@ export type CliContext = {
   logger: Logger;
   actor: string;
   print: (line?: string) => void;
-  /** The service context; the pool opens on first use, so `awooop hash` needs no database. */
+  /**
+   * The service context; the pool opens on first use, so `awooop hash` needs no database. It
+   * connects as the platform login, the one that `withPlatform` can enter the platform role
+   * from.
+   */
   connect: () => Promise<Context>;
   close: () => Promise<void>;
 };
@@ -29,7 +33,7 @@ export function createCliContext(config: Config, actorOption?: string): CliConte
     actor: actorOption ?? config.AWOOOP_ACTOR ?? `cli:${currentUser()}`,
     print: (line = '') => process.stdout.write(`${line}\n`),
     connect: () =>
-      (context ??= createDbPool(config.DATABASE_URL, {
+      (context ??= createDbPool(databaseUrlFor(config, 'platform'), {
         applicationName: 'awooop-cli',
         maxPoolSize: 2,
       }).then((pool) => ({ pool, logger }))),

@@ -122,7 +122,7 @@ describe('audit trail', () => {
     await writeTrail('one', ['run:x'], 2);
     await writeTrail('two', ['run:y'], 2);
     await tamper(`UPDATE audit_events SET subject = 'forged' WHERE project_id = 'two'`);
-    const result = await withPlatform(db().pool, { actor, reason: 'verify' }, (tx) =>
+    const result = await withPlatform(db().platformPool, { actor, reason: 'verify' }, (tx) =>
       verifyAudit(tx),
     );
     const projects = new Set(result.problems.map((p) => p.projectId));

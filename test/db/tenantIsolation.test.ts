@@ -80,7 +80,7 @@ describe('row-level security', () => {
   it('lets the platform role see every tenant, and audits each platform session', async () => {
     await seed('zeta');
     const projects = await withPlatform(
-      db().pool,
+      db().platformPool,
       { actor: 'ops:alice', reason: 'list tenants' },
       (tx) =>
         tx.anyFirst(

@@ -34,7 +34,7 @@ export type Pipeline = {
   startWorkers(stages?: readonly Stage[]): void;
   /** Closes the running workers (their jobs stay in Redis). */
   stopWorkers(): Promise<void>;
-  /** One sweep with the given stall time (and page size). */
+  /** One sweep with the given stall time (and page size), on the sweeper's pool. */
   sweep(stallMs?: number, limit?: number): Promise<SweepReport>;
   setSecret(projectId: string, name: string, value: string): Promise<void>;
   createKey(projectId: string, roles?: ('client' | 'operator' | 'admin')[]): Promise<string>;
@@ -47,6 +47,7 @@ export type Pipeline = {
  */
 export async function startPipeline({
   pool,
+  sweeperPool,
   prefix,
   workers: startAtOnce = true,
   concurrency = 8,
@@ -58,6 +59,8 @@ export async function startPipeline({
   databaseWaitMs,
 }: {
   pool: DatabasePool;
+  /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
+  sweeperPool?: DatabasePool;
   prefix: string;
   workers?: boolean;
   concurrency?: number;
@@ -148,14 +151,19 @@ export async function startPipeline({
     secretKey,
     startWorkers,
     stopWorkers,
-    sweep: (stallMs = 0, limit?: number) =>
-      sweep(ctx, {
-        ...(limit ? { limit } : {}),
-        jobState: (stage, runId, notice) =>
-          queues.queues[stage].getJobState(stageJobId(stage, runId, notice)),
-        enqueue: queues.enqueue,
-        stallMs,
-      }),
+    sweep: (stallMs = 0, limit?: number) => {
+      if (!sweeperPool) throw new Error('startPipeline: pass sweeperPool to sweep');
+      return sweep(
+        { ...ctx, pool: sweeperPool },
+        {
+          ...(limit ? { limit } : {}),
+          jobState: (stage, runId, notice) =>
+            queues.queues[stage].getJobState(stageJobId(stage, runId, notice)),
+          enqueue: queues.enqueue,
+          stallMs,
+        },
+      );
+    },
     setSecret: (projectId, name, value) =>
       withProject(pool, projectId, (tx) =>
         putSecret(tx, { projectId, name, value, key: secretKey, actor: 'test' }),

@@ -2,14 +2,19 @@ import pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { createDbPool } from '../../db/createDbPool.ts';
+import { loginUrl } from '../../db/loginUrl.ts';
 import { serverUrl, uniqueDatabaseName } from './serverUrl.ts';
 
 /** A test file's own database, cloned from the migrated template. */
 export type TestDatabase = {
   /** Connection URL of this file's database (the owner's, as `DATABASE_URL` would be). */
   url: string;
-  /** A pool connected as the runtime is: tenant role, row-level security on. */
+  /** A pool connected as the runtime is (`awooop_runtime`): tenant role, row-level security on. */
   pool: DatabasePool;
+  /** A pool connected as the sweeper is: may also scan ids and states across projects. */
+  sweeperPool: DatabasePool;
+  /** A pool connected as the CLI is: the only one `withPlatform` works on. */
+  platformPool: DatabasePool;
   /** A raw owner connection for what tests do behind the platform's back (tampering). */
   owner: () => Promise<pg.Client>;
 };
@@ -44,7 +49,9 @@ export function useTestDatabase(): () => TestDatabase {
     const url = serverUrl(name);
     db = {
       url,
-      pool: await createDbPool(url, { maxPoolSize: 5 }),
+      pool: await createDbPool(loginUrl(url, 'app'), { maxPoolSize: 5 }),
+      sweeperPool: await createDbPool(loginUrl(url, 'sweeper'), { maxPoolSize: 2 }),
+      platformPool: await createDbPool(loginUrl(url, 'platform'), { maxPoolSize: 2 }),
       owner: async () => {
         const client = new pg.Client({ connectionString: url });
         await client.connect();
@@ -58,7 +65,7 @@ export function useTestDatabase(): () => TestDatabase {
 
   afterAll(async () => {
     await Promise.all(owners.map((c) => c.end().catch(() => {})));
-    await db?.pool.end();
+    await Promise.all([db?.pool.end(), db?.sweeperPool.end(), db?.platformPool.end()]);
     const admin = new pg.Client({ connectionString: serverUrl('postgres') });
     await admin.connect();
     try {

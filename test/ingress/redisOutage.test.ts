@@ -41,6 +41,7 @@ beforeAll(async () => {
   viaProxy.port = String(proxy.port);
   pipeline = await startPipeline({
     pool: db().pool,
+    sweeperPool: db().sweeperPool,
     prefix,
     redisUrl: viaProxy.toString(),
     failFastIngress: true,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../ops/loadConfig.ts';
+import { ConfigError, databaseUrlFor, loadConfig } from '../../ops/loadConfig.ts';
 import { parseProcfile } from '../../ops/runDev.ts';
 
 describe('config', () => {
@@ -97,6 +97,29 @@ describe('config', () => {
 });
 
 describe('Procfile', () => {
+  it("connects each process as its own login role, never as DATABASE_URL's owner", () => {
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://owner:ownerpw@db:6543/awooop?sslmode=require',
+    });
+    expect(databaseUrlFor(config, 'app')).toBe(
+      'postgres://awooop_runtime@db:6543/awooop?sslmode=require',
+    );
+    expect(databaseUrlFor(config, 'sweeper')).toBe(
+      'postgres://awooop_sweeper_login@db:6543/awooop?sslmode=require',
+    );
+    expect(databaseUrlFor(config, 'platform')).toBe(
+      'postgres://awooop_platform_login@db:6543/awooop?sslmode=require',
+    );
+    const given = loadConfig({
+      AWOOOP_DB_RUNTIME_URL: 'postgres://awooop_runtime:runtimepw@db/awooop',
+    });
+    expect(databaseUrlFor(given, 'app')).toBe('postgres://awooop_runtime:runtimepw@db/awooop');
+    expect(JSON.stringify(given)).not.toContain('runtimepw');
+    expect(() => loadConfig({ AWOOOP_DB_PLATFORM_URL: 'nope' })).toThrow(
+      /AWOOOP_DB_PLATFORM_URL: must be a postgres:\/\/ URL/,
+    );
+  });
+
   it('reads one process type per line', () => {
     expect(
       parseProcfile(

@@ -78,7 +78,7 @@ beforeAll(async () => {
     queues: pipeline.queues.queues,
     metrics: () =>
       renderMetrics({
-        pool: db().pool,
+        pool: db().sweeperPool,
         redis: pipeline.ctx.redis,
         prefix,
         queues: pipeline.queues.queues,

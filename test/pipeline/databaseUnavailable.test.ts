@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDbPool } from '../../db/createDbPool.ts';
+import { loginUrl } from '../../db/loginUrl.ts';
 import { stageJobId } from '../../pipeline/runs/runState.ts';
 import { lineWebhook, telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
@@ -28,6 +29,7 @@ let line: Awaited<ReturnType<typeof startLineServer>>;
 let model: Awaited<ReturnType<typeof startModelServer>>;
 let proxy: TcpProxy;
 let proxied: DatabasePool;
+let proxiedSweeper: DatabasePool;
 let pipeline: Pipeline;
 let owner: pg.Client;
 let key: string;
@@ -40,8 +42,17 @@ beforeAll(async () => {
   proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
   const viaProxy = new URL(db().url);
   viaProxy.port = String(proxy.port);
-  proxied = await createDbPool(viaProxy.toString(), { maxPoolSize: 5 });
-  pipeline = await startPipeline({ pool: proxied, prefix, databaseWaitMs: DATABASE_WAIT_MS });
+  // as the processes connect: the runtime's login, and the sweeper's for the sweeps
+  proxied = await createDbPool(loginUrl(viaProxy.toString(), 'app'), { maxPoolSize: 5 });
+  proxiedSweeper = await createDbPool(loginUrl(viaProxy.toString(), 'sweeper'), {
+    maxPoolSize: 2,
+  });
+  pipeline = await startPipeline({
+    pool: proxied,
+    sweeperPool: proxiedSweeper,
+    prefix,
+    databaseWaitMs: DATABASE_WAIT_MS,
+  });
   owner = await db().owner();
   await applyTestTenant(
     { pool: db().pool, logger: pipeline.ctx.logger },
@@ -63,6 +74,7 @@ afterAll(async () => {
   await proxy?.restore();
   await pipeline?.close();
   await proxied?.end();
+  await proxiedSweeper?.end();
   await proxy?.close();
   await Promise.all([telegram?.close(), line?.close(), model?.close()]);
 });

@@ -30,7 +30,7 @@ beforeAll(async () => {
   telegram = await startTelegramServer();
   line = await startLineServer();
   model = await startModelServer();
-  pipeline = await startPipeline({ pool: db().pool, prefix });
+  pipeline = await startPipeline({ pool: db().pool, sweeperPool: db().sweeperPool, prefix });
   owner = await db().owner();
   await applyTestTenant(
     { pool: db().pool, logger: pipeline.ctx.logger },

@@ -48,7 +48,7 @@ beforeAll(async () => {
   line = await startLineServer();
   model = await startModelServer();
   fallbackModel = await startModelServer();
-  pipeline = await startPipeline({ pool: db().pool, prefix });
+  pipeline = await startPipeline({ pool: db().pool, sweeperPool: db().sweeperPool, prefix });
   owner = await db().owner();
   await setUpProject(PROJECT, { fallbackBaseUrl: fallbackModel.url });
   await setUpProject(SHADOW, { mode: 'shadow' });

@@ -193,6 +193,7 @@ beforeAll(async () => {
   });
   pipeline = await startPipeline({
     pool: db().pool,
+    sweeperPool: db().sweeperPool,
     prefix,
     logger: pino({ level: 'debug' }, sink),
     envSecrets: ENV_SECRETS,
