@@ -1,5 +1,5 @@
 import { createServer, METHODS, type Server } from 'node:http';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Queue } from 'bullmq';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -16,6 +16,7 @@ import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
 import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
 import { mcpEndpoint } from './mcpEndpoint.ts';
+import { metricsRoute } from './metricsRoute.ts';
 import { throttleCredentials, type CredentialLimits } from './throttleCredentials.ts';
 import { webhookRoutes } from './webhookRoutes.ts';
 
@@ -32,6 +33,8 @@ export type AppDeps = HealthDeps &
     viewerToken?: string | undefined;
     /** Renders `/metrics`; absent: no metrics route. */
     metrics?: () => Promise<string>;
+    /** Opens `/metrics` (so does the admin token); with neither, metrics are off. */
+    metricsToken?: string | undefined;
     /** The longest a run's event stream stays open. @defaultValue 600000 */
     streamMaxMs?: number | undefined;
     /**
@@ -92,13 +95,13 @@ export function createApp(deps: AppDeps): App {
     mcpEndpoint(deps),
   ];
   if (deps.metrics) {
-    const render = deps.metrics;
-    const metrics = new Router();
-    metrics.get('/metrics', async (ctx) => {
-      ctx.type = 'text/plain; version=0.0.4';
-      ctx.body = await render();
-    });
-    routers.push(metrics);
+    routers.push(
+      metricsRoute({
+        render: deps.metrics,
+        metricsToken: deps.metricsToken,
+        adminToken: deps.adminToken,
+      }),
+    );
   }
   for (const router of routers) {
     // Every method Node parses reaches a router; one outside the router's short default list

@@ -4,7 +4,12 @@ import { loginUrl, type Login } from '../db/loginUrl.ts';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Env variables whose values are secrets: never echoed in errors, redacted by `toJSON`. */
-const SECRET_NAMES = new Set(['AWOOOP_ADMIN_TOKEN', 'AWOOOP_VIEWER_TOKEN', 'AWOOOP_SECRET_KEY']);
+const SECRET_NAMES = new Set([
+  'AWOOOP_ADMIN_TOKEN',
+  'AWOOOP_VIEWER_TOKEN',
+  'AWOOOP_METRICS_TOKEN',
+  'AWOOOP_SECRET_KEY',
+]);
 
 /** Variables of the platform's own that no tenant `env:` ref may read, whatever the list says. */
 const PLATFORM_NAMES = new Set(['DATABASE_URL', 'REDIS_URL', 'PORT', 'LOG_LEVEL', 'NODE_ENV']);
@@ -44,6 +49,7 @@ const EnvSchema = z.object({
     .optional(),
   AWOOOP_ACTOR: z.string().min(1).max(200).optional(),
   AWOOOP_VIEWER_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  AWOOOP_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   AWOOOP_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
   AWOOOP_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
   AWOOOP_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),

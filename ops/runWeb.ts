@@ -48,6 +48,7 @@ export async function runWeb(config: Config): Promise<number> {
       perProject: config.AWOOOP_AUTH_FAILURES_PER_PROJECT,
       windowSeconds: config.AWOOOP_AUTH_FAILURE_WINDOW_S,
     },
+    metricsToken: config.AWOOOP_METRICS_TOKEN,
     metrics: () =>
       renderMetrics({
         pool: metricsPool,

@@ -250,8 +250,10 @@ describe('throttling failed credential attempts', () => {
       expect(await tableCounts(owner)).toEqual(counts);
     }
     // The tokens are platform credentials, and so is the scrape: a source refused for guessing
-    // the admin token is refused /metrics too; another source is not.
-    expectThrottled(await send('127.0.2.4', 'GET', '/metrics'));
-    expect((await send('127.0.2.5', 'GET', '/metrics')).status).toBe(200);
+    // the admin token is refused /metrics too, even with the token; another source is not.
+    expectThrottled(await send('127.0.2.4', 'GET', '/metrics', { headers: bearer(ADMIN_TOKEN) }));
+    expect(
+      (await send('127.0.2.5', 'GET', '/metrics', { headers: bearer(ADMIN_TOKEN) })).status,
+    ).toBe(200);
   });
 });

@@ -83,6 +83,13 @@ describe('config', () => {
     expect(shown).not.toContain(token);
     expect(shown).not.toContain(secretKey);
     expect(config.AWOOOP_ADMIN_TOKEN).toBe(token);
+    const scrape = 's'.repeat(32);
+    const withMetrics = loadConfig({ AWOOOP_METRICS_TOKEN: scrape });
+    expect(JSON.stringify(withMetrics)).not.toContain(scrape);
+    expect(inspect(withMetrics)).not.toContain(scrape);
+    expect(() => loadConfig({ AWOOOP_METRICS_TOKEN: 'short' })).toThrow(
+      /AWOOOP_METRICS_TOKEN: must be at least 24 characters/,
+    );
   });
 
   it('takes a secret key as 64 hex characters or strict base64 of 32 bytes, nothing looser', () => {

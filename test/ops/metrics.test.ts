@@ -32,6 +32,9 @@ let workers: Worker[] = [];
 let web: { app: App; server: Server; url: string };
 
 const PROJECT = 'acme';
+const METRICS_TOKEN = 'metrics-token-for-the-scraper-0001';
+const ADMIN_TOKEN = 'admin-token-for-the-operator-00001';
+let appDeps: Parameters<typeof createApp>[0];
 
 beforeAll(async () => {
   telegram = await startTelegramServer();
@@ -66,7 +69,7 @@ beforeAll(async () => {
     await pipeline.setSecret(PROJECT, name, value);
 
   // `/metrics` as the web process serves it
-  const app = createApp({
+  appDeps = {
     pool: db().pool,
     redis: pipeline.ctx.redis,
     logger: pipeline.ctx.logger,
@@ -83,7 +86,8 @@ beforeAll(async () => {
         prefix,
         queues: pipeline.queues.queues,
       }),
-  });
+  };
+  const app = createApp({ ...appDeps, metricsToken: METRICS_TOKEN, adminToken: ADMIN_TOKEN });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   web = { app, server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
@@ -108,7 +112,9 @@ function postTelegram(update: object) {
 }
 
 async function scrape(): Promise<string> {
-  const res = await fetch(`${web.url}/metrics`);
+  const res = await fetch(`${web.url}/metrics`, {
+    headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+  });
   expect(res.status).toBe(200);
   return res.text();
 }
@@ -177,5 +183,61 @@ describe('/metrics', () => {
     // every family is declared once
     const declared = text.split('\n').filter((l) => l.startsWith('# TYPE '));
     expect(new Set(declared).size).toBe(declared.length);
+  });
+});
+
+// Pins issue 12 item 6: /metrics was open to anyone and listed every tenant's project ids.
+describe('/metrics access', () => {
+  it('answers 401 in the error shape without the metrics or admin token', async () => {
+    const basic = Buffer.from(`x:${METRICS_TOKEN}`).toString('base64');
+    for (const authorization of [
+      undefined,
+      'Bearer wrong-token-wrong-token-wrong-token',
+      `Bearer ${METRICS_TOKEN}x`,
+      `Basic ${basic}`,
+      METRICS_TOKEN,
+    ]) {
+      const res = await fetch(`${web.url}/metrics`, {
+        headers: authorization === undefined ? {} : { authorization },
+      });
+      expect(res.status, String(authorization)).toBe(401);
+      expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      const body = await res.text();
+      expect(JSON.parse(body)).toEqual({
+        error: { code: 'UNAUTHORIZED', message: expect.stringMatching(/metrics or admin token/) },
+      });
+      expect(body).not.toContain(PROJECT);
+    }
+  });
+
+  it('opens with the metrics token or the admin token', async () => {
+    for (const token of [METRICS_TOKEN, ADMIN_TOKEN]) {
+      const res = await fetch(`${web.url}/metrics`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain('# TYPE awooop_runs gauge');
+    }
+  });
+
+  it('serves no metrics at all when no token is configured', async () => {
+    const app = createApp(appDeps);
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+      for (const headers of [{}, { authorization: 'Bearer anything-at-all-anything-at-all' }]) {
+        const res = await fetch(url, { headers });
+        expect(res.status).toBe(404);
+        expect(await res.json()).toEqual({
+          error: {
+            code: 'METRICS_DISABLED',
+            message: expect.stringMatching(/AWOOOP_METRICS_TOKEN/),
+          },
+        });
+      }
+    } finally {
+      await closeServer(server, app, { graceMs: 100 });
+    }
   });
 });
