@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { loginUrl, type Login } from '../db/loginUrl.ts';
 
@@ -12,7 +13,14 @@ const SECRET_NAMES = new Set([
 ]);
 
 /** Variables of the platform's own that no tenant `env:` ref may read, whatever the list says. */
-const PLATFORM_NAMES = new Set(['DATABASE_URL', 'REDIS_URL', 'PORT', 'LOG_LEVEL', 'NODE_ENV']);
+const PLATFORM_NAMES = new Set([
+  'DATABASE_URL',
+  'REDIS_URL',
+  'PORT',
+  'HOST',
+  'LOG_LEVEL',
+  'NODE_ENV',
+]);
 
 const postgresUrl = z
   .string()
@@ -20,6 +28,10 @@ const postgresUrl = z
 const redisUrl = z
   .string()
   .refine((v) => /^rediss?:\/\//.test(v) && URL.canParse(v), 'must be a redis:// URL');
+
+/** A DNS name: dot-separated labels of letters, digits and inner hyphens. */
+const HOST_NAME =
+  /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 /** The whitelist: only these variables are read, each parsed once at start. */
 const EnvSchema = z.object({
@@ -31,6 +43,12 @@ const EnvSchema = z.object({
   AWOOOP_DB_PLATFORM_URL: postgresUrl.optional(),
   REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  // Loopback by default, so a development machine does not serve its API to the network;
+  // a deployment behind a load balancer or in a container sets 0.0.0.0 (or ::).
+  HOST: z
+    .string()
+    .refine((v) => isIP(v) !== 0 || HOST_NAME.test(v), 'must be an IP address or a host name')
+    .default('127.0.0.1'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   AWOOOP_REDIS_PREFIX: z

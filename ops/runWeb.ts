@@ -10,7 +10,7 @@ import { databaseUrlFor, type Config } from './loadConfig.ts';
 import { renderMetrics } from './metrics/renderMetrics.ts';
 import { onShutdown } from './onShutdown.ts';
 
-/** The `web` process: ingress, the API, bull-board and `/metrics` on PORT until SIGTERM. */
+/** The `web` process: ingress, the API, bull-board and `/metrics` on HOST:PORT until SIGTERM. */
 export async function runWeb(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'web' });
   // Fail fast on Redis: an answer never waits for it (see acceptInbound).
@@ -57,9 +57,13 @@ export async function runWeb(config: Config): Promise<number> {
         queues: queues.queues,
       }),
   });
-  const server = app.listen(config.PORT, '0.0.0.0');
+  const server = app.listen(config.PORT, config.HOST);
   await once(server, 'listening');
-  logger.info({ port: config.PORT, config }, `web listening on http://localhost:${config.PORT}`);
+  const shown = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
+  logger.info(
+    { host: config.HOST, port: config.PORT, config },
+    `web listening on http://${shown}:${config.PORT}`,
+  );
   await onShutdown(logger, async () => {
     // Stop taking requests; those in flight finish (their writes are already durable or not
     // begun) within the grace; open event streams end at once.

@@ -11,6 +11,7 @@ describe('config', () => {
       DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/awooop',
       REDIS_URL: 'redis://127.0.0.1:6379',
       PORT: 3000,
+      HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
     });
   });
@@ -40,6 +41,15 @@ describe('config', () => {
       );
     }
     expect(() => loadConfig({ AWOOOP_ENV_SECRETS: 'not a name' })).toThrow(/AWOOOP_ENV_SECRETS: /);
+  });
+
+  it('takes HOST as an address or a host name to listen on, and names it when it is neither', () => {
+    for (const host of ['0.0.0.0', '::', '10.1.2.3', 'localhost', 'web-1.internal'])
+      expect(loadConfig({ HOST: host }).HOST).toBe(host);
+    for (const host of ['http://x', 'a b', '-x', 'x:80'])
+      expect(() => loadConfig({ HOST: host }), host).toThrow(
+        /HOST: must be an IP address or a host name/,
+      );
   });
 
   it('names every bad variable and what is wrong with it', () => {
