@@ -53,6 +53,29 @@ BEGIN
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 
+-- A login role made elsewhere (by an operator, before this ran) must be no stronger than the
+-- ones above: refuse to go on if one could reach another role by itself (superuser,
+-- CREATEROLE, BYPASSRLS, replication) or is a member of a role it should not become.
+DO $$
+DECLARE
+  strong text;
+BEGIN
+  SELECT string_agg(r.rolname, ', ') INTO strong
+    FROM pg_roles r
+   WHERE r.rolname IN ('awooop_runtime', 'awooop_sweeper_login', 'awooop_platform_login')
+     AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolreplication
+          OR pg_has_role(r.oid, current_user, 'MEMBER')
+          OR (r.rolname <> 'awooop_platform_login' AND pg_has_role(r.oid, 'awooop_platform', 'MEMBER'))
+          OR (r.rolname = 'awooop_runtime' AND pg_has_role(r.oid, 'awooop_sweeper', 'MEMBER')));
+  IF strong IS NOT NULL THEN
+    RAISE EXCEPTION 'login role(s) % can reach more than their own roles; fix them (ALTER ROLE, REVOKE) and migrate again', strong;
+  END IF;
+END $$;
+
+-- Before Postgres 15 every role may create objects in public; a runtime that could would be
+-- able to plant functions that the owner's triggers and migrations resolve by name.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
 -- 'platform' names the platform's own audit rows (written under awooop_platform). withProject
 -- refuses it, but SQL on a runtime connection can set app.project_id itself: the tenant
 -- policy must never match 'platform', whatever the setting says.
