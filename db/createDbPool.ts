@@ -8,6 +8,8 @@ import {
   type Interceptor,
   type QueryResultRow,
 } from 'slonik';
+import { AppError } from '../pipeline/errors.ts';
+import { sqlState } from './sqlState.ts';
 
 /** The database role the runtime acts as: row-level security applies to it. */
 export const APP_ROLE = 'awooop_app';
@@ -78,7 +80,7 @@ export async function createDbPool(
     const existing = url.searchParams.get('options');
     url.searchParams.set('options', `${existing ? `${existing} ` : ''}-c role=${APP_ROLE}`);
   }
-  return createPool(url.toString(), {
+  const pool = createPool(url.toString(), {
     driverFactory: createPgDriverFactory(),
     interceptors: [namedStatements, resultParser],
     // Our int8 columns are counts, identity ids and sequence numbers, far below 2^53: read
@@ -94,5 +96,15 @@ export async function createDbPool(
     // session state — role and app.project_id are set_config(..., true), transaction-local,
     // and advisory locks are xact locks — so there is nothing to reset.
     resetConnection: async () => {},
+  });
+  return pool.catch((error: unknown) => {
+    // 28000: no such role, or pg_hba.conf refused it; 28P01: a wrong or missing password
+    const state = sqlState(error);
+    if (state !== '28000' && state !== '28P01') throw error;
+    throw new AppError(
+      'DB_LOGIN_REFUSED',
+      `Postgres refused the login as ${decodeURIComponent(url.username) || 'the default user'} (${(error as Error).message}); the login roles come from migration 0007 (run awooop migrate first), and with password authentication each process needs its own URL (README, Configuration)`,
+      { cause: error },
+    );
   });
 }

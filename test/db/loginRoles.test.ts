@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { sql, type DatabasePool } from 'slonik';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { createDbPool } from '../../db/createDbPool.ts';
 import { upsertProject } from '../../db/projects.ts';
 import { withPlatform } from '../../db/withPlatform.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -162,5 +163,16 @@ describe('the sweeper and CLI login roles', () => {
       sql.type(z.object({ u: z.string() }))`SELECT session_user AS u`,
     );
     expect(who).toBe('awooop_platform_login');
+  });
+});
+
+describe('a login Postgres refuses', () => {
+  it('stops the start with the role and the way out, not a bare driver error', async () => {
+    const url = new URL(db().url);
+    url.username = 'awooop_no_such_login';
+    await expect(createDbPool(url.toString(), { maxPoolSize: 1 })).rejects.toMatchObject({
+      code: 'DB_LOGIN_REFUSED',
+      message: expect.stringMatching(/awooop_no_such_login.*migration 0007/),
+    });
   });
 });
