@@ -6,7 +6,7 @@ import { AppError } from '../pipeline/errors.ts';
  * `GET /metrics` behind a bearer token: the scrape lists every tenant's project ids and
  * counts, so it is platform data. `AWOOOP_METRICS_TOKEN` (for the scraper) or the admin token
  * opens it; anything else is 401. With neither configured, metrics are not served at all
- * (404 `METRICS_DISABLED`), never served open.
+ * (404 `METRICS_DISABLED`), never served open. Read-only: a repeated scrape changes nothing.
  */
 export function metricsRoute({
   render,

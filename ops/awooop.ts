@@ -35,7 +35,7 @@ usage: awooop [--actor WHO] <command> ...
   sweeper                      re-enqueue runs whose job was lost; end runs past their deadline
   dev                          migrate, then run every Procfile process under one supervisor
 
-environment: see README (DATABASE_URL, REDIS_URL, PORT, LOG_LEVEL, AWOOOP_* ...)`;
+environment: see README (DATABASE_URL, REDIS_URL, PORT, HOST, LOG_LEVEL, AWOOOP_* ...)`;
 
 type Command = (ctx: CliContext, args: string[]) => Promise<number>;
 
