@@ -6,6 +6,7 @@ import { createLogger } from './createLogger.ts';
 import type { Config } from './loadConfig.ts';
 import { onShutdown } from './onShutdown.ts';
 import { waitForReady } from './waitForReady.ts';
+import { webAddress } from './webAddress.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -71,12 +72,14 @@ export async function runDev(config: Config): Promise<number> {
   // "running" only once the web process answers ready: spawned is not listening, and on a
   // loaded machine the gap is a minute.
   const polling = new AbortController();
-  const readyUrl = `http://127.0.0.1:${config.PORT}/readyz`;
+  const address = webAddress(config.HOST);
+  const readyUrl = `http://${address}:${config.PORT}/readyz`;
+  const shown = address === '127.0.0.1' ? 'localhost' : address;
   void waitForReady(readyUrl, {
     signal: polling.signal,
     onWaiting: (last) => logger.warn({ readyz: last }, `AwoooP is not ready yet: ${last}`),
   }).then((ready) => {
-    if (ready) logger.info(`AwoooP is running: http://localhost:${config.PORT} (${names})`);
+    if (ready) logger.info(`AwoooP is running: http://${shown}:${config.PORT} (${names})`);
   });
 
   await onShutdown(

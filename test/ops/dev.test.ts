@@ -21,8 +21,11 @@ afterAll(async () => {
   }
 }, 60_000);
 
+// web listens on HOST: the supervisor must ask it there, and say so
+const HOST = '127.0.0.2';
+
 async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
+  const server = createServer().listen(0, HOST);
   await once(server, 'listening');
   const { port } = server.address() as { port: number };
   await new Promise((r) => server.close(r));
@@ -36,7 +39,7 @@ describe('awooop dev', () => {
   // before the web process listened on a loaded machine.
   it('says starting first, and running only once /readyz answers 200', async () => {
     const port = await freePort();
-    const readyz = `http://127.0.0.1:${port}/readyz`;
+    const readyz = `http://${HOST}:${port}/readyz`;
     dev = spawn(projectNode(), ['ops/awooop.ts', 'dev'], {
       cwd: ROOT,
       env: {
@@ -46,6 +49,7 @@ describe('awooop dev', () => {
         REDIS_URL: TEST_REDIS_URL,
         AWOOOP_REDIS_PREFIX: prefix,
         PORT: String(port),
+        HOST,
         LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -81,7 +85,7 @@ describe('awooop dev', () => {
     expect(said[0]?.msg).toMatch(/^AwoooP is starting/);
     const line = said.find((s) => s.msg.startsWith('AwoooP is running'));
     expect(line).toEqual({
-      msg: `AwoooP is running: http://localhost:${port} (web, resolve, policy, execute, sanitize, deliver, sweeper)`,
+      msg: `AwoooP is running: http://${HOST}:${port} (web, resolve, policy, execute, sanitize, deliver, sweeper)`,
       readyz: 200,
     });
   }, 240_000);
