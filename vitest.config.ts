@@ -21,7 +21,10 @@ export default defineConfig({
     // Generous: the limits only matter when something hangs, and a loaded machine is slow.
     testTimeout: 180_000,
     hookTimeout: 180_000,
-    // Each file has its own database and key prefix, so files run in parallel safely.
+    // Each file has its own database and key prefix, so files run in parallel safely. The
+    // files mostly wait (on Postgres, Redis, fakes and child processes), so three at a time
+    // even on two cores; the default (cores - 1) would run them one by one there.
     pool: 'forks',
+    maxWorkers: 3,
   },
 });
