@@ -145,19 +145,25 @@ export function registerFakeTools(server: McpServer, options: FakeToolsOptions =
   server.registerTool(
     'slow',
     {
-      description: 'Answers after `ms` milliseconds (or when the call is cancelled).',
-      inputSchema: { ms: z.number() },
+      description:
+        'Answers after `ms` milliseconds, or as soon as the file `releaseFile` exists (or when the call is cancelled).',
+      inputSchema: { ms: z.number(), releaseFile: z.string().optional() },
       annotations: readOnly,
     },
-    async ({ ms }, extra) => {
-      called('slow', { ms }, extra);
+    async ({ ms, releaseFile }, extra) => {
+      called('slow', releaseFile === undefined ? { ms } : { ms, releaseFile }, extra);
       // Stop waiting when the client cancels or the connection closes, so no timer outlives it.
       const done = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(true), ms);
-        extra.signal.addEventListener('abort', () => {
+        const finish = (value: boolean) => {
           clearTimeout(timer);
-          resolve(false);
-        });
+          clearInterval(poll);
+          resolve(value);
+        };
+        const timer = setTimeout(() => finish(true), ms);
+        const poll = setInterval(() => {
+          if (releaseFile !== undefined && existsSync(releaseFile)) finish(true);
+        }, 25);
+        extra.signal.addEventListener('abort', () => finish(false));
       });
       return text(done ? 'done' : 'cancelled');
     },

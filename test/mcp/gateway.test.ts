@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -471,10 +471,13 @@ describe('pooling', () => {
     secrets.set(`${PROJECT} env:FAKE_MCP_LOG`, logPath);
     secrets.set(`${PROJECT} secret:stdio-token`, STDIO_TOKEN);
 
+    // The slow call lasts until the test releases it, however long the new server takes to
+    // start on a loaded machine.
+    const release = `${logPath}.release`;
     const slow = gateway.call(PROJECT, server, {
       tool: 'slow',
-      arguments: { ms: 800 },
-      timeoutMs: 60_000,
+      arguments: { ms: 120_000, releaseFile: release },
+      timeoutMs: 150_000,
       idempotent: false,
     });
     await waitFor(() => readStdioCalls(logPath).length === 1 || undefined, {
@@ -484,6 +487,7 @@ describe('pooling', () => {
     secrets.set(`${PROJECT} secret:stdio-token`, 'stdio-token-rotated-31c4aa');
     await gateway.call(PROJECT, server, lookup('meanwhile'));
     expect(isAlive(oldPid)).toBe(true);
+    writeFileSync(release, '');
     expect(textOf(await slow)).toBe('done');
     await waitFor(() => !isAlive(oldPid), { what: `the old server (pid ${oldPid}) to exit` });
   });
