@@ -102,6 +102,16 @@ async function ledger(runId: string): Promise<LedgerRow[]> {
   );
   return rows;
 }
+/** The ledger once no row is mid-send: a fake has a message a moment before its row is settled. */
+function settledLedger(runId: string): Promise<LedgerRow[]> {
+  return waitFor(
+    async () => {
+      const rows = await ledger(runId);
+      return rows.every((r) => r.status !== 'sending') && rows;
+    },
+    { what: `the ledger of ${runId} to settle` },
+  );
+}
 async function audit(runId: string, action: string) {
   const { rows } = await owner.query<{ actor: string; detail: Record<string, unknown> }>(
     'SELECT actor, detail FROM audit_events WHERE run_id = $1 AND action = $2 ORDER BY audit_id',
@@ -227,7 +237,7 @@ describe('awooop runs retry', () => {
     await waitFor(() => sentTo(chatId).length === 2 || undefined, { what: 'the answer' });
     await pause(1500);
     expect(sentTo(chatId)).toEqual([NOTICE, 'model: model down']);
-    expect(await ledger(run.run_id)).toMatchObject([
+    expect(await settledLedger(run.run_id)).toMatchObject([
       { kind: 'failure', status: 'sent' },
       { kind: 'reply', chunk_index: 0, status: 'sent', attempts: 1 },
     ]);
@@ -283,7 +293,7 @@ describe('awooop runs retry', () => {
     const run = await settled('long answer', 'FAILED', 60_000);
     expect(run.failure_code).toBe('CHANNEL_REJECTED');
     await waitFor(() => sentTo(chatId).length === 2 || undefined, { what: 'the failure notice' });
-    const before = await ledger(run.run_id);
+    const before = await settledLedger(run.run_id);
     expect(before).toMatchObject([
       { kind: 'failure', status: 'sent' },
       { kind: 'reply', chunk_index: 0, status: 'sent', attempts: 1 },
