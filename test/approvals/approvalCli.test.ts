@@ -5,7 +5,7 @@ import { withProject } from '../../db/withProject.ts';
 import { stageJobId } from '../../pipeline/runs/runState.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant } from '../helpers/pipelineTenant.ts';
 import { runCli } from '../helpers/runCli.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -29,18 +29,13 @@ beforeAll(async () => {
   telegram = await startTelegramServer();
   line = await startLineServer();
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: telegram.apiRoot,
-      lineBaseUrl: line.baseUrl,
-      approvers: ['5551'],
-      viewers: ['7770'],
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: telegram.apiRoot,
+    lineBaseUrl: line.baseUrl,
+    approvers: ['5551'],
+    viewers: ['7770'],
+  });
 });
 
 afterAll(async () => {

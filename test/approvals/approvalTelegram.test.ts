@@ -15,12 +15,7 @@ import { stageJobId } from '../../pipeline/runs/runState.ts';
 import { telegramCallbackQuery } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
-import {
-  APPROVALS_ACCOUNT,
-  applyTestTenant,
-  pipelineTenant,
-  TEST_SECRETS,
-} from '../helpers/pipelineTenant.ts';
+import { APPROVALS_ACCOUNT, setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -47,18 +42,13 @@ beforeAll(async () => {
   line = await startLineServer();
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
   owner = await db().owner();
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: telegram.apiRoot,
-      lineBaseUrl: line.baseUrl,
-      approvers: APPROVERS,
-      viewers: [VIEWER],
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: telegram.apiRoot,
+    lineBaseUrl: line.baseUrl,
+    approvers: APPROVERS,
+    viewers: [VIEWER],
+  });
   await withProject(db().pool, PROJECT, async (tx) => {
     const read = pipeline.ctx.contracts;
     project = (await read.active(tx, { projectId: PROJECT, kind: 'project', name: 'project' }))!

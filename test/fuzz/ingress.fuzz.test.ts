@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey } from '../../db/apiKeys.ts';
 import { withProject } from '../../db/withProject.ts';
 import { lineSignature } from '../fakes/channelPayloads.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -36,16 +36,11 @@ let countsQuery: string;
 beforeAll(async () => {
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
   owner = await db().owner();
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: 'http://127.0.0.1:9/',
-      lineBaseUrl: 'http://127.0.0.1:9/',
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: 'http://127.0.0.1:9/',
+    lineBaseUrl: 'http://127.0.0.1:9/',
+  });
   clientKey = await pipeline.createKey(PROJECT, ['client']);
   operatorKey = await pipeline.createKey(PROJECT, ['operator']);
   mcpKey = (

@@ -3,6 +3,8 @@ import { sha256Hex } from '../../pipeline/contracts/canonicalJson.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import type { Context } from '../../pipeline/context.ts';
+import type { DatabasePool } from 'slonik';
+import type { Pipeline } from './startPipeline.ts';
 
 /** The secrets a pipeline test tenant refers to, by name. */
 export const TEST_SECRETS = {
@@ -170,4 +172,18 @@ export async function applyTestTenant(
   envSecrets: readonly string[] = [],
 ) {
   return applyTenant(ctx, { ...input, actor: 'test', envSecrets });
+}
+
+/**
+ * What most pipeline tests start with: applies the test tenant of `options.projectId` (its
+ * channels and model at the given fakes) and stores {@link TEST_SECRETS} for it.
+ */
+export async function setUpTestTenant(
+  pipeline: Pick<Pipeline, 'ctx' | 'setSecret'>,
+  pool: DatabasePool,
+  options: Parameters<typeof pipelineTenant>[0],
+): Promise<void> {
+  await applyTestTenant({ pool, logger: pipeline.ctx.logger }, pipelineTenant(options));
+  for (const [name, value] of Object.entries(TEST_SECRETS))
+    await pipeline.setSecret(options.projectId, name, value);
 }

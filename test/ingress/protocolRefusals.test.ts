@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -35,16 +35,11 @@ beforeAll(async () => {
     logger: pino({ level: 'debug' }, sink),
   });
   owner = await db().owner();
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: 'http://127.0.0.1:9/',
-      lineBaseUrl: 'http://127.0.0.1:9/',
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: 'http://127.0.0.1:9/',
+    lineBaseUrl: 'http://127.0.0.1:9/',
+  });
 });
 
 afterAll(async () => {

@@ -7,7 +7,7 @@ import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
 import { createApp, type App } from '../../ingress/createApp.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant } from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -48,16 +48,11 @@ beforeAll(async () => {
   telegram = await startTelegramServer();
   line = await startLineServer();
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: telegram.apiRoot,
-      lineBaseUrl: line.baseUrl,
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: telegram.apiRoot,
+    lineBaseUrl: line.baseUrl,
+  });
   key = await pipeline.createKey(PROJECT);
   web = await serve();
 });

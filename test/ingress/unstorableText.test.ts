@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineSignature, lineWebhook, telegramUpdate } from '../fakes/channelPayloads.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -26,16 +26,11 @@ beforeAll(async () => {
   // No workers, so what ingress stored stays as it stored it.
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
   owner = await db().owner();
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: 'http://127.0.0.1:9/',
-      lineBaseUrl: 'http://127.0.0.1:9/',
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: 'http://127.0.0.1:9/',
+    lineBaseUrl: 'http://127.0.0.1:9/',
+  });
 });
 
 afterAll(async () => {

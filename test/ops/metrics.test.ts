@@ -15,7 +15,7 @@ import { telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -56,17 +56,12 @@ beforeAll(async () => {
       observe,
     }),
   );
-  await applyTestTenant(
-    { pool: db().pool, logger: pipeline.ctx.logger },
-    pipelineTenant({
-      projectId: PROJECT,
-      telegramApiRoot: telegram.apiRoot,
-      lineBaseUrl: line.baseUrl,
-      modelBaseUrl: model.url,
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS))
-    await pipeline.setSecret(PROJECT, name, value);
+  await setUpTestTenant(pipeline, db().pool, {
+    projectId: PROJECT,
+    telegramApiRoot: telegram.apiRoot,
+    lineBaseUrl: line.baseUrl,
+    modelBaseUrl: model.url,
+  });
 
   // `/metrics` as the web process serves it
   appDeps = {
