@@ -166,6 +166,41 @@ describe('the sweeper and CLI login roles', () => {
   });
 });
 
+describe('the migration check on login roles made elsewhere', () => {
+  // Roles are cluster-wide and other test files share the real login roles, so the check is
+  // asked about a throwaway role of this file's own instead of granting the real ones more.
+  it('names every membership outside the allowed set, and the attributes that reach further', async () => {
+    const owner = await db().owner();
+    const login = `awooop_test_login_${process.pid}_${Date.now()}`;
+    const ask = async (): Promise<string | null> => {
+      const { rows } = await owner.query<{ problem: string | null }>(
+        'SELECT awooop_login_role_overreach($1, $2) AS problem',
+        [login, ['awooop_app']],
+      );
+      return rows[0]!.problem;
+    };
+    await owner.query(`CREATE ROLE ${login} LOGIN NOINHERIT`);
+    try {
+      await owner.query(`GRANT awooop_app TO ${login}`);
+      expect(await ask()).toBeNull();
+      await owner.query(`GRANT pg_read_all_data, awooop_sweeper TO ${login}`);
+      await owner.query(`ALTER ROLE ${login} BYPASSRLS`);
+      expect(await ask()).toBe('attributes BYPASSRLS; member of awooop_sweeper, pg_read_all_data');
+    } finally {
+      await owner.query(`DROP ROLE ${login}`);
+    }
+  });
+
+  it('passes for the login roles the migrations made', async () => {
+    const owner = await db().owner();
+    const { rows } = await owner.query<{ problem: string | null }>(
+      `SELECT awooop_login_role_overreach('awooop_runtime', ARRAY['awooop_app']::name[])
+                || awooop_login_role_overreach('awooop_platform_login', ARRAY['awooop_app', 'awooop_platform']::name[]) AS problem`,
+    );
+    expect(rows[0]!.problem).toBeNull();
+  });
+});
+
 describe('a login Postgres refuses', () => {
   it('stops the start with the role and the way out, not a bare driver error', async () => {
     const url = new URL(db().url);
