@@ -77,27 +77,50 @@ async function sendBatch(
   if (target.channel.type === 'telegram' && batch.every((r) => r.status === 'queued')) {
     await paceTelegram(target);
   }
+  // Credentials are looked up before anything is claimed: a lookup that fails for a while
+  // (the database away) leaves the rows queued and untouched, with no claim spent (a LINE
+  // reply token may only be used by a row's first claim). One that can never succeed (a
+  // missing secret) is a refusal: the batch is claimed and settled failed below, unsent.
+  let send: Send;
+  try {
+    send = await prepareSend(target);
+  } catch (error) {
+    if (!(error instanceof NonRetryableError)) throw error;
+    send = () => Promise.reject(error);
+  }
   const claimed: ClaimedRow[] = [];
-  for (const row of batch) {
-    const got = await withProject(ctx.pool, run.projectId, (tx) =>
-      claimOutbound(tx, row.messageId, LEASE_MS),
-    );
-    if (got) {
-      claimed.push(got);
-      continue;
+  try {
+    for (const row of batch) {
+      const got = await withProject(ctx.pool, run.projectId, (tx) =>
+        claimOutbound(tx, row.messageId, LEASE_MS),
+      );
+      if (got) {
+        claimed.push(got);
+        continue;
+      }
+      if (row.status === 'sending' || row.status === 'queued') {
+        // Another worker holds it (or just settled it): release ours and come back later.
+        throw new RetryAfterError(
+          'DELIVERY_IN_PROGRESS',
+          'another worker is sending this run',
+          1000,
+        );
+      }
     }
-    if (row.status === 'sending' || row.status === 'queued') {
-      // Another worker holds it (or just settled it): release ours and come back later.
-      await settleAll(target, claimed, { status: 'queued', errorCode: 'DELIVERY_IN_PROGRESS' });
-      throw new RetryAfterError('DELIVERY_IN_PROGRESS', 'another worker is sending this run', 1000);
-    }
+  } catch (error) {
+    // Nothing was sent: what this batch claimed goes back to queued for the retry.
+    await settleClaimed(target, claimed, {
+      status: 'queued',
+      errorCode: error instanceof AppError ? error.code : 'SEND_FAILED',
+    });
+    throw error;
   }
   if (claimed.length === 0) return;
   const method = methodFor(target, claimed);
   if (claimed.some((r) => r.takenOver) && !method.dedupes) {
     // The sender before us died during the call: it may have gone out, and a repeat could not
     // be told apart by the channel.
-    await settleAll(target, claimed, {
+    await settleClaimed(target, claimed, {
       status: 'uncertain',
       method: method.name,
       errorCode: 'SENDER_LOST',
@@ -105,12 +128,12 @@ async function sendBatch(
     report.uncertain += claimed.length;
     return;
   }
-  let result: Awaited<ReturnType<typeof sendClaimed>>;
+  let result: Awaited<ReturnType<Send>>;
   try {
-    result = await sendClaimed(target, claimed, method.name);
+    result = await send(claimed, method.name);
   } catch (error) {
     if (error instanceof AppError && error.code === 'CHANNEL_UNCERTAIN') {
-      await settleAll(target, claimed, {
+      await settleClaimed(target, claimed, {
         status: 'uncertain',
         method: method.name,
         errorCode: error.code,
@@ -120,13 +143,13 @@ async function sendBatch(
       return;
     }
     if (error instanceof NonRetryableError) {
-      await settleAll(target, claimed, { status: 'failed', errorCode: error.code });
+      await settleClaimed(target, claimed, { status: 'failed', errorCode: error.code });
       ctx.logger.warn({ runId: run.runId, code: error.code }, 'channel refused a message');
       report.failed = { code: error.code, chunkIndex: claimed[0]!.chunkIndex };
       return;
     }
     // Not sent (a 429, a 5xx, a refused connection): back to queued so the retry sends it.
-    await settleAll(target, claimed, {
+    await settleClaimed(target, claimed, {
       status: 'queued',
       errorCode: error instanceof AppError ? error.code : 'SEND_FAILED',
     });
@@ -136,7 +159,7 @@ async function sendBatch(
   // again). Recording it is retried, through a database restart too; if Postgres stays away
   // longer the row keeps its lease, and the deliver that takes it over settles it as a
   // non-deduping channel's takeover would.
-  await settleSent(target, claimed, {
+  await settleClaimed(target, claimed, {
     status: 'sent',
     method: result.method,
     externalMessageId: result.externalMessageId ?? null,
@@ -161,11 +184,13 @@ async function sendBatch(
 }
 
 /**
- * Retries recording a sent chunk: 5 times for an error of the statement, for up to
- * {@link SETTLE_DATABASE_WAIT_MS} while the database is unreachable, since only this process
- * knows the chunk went out. Harmless twice: the settle is conditional on this claim.
+ * Settles what this worker claimed, retried 5 times for an error of the statement and for up
+ * to {@link SETTLE_DATABASE_WAIT_MS} while the database is unreachable: only this process knows
+ * whether a claimed chunk went out, and a claim left `sending` is taken over as "maybe sent"
+ * (`uncertain`, never sent) once its lease runs out. Harmless twice: each settle is fenced by
+ * this claim's attempt number, so a repeat after a lost commit changes nothing.
  */
-async function settleSent(
+async function settleClaimed(
   target: Target,
   rows: readonly ClaimedRow[],
   outcome: OutboundOutcome,
@@ -184,7 +209,7 @@ async function settleSent(
           attempt,
           err: error instanceof Error ? error.message : String(error),
         },
-        'recording a sent chunk failed; retrying',
+        'recording a claimed chunk failed; retrying',
       );
       await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
     }
@@ -231,61 +256,74 @@ async function settleAll(
   });
 }
 
-async function sendClaimed(
-  target: Target,
+/** Sends one claimed batch by the method {@link methodFor} chose. */
+type Send = (
   rows: readonly ClaimedRow[],
   method: ReturnType<typeof methodFor>['name'],
-): Promise<{ method: string; externalMessageId?: string }> {
+) => Promise<{ method: string; externalMessageId?: string }>;
+
+/**
+ * Resolves the account's credentials and builds its sender, before any row is claimed, and
+ * returns how a claimed batch is sent with them.
+ */
+async function prepareSend(target: Target): Promise<Send> {
   const { ctx, run, channel, event } = target;
   const conversation = event.conversation;
   switch (channel.type) {
     case 'telegram': {
-      const row = rows[0]!;
       const sender = createTelegramSender({
         token: await ctx.secrets.resolve(run.projectId, channel.botToken),
         ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
       });
-      const sent = await sender.sendText(conversation.id, row.text, {
-        parseMode: row.format,
-        ...(conversation.threadId ? { threadId: conversation.threadId } : {}),
-      });
-      return { method: 'sendMessage', externalMessageId: sent.externalMessageId };
+      return async (rows) => {
+        const row = rows[0]!;
+        const sent = await sender.sendText(conversation.id, row.text, {
+          parseMode: row.format,
+          ...(conversation.threadId ? { threadId: conversation.threadId } : {}),
+        });
+        return { method: 'sendMessage', externalMessageId: sent.externalMessageId };
+      };
     }
     case 'line': {
       const sender = createLineSender({
         accessToken: await ctx.secrets.resolve(run.projectId, channel.channelAccessToken),
         ...(channel.apiBaseUrl ? { baseUrl: channel.apiBaseUrl } : {}),
       });
-      const texts = rows.map((r) => r.text);
-      if (method === 'reply' && event.replyToken) {
-        try {
-          await sender.reply(event.replyToken.value, texts);
-          return { method: 'reply' };
-        } catch (error) {
-          if (!(error instanceof AppError) || error.code !== 'LINE_REPLY_TOKEN_INVALID')
-            throw error;
+      return async (rows, method) => {
+        const texts = rows.map((r) => r.text);
+        if (method === 'reply' && event.replyToken) {
+          try {
+            await sender.reply(event.replyToken.value, texts);
+            return { method: 'reply' };
+          } catch (error) {
+            if (!(error instanceof AppError) || error.code !== 'LINE_REPLY_TOKEN_INVALID')
+              throw error;
+          }
         }
-      }
-      const to = conversation.kind === 'dm' ? event.sender.id : conversation.id;
-      await sender.push(to, texts, rows[0]!.messageId);
-      return { method: 'push' };
+        const to = conversation.kind === 'dm' ? event.sender.id : conversation.id;
+        await sender.push(to, texts, rows[0]!.messageId);
+        return { method: 'push' };
+      };
     }
     case 'api': {
-      if (!channel.callbackUrl) return { method: 'stored' };
-      const row = rows[0]!;
-      await postCallback(
-        channel.callbackUrl,
-        {
-          project_id: run.projectId,
-          run_id: run.runId,
-          kind: row.kind,
-          chunk_index: row.chunkIndex,
-          chunk_count: row.chunkCount,
-          text: row.text,
-        },
-        row.messageId,
-      );
-      return { method: 'callback' };
+      const callbackUrl = channel.callbackUrl;
+      return async (rows) => {
+        if (!callbackUrl) return { method: 'stored' };
+        const row = rows[0]!;
+        await postCallback(
+          callbackUrl,
+          {
+            project_id: run.projectId,
+            run_id: run.runId,
+            kind: row.kind,
+            chunk_index: row.chunkIndex,
+            chunk_count: row.chunkCount,
+            text: row.text,
+          },
+          row.messageId,
+        );
+        return { method: 'callback' };
+      };
     }
     case 'slack':
       throw new NonRetryableError('CHANNEL_NOT_SUPPORTED', 'sending to Slack is not available yet');

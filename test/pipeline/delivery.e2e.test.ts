@@ -267,3 +267,95 @@ describe('a chunk sent while Postgres drops out', () => {
     expect(sentTo(chatId)).toHaveLength(1);
   });
 });
+
+describe('a send that did not happen while Postgres drops out', () => {
+  /** Runs one deliver of `text`'s sanitized run by hand, on a context the test changes. */
+  async function sanitized(chatId: number, text: string) {
+    await pipeline.stopWorkers();
+    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+    await post(chatId, text);
+    const run = await waitFor(
+      async () => {
+        const r = await runOf(text);
+        return r?.state === 'SANITIZED' ? r : undefined;
+      },
+      { what: 'a sanitized run' },
+    );
+    const { rows } = await owner.query<{ trace_id: string }>(
+      'SELECT trace_id FROM runs WHERE run_id = $1',
+      [run.run_id],
+    );
+    const job = {
+      projectId: PROJECT,
+      runId: run.run_id,
+      traceId: rows[0]!.trace_id,
+      stage: 'deliver' as const,
+    };
+    return { run, job };
+  }
+  async function claimState(runId: string) {
+    const { rows } = await owner.query<{ status: string; attempts: number }>(
+      'SELECT status, attempts FROM outbound_messages WHERE run_id = $1',
+      [runId],
+    );
+    return rows;
+  }
+  async function resumeAndCheck(chatId: number, text: string, runId: string) {
+    pipeline.startWorkers(['deliver']);
+    await pipeline.sweep(0);
+    const done = await finished(text);
+    expect(done.state).toBe('COMPLETED');
+    expect(await ledger(runId)).toEqual([{ kind: 'reply', status: 'sent', error_code: null }]);
+    expect(sentTo(chatId).map((m) => m.text)).toEqual([`model: ${text}`]);
+  }
+
+  // Regression: the bot token was looked up after the row was claimed, so a lookup failing
+  // while the database was away spent a claim (a LINE reply token, too) on a row never sent.
+  it('looks the credential up before claiming, so a failed lookup leaves the row untouched', async () => {
+    const chatId = 7601;
+    const { run, job } = await sanitized(chatId, 'token lookup away');
+    const secrets = {
+      ...pipeline.ctx.secrets,
+      resolve: () => Promise.reject(new Error('Connection terminated unexpectedly')),
+    };
+    await expect(deliver({ ...pipeline.ctx, secrets }, job)).rejects.toThrow(/terminated/);
+    expect(await claimState(run.run_id)).toEqual([{ status: 'queued', attempts: 0 }]);
+    await resumeAndCheck(chatId, 'token lookup away', run.run_id);
+  });
+
+  // Regression: putting an unsent row back to queued was tried once; with Postgres away it
+  // stayed `sending` until its lease ran out, and the takeover settled it uncertain, unsent.
+  it('puts an unsent row back to queued once Postgres answers, so the retry sends it', async () => {
+    const chatId = 7602;
+    const { run, job } = await sanitized(chatId, 'put back away');
+    telegram.failNext(1, { status: 502, method: 'sendMessage' });
+    const refused = () =>
+      telegram.requests.some(
+        (r) =>
+          r.method === 'sendMessage' &&
+          String(r.params.chat_id) === String(chatId) &&
+          r.status >= 500,
+      );
+    // the first two transactions begun after Telegram refused the send fail, as a restart would
+    const real = pipeline.ctx.pool;
+    let failures = 0;
+    const flaky = new Proxy(real, {
+      get(target, property, receiver) {
+        if (property !== 'transaction') return Reflect.get(target, property, receiver) as unknown;
+        return (handler: Parameters<DatabasePool['transaction']>[0]) => {
+          if (failures < 2 && refused()) {
+            failures += 1;
+            return Promise.reject(new Error('Connection terminated unexpectedly'));
+          }
+          return target.transaction(handler);
+        };
+      },
+    });
+    await expect(deliver({ ...pipeline.ctx, pool: flaky }, job)).rejects.toMatchObject({
+      code: 'CHANNEL_UNAVAILABLE',
+    });
+    expect(failures).toBe(2);
+    expect(await claimState(run.run_id)).toEqual([{ status: 'queued', attempts: 1 }]);
+    await resumeAndCheck(chatId, 'put back away', run.run_id);
+  });
+});
