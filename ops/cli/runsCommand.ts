@@ -136,9 +136,18 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
             logger: ctx.logger,
             actor: ctx.actor,
             enqueue: queues.enqueue,
-            clearFinishedJob: async (stage, id) => {
-              const job = await queues.queues[stage].getJob(stageJobId(stage, id));
-              if (job && ((await job.isFailed()) || (await job.isCompleted()))) await job.remove();
+            clearJob: async (stage, id, notice) => {
+              const job = await queues.queues[stage].getJob(stageJobId(stage, id, notice));
+              if (!job) return 'none';
+              if ((await job.getState()) === 'active') return 'running';
+              try {
+                await job.remove();
+              } catch (error) {
+                // taken by a worker since: BullMQ refuses to remove a locked job
+                if ((await job.getState()) === 'active') return 'running';
+                throw error;
+              }
+              return 'removed';
             },
           },
           { projectId, runId },

@@ -4,7 +4,7 @@ import { getRun, listTransitions, reviveRun, type Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { Context } from '../context.ts';
 import type { Stage } from '../contracts/runJob.ts';
-import { NonRetryableError, NotFoundError, type AppError } from '../errors.ts';
+import { NonRetryableError, NotFoundError, RetryAfterError, type AppError } from '../errors.ts';
 import type { Enqueue } from '../stages/StageContext.ts';
 import { stageFor, type RunState } from './runState.ts';
 
@@ -14,11 +14,16 @@ export type RetryRunDeps = Context & {
   actor: string;
   enqueue: Enqueue;
   /**
-   * Removes the run's job of `stage` if it is finished (failed, kept for inspection, or
-   * completed); a live job is left alone. A finished job still holds the job id, and an add
-   * under a taken id does nothing, so the retry's job would never run.
+   * Removes the run's job of `stage` (its failure-notice job with `notice`) unless a worker is
+   * running it, and says which: a job that is not running (failed and kept for inspection,
+   * waiting, delayed for a retry) still holds the job id, and an add under a taken id does
+   * nothing, so the retry's job would never run. One that is running is left alone.
    */
-  clearFinishedJob: (stage: Stage, runId: string) => Promise<void>;
+  clearJob: (
+    stage: Stage,
+    runId: string,
+    notice: boolean,
+  ) => Promise<'removed' | 'none' | 'running'>;
 };
 
 /** What a retry did. */
@@ -51,7 +56,8 @@ export type RetriedRun = {
  * id is per run and stage.
  *
  * @throws NotFoundError `RUN_NOT_FOUND`; NonRetryableError `RUN_NOT_FAILED` (naming the state)
- *   or `RUN_NOT_RETRYABLE`. Nothing is changed then.
+ *   or `RUN_NOT_RETRYABLE`; RetryAfterError `RUN_JOB_RUNNING` while the run's job is still
+ *   running. Nothing is changed then (but a finished job of the run removed).
  */
 export async function retryRun(
   deps: RetryRunDeps,
@@ -62,7 +68,21 @@ export async function retryRun(
     if (!run) throw new NotFoundError('RUN_NOT_FOUND', `no run ${runId} in project ${projectId}`);
     return planRetry(run, await listTransitions(tx, runId));
   });
-  await deps.clearFinishedJob(plan.stage, runId);
+  // The stage's job and the failure notice's: a retry that fails again must be able to
+  // enqueue its notice, and a job still running (the failing attempt finishing) would make
+  // the retry's enqueue a no-op, so that is refused until it is done.
+  for (const [stage, notice] of [
+    [plan.stage, false],
+    ['deliver', true],
+  ] as const) {
+    if ((await deps.clearJob(stage, runId, notice)) === 'running') {
+      throw new RetryAfterError(
+        'RUN_JOB_RUNNING',
+        `run ${runId}'s ${notice ? 'failure notice' : stage} job is still running; retry the run when it has finished (in a few seconds)`,
+        2000,
+      );
+    }
+  }
   const retried = await withProject(deps.pool, projectId, async (tx) => {
     const detail = { failure_code: plan.failureCode, retry: plan.retry };
     if (!(await reviveRun(tx, plan.run, { to: plan.state, actor: deps.actor, detail }))) {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type pg from 'pg';
+import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
 import { stageJobId } from '../../pipeline/runs/runState.ts';
@@ -117,6 +118,21 @@ async function audit(runId: string, action: string) {
 const sentTo = (chatId: number) =>
   telegram.sent.filter((m) => m.chat_id === String(chatId)).map((m) => m.text);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Takes `jobId` off `queue` as a worker would (active, locked by `token`), with a worker of the
+ * test's own that runs nothing; the pipeline's workers must be stopped so they cannot take it.
+ */
+async function takeJob(queue: Queue, jobId: string, token: string) {
+  const worker = new Worker(queue.name, null, {
+    connection: queue.opts.connection,
+    ...(queue.opts.prefix ? { prefix: queue.opts.prefix } : {}),
+    autorun: false,
+  });
+  const job = (await worker.getNextJob(token)) as Job | undefined;
+  expect(job?.id).toBe(jobId);
+  return { job: job!, close: () => worker.close(true) };
+}
 
 describe('awooop jobs', () => {
   const orphan = randomUUID();
@@ -345,6 +361,102 @@ describe('awooop runs retry', () => {
     await waitFor(() => sentTo(chatId).length === 2 || undefined, { what: 'the answer' });
     await pause(1500);
     expect(sentTo(chatId)).toEqual([NOTICE, 'model: refused twice']);
+  }, 240_000);
+
+  // Regression: a retry while the failing attempt's job was still running enqueued nothing (the
+  // job id was taken), and the run waited in its stage for the sweeper.
+  it("refuses while the run's job is still running, and retries once it has finished", async () => {
+    const chatId = 8601;
+    model.setBehaviour(() => ({ status: 401 }));
+    let run: RunRow;
+    try {
+      await post(chatId, 'job still running');
+      run = await settled('job still running', 'FAILED', 60_000);
+      await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the notice' });
+    } finally {
+      model.setBehaviour(null);
+    }
+    await pipeline.stopWorkers();
+    const jobId = stageJobId('execute', run.run_id);
+    const queue = pipeline.queues.queues.execute;
+    // the failed attempt's job, running again as if it were still finishing
+    await (await queue.getJob(jobId))?.remove();
+    await queue.add(
+      'execute',
+      { projectId: PROJECT, runId: run.run_id, traceId: run.trace_id, stage: 'execute' },
+      { jobId },
+    );
+    const token = randomUUID();
+    const taken = await takeJob(queue, jobId, token);
+    try {
+      const refused = await awooop('runs', 'retry', run.run_id, '--project', PROJECT);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        `RUN_JOB_RUNNING: run ${run.run_id}'s execute job is still running; retry the run when it has finished`,
+      );
+      expect((await runOf('job still running'))?.state).toBe('FAILED');
+      expect(await audit(run.run_id, 'run.retried')).toEqual([]);
+      await taken.job.moveToCompleted('done', token, false);
+    } finally {
+      await taken.close();
+      pipeline.startWorkers();
+    }
+    const retried = await awooop('runs', 'retry', run.run_id, '--project', PROJECT);
+    expect(retried.stdout).toContain(
+      '(retry 1, was MODEL_REJECTED): back in ADMITTED, execute enqueued',
+    );
+    await settled('job still running', 'COMPLETED', 60_000);
+    await waitFor(() => sentTo(chatId).length === 2 || undefined, { what: 'the answer' });
+  }, 240_000);
+
+  // Regression: a failure notice whose deliver job had failed kept that job's id, so when the
+  // retried run failed again its notice was never enqueued and the user heard nothing.
+  it('clears a failed notice job, so the notice of a retry that fails too is sent', async () => {
+    const chatId = 8701;
+    model.setBehaviour(() => ({ status: 401 }));
+    try {
+      await pipeline.stopWorkers();
+      pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+      await post(chatId, 'notice job failed');
+      const run = await settled('notice job failed', 'FAILED', 60_000);
+      // the notice's deliver job fails for good, as after eight attempts with Telegram down
+      const noticeId = stageJobId('deliver', run.run_id, true);
+      const queue = pipeline.queues.queues.deliver;
+      await waitFor(async () => (await queue.getJob(noticeId)) ?? undefined, {
+        what: 'the notice job',
+      });
+      const token = randomUUID();
+      const taken = await takeJob(queue, noticeId, token);
+      try {
+        await taken.job.moveToFailed(
+          new UnrecoverableError('CHANNEL_UNAVAILABLE: telegram down'),
+          token,
+          false,
+        );
+      } finally {
+        await taken.close();
+      }
+      expect(await queue.getJobState(noticeId)).toBe('failed');
+      expect(sentTo(chatId)).toEqual([]);
+
+      const retried = await awooop('runs', 'retry', run.run_id, '--project', PROJECT);
+      expect(retried.stdout).toContain('(retry 1, was MODEL_REJECTED): back in ADMITTED');
+      await waitFor(
+        async () => ((await audit(run.run_id, 'run.failed')).length === 2 ? true : undefined),
+        { what: 'the retried run to fail again', timeoutMs: 60_000 },
+      );
+      pipeline.startWorkers(['deliver']);
+      await waitFor(() => sentTo(chatId).length === 1 || undefined, {
+        what: 'the notice of the second failure',
+        timeoutMs: 60_000,
+      });
+      await pause(1500);
+      expect(sentTo(chatId)).toEqual([NOTICE]);
+    } finally {
+      model.setBehaviour(null);
+      await pipeline.stopWorkers();
+      pipeline.startWorkers();
+    }
   }, 240_000);
 
   it('refuses a run that failed at its approval: the decision stands', async () => {
