@@ -1,6 +1,6 @@
 import { Worker } from 'bullmq';
 import { checkpointAllProjects, sweep } from '../pipeline/stages/sweep.ts';
-import { stageJobId } from '../pipeline/runs/runState.ts';
+import { stageJobId } from '../pipeline/contracts/runState.ts';
 import { createLogger } from './createLogger.ts';
 import { createRuntime } from './createRuntime.ts';
 import type { Config } from './loadConfig.ts';

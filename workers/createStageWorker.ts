@@ -15,7 +15,7 @@ import { failRun } from '../pipeline/stages/failRun.ts';
 import { loadPinnedChannel } from '../pipeline/stages/loadPinnedContracts.ts';
 import { loadRun } from '../pipeline/stages/loadRun.ts';
 import type { Enqueue, StageContext, StageOutcome } from '../pipeline/stages/StageContext.ts';
-import { stateFor } from '../pipeline/runs/runState.ts';
+import { stateFor } from '../pipeline/contracts/runState.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
 export type StageHandler = (

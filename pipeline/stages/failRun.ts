@@ -4,7 +4,7 @@ import { enqueueOutbound, requeueOutbound, withdrawOutbound } from '../../db/out
 import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
-import type { RunState } from '../runs/runState.ts';
+import type { RunState } from '../contracts/runState.ts';
 import type { StageContext } from './StageContext.ts';
 
 /** The format the channel's messages are written in. */

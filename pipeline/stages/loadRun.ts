@@ -3,7 +3,7 @@ import { getRun, getRunWithEvent, type Run } from '../../db/runs.ts';
 import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { NonRetryableError, TenantIsolationError } from '../errors.ts';
-import { stageFor } from '../runs/runState.ts';
+import { stageFor } from '../contracts/runState.ts';
 import type { StageOutcome } from './StageContext.ts';
 
 /**

@@ -5,7 +5,7 @@ import { withProject } from '../../db/withProject.ts';
 import { decideApproval } from '../approvals/decideApproval.ts';
 import type { Stage } from '../contracts/runJob.ts';
 import { AppError } from '../errors.ts';
-import { RUN_STATES, stageFor, type RunState } from '../runs/runState.ts';
+import { RUN_STATES, stageFor, type RunState } from '../contracts/runState.ts';
 import { failRun } from './failRun.ts';
 import { loadPinnedChannel } from './loadPinnedContracts.ts';
 import { loadRun } from './loadRun.ts';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getApproval } from '../../db/approvals.ts';
 import { getRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { setUpTestTenant } from '../helpers/pipelineTenant.ts';

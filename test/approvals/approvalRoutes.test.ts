@@ -4,7 +4,7 @@ import { createApiKey, type ApiKeyRole } from '../../db/apiKeys.ts';
 import { getApproval } from '../../db/approvals.ts';
 import { getRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';

@@ -11,7 +11,7 @@ import { withProject } from '../../db/withProject.ts';
 import { approverRecipients, notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
 import type { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import type { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { telegramCallbackQuery } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';

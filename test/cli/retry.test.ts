@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startModelServer } from '../fakes/modelServer.ts';

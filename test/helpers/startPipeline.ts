@@ -16,7 +16,7 @@ import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
 import type { StageContext } from '../../pipeline/stages/StageContext.ts';
 import { sweep, type SweepReport } from '../../pipeline/stages/sweep.ts';

@@ -3,7 +3,7 @@ import type { DatabasePool } from 'slonik';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDbPool } from '../../db/createDbPool.ts';
 import { loginUrl } from '../../db/loginUrl.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { lineWebhook, telegramUpdate } from '../fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
