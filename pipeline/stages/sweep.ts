@@ -6,10 +6,11 @@ import { decideApproval } from '../approvals/decideApproval.ts';
 import type { Stage } from '../contracts/runJob.ts';
 import { AppError } from '../errors.ts';
 import { RUN_STATES, stageFor, type RunState } from '../contracts/runState.ts';
-import { failRun } from './failRun.ts';
-import { loadPinnedChannel } from './loadPinnedContracts.ts';
-import { loadRun } from './loadRun.ts';
-import type { Enqueue, StageContext } from './StageContext.ts';
+import { failRun } from '../runs/failRun.ts';
+import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
+import { loadRun } from '../runs/loadRun.ts';
+import type { Enqueue } from '../Enqueue.ts';
+import type { StageContext } from '../StageContext.ts';
 
 /** The database role that may read run ids and states across projects, and nothing else. */
 export const SWEEPER_ROLE = 'awooop_sweeper';

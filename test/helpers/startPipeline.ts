@@ -18,7 +18,7 @@ import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
-import type { StageContext } from '../../pipeline/stages/StageContext.ts';
+import type { StageContext } from '../../pipeline/StageContext.ts';
 import { sweep, type SweepReport } from '../../pipeline/stages/sweep.ts';
 import { createStageWorker } from '../../workers/createStageWorker.ts';
 import { createStageQueues, type StageQueues } from '../../workers/stageQueues.ts';

@@ -12,7 +12,7 @@ import { getRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { runToolLoop } from '../../pipeline/agent/runToolLoop.ts';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
-import { loadPinnedContracts } from '../../pipeline/stages/loadPinnedContracts.ts';
+import { loadPinnedContracts } from '../../pipeline/runs/loadPinnedContracts.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { telegramCallbackQuery, telegramUpdate } from '../fakes/channelPayloads.ts';

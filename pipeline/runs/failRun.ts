@@ -5,7 +5,6 @@ import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import type { RunState } from '../contracts/runState.ts';
-import type { StageContext } from './StageContext.ts';
 
 /** The format the channel's messages are written in. */
 export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
@@ -27,7 +26,7 @@ export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'Mar
  * the user is told once.
  */
 export async function failRun(
-  ctx: Pick<StageContext, 'actor'> & { logger?: Logger | undefined },
+  ctx: { actor: string; logger?: Logger | undefined },
   db: CommonQueryMethods,
   run: Run,
   failure: { code: string; message: string; detail?: Record<string, unknown> },
