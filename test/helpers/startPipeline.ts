@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { putSecret } from '../../db/secrets.ts';
+import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { createApiKey } from '../../db/apiKeys.ts';
 import { readMigrations } from '../../db/migrate.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -166,7 +167,12 @@ export async function startPipeline({
     },
     setSecret: (projectId, name, value) =>
       withProject(pool, projectId, (tx) =>
-        putSecret(tx, { projectId, name, value, key: secretKey, actor: 'test' }),
+        putSecret(tx, {
+          projectId,
+          name,
+          sealed: sealSecret(secretKey, value, secretAad(projectId, name)),
+          actor: 'test',
+        }),
       ),
     createKey: async (projectId, roles = ['client']) =>
       (
