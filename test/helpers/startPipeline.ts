@@ -20,7 +20,7 @@ import { createContractReader } from '../../pipeline/runs/createContractReader.t
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
 import type { StageContext } from '../../pipeline/StageContext.ts';
-import { sweep, type SweepReport } from '../../pipeline/stages/sweep.ts';
+import { sweep, type SweepReport } from '../../pipeline/sweeper/sweep.ts';
 import { createStageWorker } from '../../workers/createStageWorker.ts';
 import { createStageQueues, type StageQueues } from '../../workers/stageQueues.ts';
 import { TEST_REDIS_URL } from './useRedisPrefix.ts';
