@@ -7,11 +7,7 @@ import { ensureDatabase, migrate } from '../../db/migrate.ts';
 import { putSecret } from '../../db/secrets.ts';
 import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { withProject } from '../../db/withProject.ts';
-import {
-  applyTestTenant,
-  pipelineTenant,
-  TEST_SECRETS,
-} from '../../test/helpers/pipelineTenant.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../fakes/pipelineTenant.ts';
 
 /** The project every chaos run talks to. */
 export const CHAOS_PROJECT = 'chaos';
