@@ -15,6 +15,8 @@ import { sqlState } from './sqlState.ts';
 export const APP_ROLE = 'awooop_app';
 /** The explicit, audited role that may see every tenant (see `withPlatform`). */
 export const PLATFORM_ROLE = 'awooop_platform';
+/** The role that may read run ids and states across projects, and nothing else (see `withSweeper`). */
+export const SWEEPER_ROLE = 'awooop_sweeper';
 
 /**
  * `sql.type(schema)` only declares a parser; this interceptor is what runs it on every row,

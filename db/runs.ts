@@ -1,7 +1,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
-import { RUN_STATES, type RunState } from '../pipeline/runs/runState.ts';
+import { RUN_STATES, type RunState } from '../pipeline/contracts/runState.ts';
 
 // Row schemas built once at load: zod compiles a schema on first use, so one built per
 // call was paid on every query.

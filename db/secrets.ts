@@ -1,33 +1,22 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { sealSecret, type SealedSecret } from '../pipeline/secrets/secretBox.ts';
+import { SealedSecret } from '../pipeline/contracts/sealedSecret.ts';
 
 // Row schemas built once at load: zod compiles a schema on first use, so one built per
 // call was paid on every query.
 const SecretListRow = z.object({ name: z.string(), keyId: z.string(), updatedAt: z.number() });
 const NameRow = z.object({ name: z.string() });
 
-const Sealed = z.object({
-  ciphertext: z.instanceof(Buffer),
-  iv: z.instanceof(Buffer),
-  authTag: z.instanceof(Buffer),
-  keyId: z.string(),
-});
-
-/** The additional data a project's secret is sealed with. */
-export function secretAad(projectId: string, name: string): string {
-  return `awooop:secret:${projectId}:${name}`;
-}
-
 /**
- * Stores (or replaces) a project's secret, encrypted. Setting the same name again overwrites
- * it, so a repeated `awooop secrets set` leaves one row.
+ * Stores (or replaces) a project's secret, sealed by the caller (`sealSecret` with
+ * `secretAad`): the database never sees the value or the key. Setting the same name again
+ * overwrites it, so a repeated `awooop secrets set` leaves one row.
  */
 export async function putSecret(
   db: CommonQueryMethods,
-  s: { projectId: string; name: string; value: string; key: Buffer; actor: string },
+  s: { projectId: string; name: string; sealed: SealedSecret; actor: string },
 ): Promise<void> {
-  const sealed = sealSecret(s.key, s.value, secretAad(s.projectId, s.name));
+  const { sealed } = s;
   await db.query(sql.unsafe`
     INSERT INTO secrets (project_id, name, ciphertext, iv, auth_tag, key_id, created_by)
     VALUES (${s.projectId}, ${s.name}, ${sql.binary(sealed.ciphertext)}, ${sql.binary(sealed.iv)},
@@ -43,7 +32,7 @@ export async function readSealedSecret(
   projectId: string,
   name: string,
 ): Promise<SealedSecret | null> {
-  return db.maybeOne(sql.type(Sealed)`
+  return db.maybeOne(sql.type(SealedSecret)`
     SELECT ciphertext, iv, auth_tag AS "authTag", key_id AS "keyId"
       FROM secrets WHERE project_id = ${projectId} AND name = ${name}`);
 }
@@ -53,7 +42,7 @@ export async function readAllSealedSecrets(
   db: CommonQueryMethods,
   projectId: string,
 ): Promise<readonly (SealedSecret & { name: string })[]> {
-  return db.any(sql.type(Sealed.extend({ name: z.string() }))`
+  return db.any(sql.type(SealedSecret.extend({ name: z.string() }))`
     SELECT name, ciphertext, iv, auth_tag AS "authTag", key_id AS "keyId"
       FROM secrets WHERE project_id = ${projectId} ORDER BY name`);
 }

@@ -10,7 +10,7 @@ import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { AppError, ContractViolationError } from '../pipeline/errors.ts';
 import { redactKnownValues } from '../pipeline/sanitize/redactSecrets.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
-import type { Enqueue } from '../pipeline/stages/StageContext.ts';
+import type { Enqueue } from '../pipeline/Enqueue.ts';
 
 /** What the durable write needs. */
 export type AcceptDeps = {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
-import { isTerminal } from '../pipeline/runs/runState.ts';
+import { isTerminal } from '../pipeline/contracts/runState.ts';
 
 /** How one followed run's stream is resumed, paced and bounded. */
 export type FollowOptions = {

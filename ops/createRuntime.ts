@@ -5,7 +5,7 @@ import type { Logger } from '../ops/createLogger.ts';
 import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../pipeline/runs/createContractReader.ts';
 import { createSecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
-import type { StageContext } from '../pipeline/stages/StageContext.ts';
+import type { StageContext } from '../pipeline/StageContext.ts';
 import { createStageQueues, type StageQueues } from '../workers/stageQueues.ts';
 import { databaseUrlFor, secretKeyBytes, type Config } from './loadConfig.ts';
 

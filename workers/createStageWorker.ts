@@ -11,11 +11,13 @@ import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUna
 import { withProject } from '../db/withProject.ts';
 import { RunJob, type Stage } from '../pipeline/contracts/runJob.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../pipeline/errors.ts';
-import { failRun } from '../pipeline/stages/failRun.ts';
-import { loadPinnedChannel } from '../pipeline/stages/loadPinnedContracts.ts';
-import { loadRun } from '../pipeline/stages/loadRun.ts';
-import type { Enqueue, StageContext, StageOutcome } from '../pipeline/stages/StageContext.ts';
-import { stateFor } from '../pipeline/runs/runState.ts';
+import { failRun } from '../pipeline/runs/failRun.ts';
+import { loadPinnedChannel } from '../pipeline/runs/loadPinnedContracts.ts';
+import { loadRun } from '../pipeline/runs/loadRun.ts';
+import type { Enqueue } from '../pipeline/Enqueue.ts';
+import type { StageContext } from '../pipeline/StageContext.ts';
+import type { StageOutcome } from '../pipeline/stages/StageOutcome.ts';
+import { stateFor } from '../pipeline/contracts/runState.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
 export type StageHandler = (

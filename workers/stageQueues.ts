@@ -1,8 +1,8 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { RunJob, Stage } from '../pipeline/contracts/runJob.ts';
 import { AppError } from '../pipeline/errors.ts';
-import type { Enqueue } from '../pipeline/stages/StageContext.ts';
-import { stageJobId } from '../pipeline/runs/runState.ts';
+import type { Enqueue } from '../pipeline/Enqueue.ts';
+import { stageJobId } from '../pipeline/contracts/runState.ts';
 
 /** Retries per stage: attempts and the base of the exponential backoff (with jitter). */
 export const STAGE_RETRY: Record<Stage, { attempts: number; delayMs: number }> = {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { createApiKey } from '../../db/apiKeys.ts';
 import { createDbPool } from '../../db/createDbPool.ts';
 import { putSecret } from '../../db/secrets.ts';
+import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { withProject } from '../../db/withProject.ts';
 import { sha256Hex } from '../../pipeline/contracts/canonicalJson.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
@@ -101,8 +102,7 @@ export async function applyBenchTenant(databaseUrl: string): Promise<BenchTenant
         await putSecret(tx, {
           projectId: BENCH_PROJECT,
           name,
-          value,
-          key: secretKey,
+          sealed: sealSecret(secretKey, value, secretAad(BENCH_PROJECT, name)),
           actor: 'bench',
         });
       return createApiKey(tx, {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { telegramUpdate } from '../../test/fakes/channelPayloads.ts';
+import { telegramUpdate } from '../fakes/channelPayloads.ts';
 
 /** Private chat ids start here: one fresh chat per Telegram update. */
 export const CHAT_BASE = 5_000_000;

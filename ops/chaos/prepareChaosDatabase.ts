@@ -5,12 +5,9 @@ import { createApiKey } from '../../db/apiKeys.ts';
 import { createDbPool } from '../../db/createDbPool.ts';
 import { ensureDatabase, migrate } from '../../db/migrate.ts';
 import { putSecret } from '../../db/secrets.ts';
+import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { withProject } from '../../db/withProject.ts';
-import {
-  applyTestTenant,
-  pipelineTenant,
-  TEST_SECRETS,
-} from '../../test/helpers/pipelineTenant.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../fakes/pipelineTenant.ts';
 
 /** The project every chaos run talks to. */
 export const CHAOS_PROJECT = 'chaos';
@@ -81,7 +78,12 @@ export async function prepareChaosDatabase({
   );
   for (const [name, value] of Object.entries(TEST_SECRETS)) {
     await withProject(pool, CHAOS_PROJECT, (tx) =>
-      putSecret(tx, { projectId: CHAOS_PROJECT, name, value, key: secretKey, actor: 'chaos' }),
+      putSecret(tx, {
+        projectId: CHAOS_PROJECT,
+        name,
+        sealed: sealSecret(secretKey, value, secretAad(CHAOS_PROJECT, name)),
+        actor: 'chaos',
+      }),
     );
   }
   const { key } = await withProject(pool, CHAOS_PROJECT, (tx) =>

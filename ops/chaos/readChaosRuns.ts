@@ -1,7 +1,7 @@
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { withProject } from '../../db/withProject.ts';
-import { RUN_STATES } from '../../pipeline/runs/runState.ts';
+import { RUN_STATES } from '../../pipeline/contracts/runState.ts';
 
 const ChaosRun = z.object({
   runId: z.string(),

@@ -3,7 +3,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { startTelegramServer } from '../../test/fakes/telegramServer.ts';
+import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { awaitQuiescence } from './awaitQuiescence.ts';
 import { chaosReport, detailLine, summaryLine } from './chaosReport.ts';
 import { driveLoad } from './driveLoad.ts';

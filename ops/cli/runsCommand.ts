@@ -6,7 +6,7 @@ import { withPlatform } from '../../db/withPlatform.ts';
 import { withProject } from '../../db/withProject.ts';
 import { describeRun } from '../../pipeline/runs/describeRun.ts';
 import { retryRun } from '../../pipeline/runs/retryRun.ts';
-import { RUN_STATES, stageJobId, type RunState } from '../../pipeline/runs/runState.ts';
+import { RUN_STATES, stageJobId, type RunState } from '../../pipeline/contracts/runState.ts';
 import { createStageQueues } from '../../workers/stageQueues.ts';
 import type { CliContext } from './CliContext.ts';
 import { connectCliRedis } from './connectCliRedis.ts';

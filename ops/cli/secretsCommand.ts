@@ -1,5 +1,6 @@
 import { appendAudit } from '../../db/auditEvents.ts';
 import { deleteSecret, listSecretNames, putSecret } from '../../db/secrets.ts';
+import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { withProject } from '../../db/withProject.ts';
 import { secretKeyBytes } from '../loadConfig.ts';
 import type { CliContext } from './CliContext.ts';
@@ -44,7 +45,12 @@ export async function secretsCommand(ctx: CliContext, [sub, ...args]: string[]):
             : 'value: pipe the secret on stdin or use --from-env VAR',
         );
       await withProject(pool, projectId, async (tx) => {
-        await putSecret(tx, { projectId, name: name!, value, key, actor: ctx.actor });
+        await putSecret(tx, {
+          projectId,
+          name: name!,
+          sealed: sealSecret(key, value, secretAad(projectId, name!)),
+          actor: ctx.actor,
+        });
         await appendAudit(tx, {
           projectId,
           chain: `secret:${name}`,

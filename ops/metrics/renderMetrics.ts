@@ -2,8 +2,8 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
+import { withSweeper } from '../../db/withSweeper.ts';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
-import { SWEEPER_ROLE } from '../../pipeline/stages/sweep.ts';
 import {
   FAILURE_FIELD,
   OUTCOME_FIELD,
@@ -35,8 +35,7 @@ export async function renderMetrics({
       .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
       .join(',')}}`;
 
-  const { runs, failures, outbound, toolCalls, approvals } = await pool.transaction(async (tx) => {
-    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
+  const { runs, failures, outbound, toolCalls, approvals } = await withSweeper(pool, async (tx) => {
     const runs = await tx.any(sql.type(
       z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
     )`

@@ -32,8 +32,8 @@ import { FIREWALL_NOTICE, sanitizeToolResult } from '../mcp/sanitizeToolResult.t
 import { redactArguments } from '../mcp/redactArguments.ts';
 import { modelToolName, toolIdResolver } from '../mcp/toolNames.ts';
 import { redactSecrets } from '../sanitize/redactSecrets.ts';
-import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
+import type { StageContext } from '../StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
 import { capModelTimeout } from './capModelTimeout.ts';
 import type { ChatMessage, ToolSpec } from './modelTypes.ts';

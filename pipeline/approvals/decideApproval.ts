@@ -11,9 +11,9 @@ import { getRun, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { AppError, NotFoundError, PolicyDeniedError } from '../errors.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
-import { failRun } from '../stages/failRun.ts';
-import { loadPinnedChannel } from '../stages/loadPinnedContracts.ts';
-import type { Enqueue } from '../stages/StageContext.ts';
+import { failRun } from '../runs/failRun.ts';
+import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
+import type { Enqueue } from '../Enqueue.ts';
 import { isApprover } from './isApprover.ts';
 
 /** What deciding needs: the database, the queues, and the contract reader (for the channel). */

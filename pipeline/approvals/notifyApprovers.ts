@@ -17,7 +17,7 @@ import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ProjectContract } from '../contracts/projectContract.ts';
 import type { ContractBodies } from '../contracts/tenantFile.ts';
 import { AppError, NonRetryableError } from '../errors.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { StageContext } from '../StageContext.ts';
 import { isApprover } from './isApprover.ts';
 
 /** How long a claimed notice is held before another sender may settle it `uncertain`. */

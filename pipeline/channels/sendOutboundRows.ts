@@ -11,7 +11,7 @@ import { withProject } from '../../db/withProject.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ConversationEvent } from '../contracts/conversationEvent.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { StageContext } from '../StageContext.ts';
 import { postCallback } from './api/postCallback.ts';
 import { createLineSender } from './line/createLineSender.ts';
 import { paceTelegramSend } from './sendRateLimiter.ts';

@@ -4,7 +4,7 @@ import { withProject } from '../../db/withProject.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ConversationEvent } from '../contracts/conversationEvent.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { StageContext } from '../StageContext.ts';
 import { createLineSender } from './line/createLineSender.ts';
 import { sendOutboundRows } from './sendOutboundRows.ts';
 import { createTelegramSender } from './telegram/createTelegramSender.ts';

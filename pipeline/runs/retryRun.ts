@@ -5,8 +5,8 @@ import { withProject } from '../../db/withProject.ts';
 import type { Context } from '../context.ts';
 import type { Stage } from '../contracts/runJob.ts';
 import { NonRetryableError, NotFoundError, RetryAfterError, type AppError } from '../errors.ts';
-import type { Enqueue } from '../stages/StageContext.ts';
-import { stageFor, type RunState } from './runState.ts';
+import type { Enqueue } from '../Enqueue.ts';
+import { stageFor, type RunState } from '../contracts/runState.ts';
 
 /** What {@link retryRun} needs: the pool, who acts, and the queue layer. */
 export type RetryRunDeps = Context & {

@@ -1,8 +1,8 @@
 import type { DatabasePool } from 'slonik';
-import { readAllSealedSecrets, readSealedSecret, secretAad } from '../../db/secrets.ts';
+import { readAllSealedSecrets, readSealedSecret } from '../../db/secrets.ts';
 import { withProject } from '../../db/withProject.ts';
 import { AppError, NonRetryableError } from '../errors.ts';
-import { openSecret } from './secretBox.ts';
+import { openSecret, secretAad } from './secretBox.ts';
 
 /** Turns `secret:` / `env:` refs into values at the last moment, for one project at a time. */
 export type SecretResolver = {

@@ -1,8 +1,11 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import type { SealedSecret } from '../contracts/sealedSecret.ts';
 import { AppError } from '../errors.ts';
 
-/** A secret as stored: AES-256-GCM ciphertext, its 12-byte IV and 16-byte tag, and the key's id. */
-export type SealedSecret = { ciphertext: Buffer; iv: Buffer; authTag: Buffer; keyId: string };
+/** The additional data a project's secret is sealed with, binding it to its project and name. */
+export function secretAad(projectId: string, name: string): string {
+  return `awooop:secret:${projectId}:${name}`;
+}
 
 /** A short, non-secret id of a key (first 16 hex of its SHA-256), so a wrong key is named. */
 export function keyIdOf(key: Buffer): string {

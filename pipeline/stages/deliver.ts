@@ -9,10 +9,12 @@ import { transitionRun, type Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { sendOutboundRows } from '../channels/sendOutboundRows.ts';
 import type { RunJob } from '../contracts/runJob.ts';
-import { failRun } from './failRun.ts';
-import { loadPinnedChannel } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
-import type { StageContext, StageOutcome } from './StageContext.ts';
+import { failRun } from '../runs/failRun.ts';
+import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
+import { loadRunWithEvent } from '../runs/loadRun.ts';
+import { alreadyDone } from './alreadyDone.ts';
+import type { StageContext } from '../StageContext.ts';
+import type { StageOutcome } from './StageOutcome.ts';
 
 /**
  * deliver: sends the run's queued ledger rows through its channel, in order, then completes the

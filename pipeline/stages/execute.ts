@@ -14,9 +14,11 @@ import { runToolLoop, type Proposal } from '../agent/runToolLoop.ts';
 import { notifyApprovers } from '../approvals/notifyApprovers.ts';
 import { startProgress } from '../channels/startProgress.ts';
 import type { RunJob } from '../contracts/runJob.ts';
-import { loadPinnedContracts } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
-import type { StageContext, StageOutcome } from './StageContext.ts';
+import { loadPinnedContracts } from '../runs/loadPinnedContracts.ts';
+import { loadRunWithEvent } from '../runs/loadRun.ts';
+import { alreadyDone } from './alreadyDone.ts';
+import type { StageContext } from '../StageContext.ts';
+import type { StageOutcome } from './StageOutcome.ts';
 
 /** How long a run behind one that waits for an approval waits before looking again. */
 export const APPROVAL_WAIT_MS = 5000;

@@ -4,10 +4,12 @@ import { withProject } from '../../db/withProject.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { decideMode } from '../runs/decideMode.ts';
 import { admitToWindow } from '../runs/rateGate.ts';
-import { failRun } from './failRun.ts';
-import { loadPinnedContracts } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
-import type { StageContext, StageOutcome } from './StageContext.ts';
+import { failRun } from '../runs/failRun.ts';
+import { loadPinnedContracts } from '../runs/loadPinnedContracts.ts';
+import { loadRunWithEvent } from '../runs/loadRun.ts';
+import { alreadyDone } from './alreadyDone.ts';
+import type { StageContext } from '../StageContext.ts';
+import type { StageOutcome } from './StageOutcome.ts';
 
 /**
  * policy: the run's effective policy — migration mode (and whether it may speak), rate gates

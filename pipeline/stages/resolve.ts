@@ -2,9 +2,11 @@ import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { bindAgent, sessionKeyFor } from '../runs/bindAgent.ts';
-import { failRun } from './failRun.ts';
-import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
-import type { StageContext, StageOutcome } from './StageContext.ts';
+import { failRun } from '../runs/failRun.ts';
+import { loadRunWithEvent } from '../runs/loadRun.ts';
+import { alreadyDone } from './alreadyDone.ts';
+import type { StageContext } from '../StageContext.ts';
+import type { StageOutcome } from './StageOutcome.ts';
 
 /**
  * resolve: picks the agent by binding, derives the session key and pins the active revision of

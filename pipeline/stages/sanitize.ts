@@ -7,10 +7,12 @@ import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import { redactPii } from '../sanitize/redactPii.ts';
 import { redactSecrets } from '../sanitize/redactSecrets.ts';
 import { validateOutput } from '../sanitize/validateOutput.ts';
-import { channelFormat, failRun } from './failRun.ts';
-import { loadPinnedContracts } from './loadPinnedContracts.ts';
-import { alreadyDone, loadRun } from './loadRun.ts';
-import type { StageContext, StageOutcome } from './StageContext.ts';
+import { channelFormat, failRun } from '../runs/failRun.ts';
+import { loadPinnedContracts } from '../runs/loadPinnedContracts.ts';
+import { loadRun } from '../runs/loadRun.ts';
+import { alreadyDone } from './alreadyDone.ts';
+import type { StageContext } from '../StageContext.ts';
+import type { StageOutcome } from './StageOutcome.ts';
 
 /**
  * sanitize: validates the output against the agent's output schema (fail closed: the run fails

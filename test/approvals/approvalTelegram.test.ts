@@ -11,11 +11,15 @@ import { withProject } from '../../db/withProject.ts';
 import { approverRecipients, notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
 import type { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import type { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
-import { telegramCallbackQuery } from '../fakes/channelPayloads.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
+import { telegramCallbackQuery } from '../../ops/fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
-import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { APPROVALS_ACCOUNT, setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
+import {
+  APPROVALS_ACCOUNT,
+  setUpTestTenant,
+  TEST_SECRETS,
+} from '../../ops/fakes/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

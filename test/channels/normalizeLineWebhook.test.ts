@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeLineWebhook } from '../../pipeline/channels/line/normalizeLineWebhook.ts';
 import { ContractViolationError } from '../../pipeline/errors.ts';
-import { lineStickerEvent, lineTextEvent, lineWebhook } from '../fakes/channelPayloads.ts';
+import { lineStickerEvent, lineTextEvent, lineWebhook } from '../../ops/fakes/channelPayloads.ts';
 
 const secret = 'line-channel-secret';
 const receivedAt = new Date('2026-11-20T10:00:00.000Z');

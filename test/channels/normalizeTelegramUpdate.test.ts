@@ -5,7 +5,7 @@ import {
   readApprovalCallback,
 } from '../../pipeline/channels/telegram/readApprovalCallback.ts';
 import { ContractViolationError } from '../../pipeline/errors.ts';
-import { telegramCallbackQuery, telegramUpdate } from '../fakes/channelPayloads.ts';
+import { telegramCallbackQuery, telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
 
 function violation(body: unknown): ContractViolationError {
   try {

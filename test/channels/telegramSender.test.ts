@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTelegramSender } from '../../pipeline/channels/telegram/createTelegramSender.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
-import { startTelegramServer, type TelegramServer } from '../fakes/telegramServer.ts';
+import { startTelegramServer, type TelegramServer } from '../../ops/fakes/telegramServer.ts';
 
 const TOKEN = '7000000001:AAHk-secret_part-ZZZZ';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { verifyLineSignature } from '../../pipeline/channels/line/verifyLineSignature.ts';
 import { verifyTelegramSecret } from '../../pipeline/channels/telegram/verifyTelegramSecret.ts';
-import { lineWebhook } from '../fakes/channelPayloads.ts';
+import { lineWebhook } from '../../ops/fakes/channelPayloads.ts';
 
 describe('verifyTelegramSecret', () => {
   const expected = 'wh_secret-0123456789_abcdef';

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { putSecret } from '../../db/secrets.ts';
+import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { createApiKey } from '../../db/apiKeys.ts';
 import { readMigrations } from '../../db/migrate.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -16,10 +17,10 @@ import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
-import { stageJobId } from '../../pipeline/runs/runState.ts';
+import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
-import type { StageContext } from '../../pipeline/stages/StageContext.ts';
-import { sweep, type SweepReport } from '../../pipeline/stages/sweep.ts';
+import type { StageContext } from '../../pipeline/StageContext.ts';
+import { sweep, type SweepReport } from '../../pipeline/sweeper/sweep.ts';
 import { createStageWorker } from '../../workers/createStageWorker.ts';
 import { createStageQueues, type StageQueues } from '../../workers/stageQueues.ts';
 import { TEST_REDIS_URL } from './useRedisPrefix.ts';
@@ -166,7 +167,12 @@ export async function startPipeline({
     },
     setSecret: (projectId, name, value) =>
       withProject(pool, projectId, (tx) =>
-        putSecret(tx, { projectId, name, value, key: secretKey, actor: 'test' }),
+        putSecret(tx, {
+          projectId,
+          name,
+          sealed: sealSecret(secretKey, value, secretAad(projectId, name)),
+          actor: 'test',
+        }),
       ),
     createKey: async (projectId, roles = ['client']) =>
       (

@@ -5,8 +5,8 @@ import { canonicalJson, sha256Hex } from '../../pipeline/contracts/canonicalJson
 import type { RunJob } from '../../pipeline/contracts/runJob.ts';
 import { policy } from '../../pipeline/stages/policy.ts';
 import { resolve } from '../../pipeline/stages/resolve.ts';
-import { telegramUpdate } from '../fakes/channelPayloads.ts';
-import { TEST_SECRETS } from './pipelineTenant.ts';
+import { telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
+import { TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import type { Pipeline } from './startPipeline.ts';
 
 let nextUpdateId = 700_000;

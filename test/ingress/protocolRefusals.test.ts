@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

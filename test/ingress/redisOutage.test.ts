@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
-import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/startTcpProxy.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

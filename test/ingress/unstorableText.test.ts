@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lineSignature, lineWebhook, telegramUpdate } from '../fakes/channelPayloads.ts';
-import { setUpTestTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { lineSignature, lineWebhook, telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
+import { setUpTestTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

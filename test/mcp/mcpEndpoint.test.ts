@@ -13,7 +13,7 @@ import { mcpEndpoint } from '../../ingress/mcpEndpoint.ts';
 import { canonicalJson, sha256Hex } from '../../pipeline/contracts/canonicalJson.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { startMcpHttpServer, type McpHttpServer } from '../fakes/mcpHttpServer.ts';
-import { applyTestTenant, pipelineTenant } from '../helpers/pipelineTenant.ts';
+import { applyTestTenant, pipelineTenant } from '../../ops/fakes/pipelineTenant.ts';
 import { runCli } from '../helpers/runCli.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

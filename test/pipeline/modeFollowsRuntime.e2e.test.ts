@@ -3,9 +3,9 @@
 // answering in suggest.
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { telegramUpdate } from '../fakes/channelPayloads.ts';
-import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
+import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { runCli } from '../helpers/runCli.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

@@ -1,10 +1,10 @@
 // Regression (issue 12, item 14): the runtime contract's `timeouts.modelMs` was accepted and
 // ignored; a model call waited as long as its target's own `timeoutMs`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
-import { startTelegramServer } from '../fakes/telegramServer.ts';
-import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../helpers/pipelineTenant.ts';
+import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';

@@ -12,21 +12,21 @@ import { getRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import { runToolLoop } from '../../pipeline/agent/runToolLoop.ts';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
-import { loadPinnedContracts } from '../../pipeline/stages/loadPinnedContracts.ts';
+import { loadPinnedContracts } from '../../pipeline/runs/loadPinnedContracts.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
-import { telegramCallbackQuery, telegramUpdate } from '../fakes/channelPayloads.ts';
+import { telegramCallbackQuery, telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startMcpHttpServer, type McpHttpServer } from '../fakes/mcpHttpServer.ts';
 import { INJECTION_TEXT, mcpStdioServerCommand, readStdioCalls } from '../fakes/mcpTools.ts';
 import { startModelServer, type RecordedRequest } from '../fakes/modelServer.ts';
-import { startTelegramServer } from '../fakes/telegramServer.ts';
+import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
 import {
   applyTestTenant,
   APPROVALS_ACCOUNT,
   pipelineTenant,
   TEST_SECRETS,
-} from '../helpers/pipelineTenant.ts';
+} from '../../ops/fakes/pipelineTenant.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';

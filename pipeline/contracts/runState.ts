@@ -1,4 +1,4 @@
-import type { Stage } from '../contracts/runJob.ts';
+import type { Stage } from './runJob.ts';
 
 /** A run's states, in the order the pipeline moves it through them. */
 export const RUN_STATES = [

@@ -3,7 +3,7 @@ import type { Run } from '../../db/runs.ts';
 import type { ContractKind } from '../contracts/common.ts';
 import type { ContractBodies } from '../contracts/tenantFile.ts';
 import { IntegrityError } from '../errors.ts';
-import type { StageContext } from './StageContext.ts';
+import type { ContractReader } from './createContractReader.ts';
 
 /** The contract bodies a resolved run pinned, by kind. */
 export type PinnedContracts = {
@@ -22,7 +22,7 @@ export type PinnedContracts = {
  * while the run is in flight does not change it.
  */
 export async function loadPinnedContracts(
-  ctx: Pick<StageContext, 'contracts'>,
+  ctx: { contracts: ContractReader },
   db: CommonQueryMethods,
   run: Run,
 ): Promise<PinnedContracts> {
@@ -53,7 +53,7 @@ export async function loadPinnedContracts(
 
 /** Only the pinned channel contract (deliver needs nothing else), or null before resolve. */
 export async function loadPinnedChannel(
-  ctx: Pick<StageContext, 'contracts'>,
+  ctx: { contracts: ContractReader },
   db: CommonQueryMethods,
   run: Run,
 ): Promise<ContractBodies['channel'] | null> {

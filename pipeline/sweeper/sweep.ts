@@ -1,18 +1,21 @@
-import { sql } from 'slonik';
-import { z } from 'zod';
 import { appendAudit, checkpointAudit } from '../../db/auditEvents.ts';
+import {
+  listOverdueApprovals,
+  listProjectIds,
+  listStalledRuns,
+  type StalledRun,
+} from '../../db/sweeperQueries.ts';
 import { withProject } from '../../db/withProject.ts';
+import { withSweeper } from '../../db/withSweeper.ts';
 import { decideApproval } from '../approvals/decideApproval.ts';
 import type { Stage } from '../contracts/runJob.ts';
 import { AppError } from '../errors.ts';
-import { RUN_STATES, stageFor, type RunState } from '../runs/runState.ts';
-import { failRun } from './failRun.ts';
-import { loadPinnedChannel } from './loadPinnedContracts.ts';
-import { loadRun } from './loadRun.ts';
-import type { Enqueue, StageContext } from './StageContext.ts';
-
-/** The database role that may read run ids and states across projects, and nothing else. */
-export const SWEEPER_ROLE = 'awooop_sweeper';
+import { stageFor, type RunState } from '../contracts/runState.ts';
+import { failRun } from '../runs/failRun.ts';
+import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
+import { loadRun } from '../runs/loadRun.ts';
+import type { Enqueue } from '../Enqueue.ts';
+import type { StageContext } from '../StageContext.ts';
 
 /** What the sweeper needs from the queue layer. */
 export type SweepDeps = {
@@ -38,14 +41,6 @@ export type SweepReport = {
   expired: number;
 };
 
-const Stalled = z.object({
-  runId: z.string(),
-  projectId: z.string(),
-  traceId: z.string(),
-  state: z.enum(RUN_STATES),
-  overdue: z.boolean(),
-});
-
 const LIVE_JOB_STATES = new Set([
   'active',
   'waiting',
@@ -66,38 +61,11 @@ const LIVE_JOB_STATES = new Set([
 export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepReport> {
   // Paged by run id so every stalled run is seen each sweep, however many have live jobs.
   const pageSize = deps.limit ?? 1000;
-  const stalled: z.infer<typeof Stalled>[] = [];
+  const stalled: StalledRun[] = [];
   for (let after = '00000000-0000-0000-0000-000000000000'; ;) {
-    const page = await ctx.pool.transaction(async (tx) => {
-      await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
-      return tx.any(sql.type(Stalled)`
-        SELECT * FROM (
-          SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
-                 deadline_at < now() AS overdue
-            FROM runs
-           WHERE state NOT IN ('COMPLETED', 'FAILED')
-             AND updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
-             -- a waiting run is left alone until its deadline (past its approval's expiry)
-             AND (state <> 'WAITING_APPROVAL' OR deadline_at < now())
-          UNION
-          -- a waiting run is stalled only while an approver's notice is left unsent
-          SELECT DISTINCT r.run_id, r.project_id, r.trace_id, r.state, false
-            FROM approval_notices n JOIN approvals a USING (approval_id) JOIN runs r USING (run_id)
-           WHERE r.state = 'WAITING_APPROVAL' AND a.status = 'pending'
-             AND n.status IN ('queued', 'sending')
-             AND n.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
-             AND (n.lease_until IS NULL OR n.lease_until < now())
-          UNION
-          SELECT r.run_id, r.project_id, r.trace_id, r.state, false
-            FROM outbound_messages o JOIN runs r USING (run_id)
-           WHERE r.state = 'FAILED' AND o.kind = 'failure' AND o.status IN ('queued', 'sending')
-             AND o.updated_at < now() - make_interval(secs => ${deps.stallMs / 1000})
-             AND (o.lease_until IS NULL OR o.lease_until < now())
-        ) s
-         WHERE "runId" > ${after}::uuid
-         ORDER BY "runId"
-         LIMIT ${pageSize}`);
-    });
+    const page = await withSweeper(ctx.pool, (tx) =>
+      listStalledRuns(tx, { stallMs: deps.stallMs, after, limit: pageSize }),
+    );
     stalled.push(...page);
     if (page.length < pageSize) break;
     after = page.at(-1)!.runId;
@@ -111,13 +79,13 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
   };
   // A run can match two branches (a waiting run past its deadline with an unsent notice):
   // it is handled once, as overdue if either says so.
-  const byRun = new Map<string, (typeof stalled)[number]>();
+  const byRun = new Map<string, StalledRun>();
   for (const run of stalled) {
     const seen = byRun.get(run.runId);
     byRun.set(run.runId, seen ? { ...seen, overdue: seen.overdue || run.overdue } : run);
   }
   report.checked = byRun.size;
-  const sweepOne = async (run: (typeof stalled)[number]) => {
+  const sweepOne = async (run: StalledRun) => {
     const notice = run.state === 'FAILED';
     const stage: Stage = notice ? 'deliver' : stageFor(run.state)!;
     const state = await deps.jobState(stage, run.runId, notice);
@@ -183,21 +151,13 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
   return report;
 }
 
-const Overdue = z.object({ approvalId: z.string(), projectId: z.string() });
-
 /**
  * Expires the pending approvals past their expiry: each run ends with `APPROVAL_EXPIRED` and
  * its user gets the failure notice. Harmless twice: deciding refuses an approval that is no
  * longer pending, and the run's transition is conditional on `WAITING_APPROVAL`.
  */
 async function expireApprovals(ctx: StageContext, deps: SweepDeps): Promise<number> {
-  const overdue = await ctx.pool.transaction(async (tx) => {
-    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
-    return tx.any(sql.type(Overdue)`
-      SELECT approval_id AS "approvalId", project_id AS "projectId" FROM approvals
-       WHERE status = 'pending' AND expires_at <= now()
-       ORDER BY expires_at LIMIT ${deps.limit ?? 1000}`);
-  });
+  const overdue = await withSweeper(ctx.pool, (tx) => listOverdueApprovals(tx, deps.limit ?? 1000));
   let expired = 0;
   for (const { approvalId, projectId } of overdue) {
     try {
@@ -251,11 +211,7 @@ export async function checkpointAllProjects(
   ctx: StageContext,
   settleSeconds = 300,
 ): Promise<number> {
-  const projects = await ctx.pool.transaction(async (tx) => {
-    await tx.query(sql.unsafe`SELECT set_config('role', ${SWEEPER_ROLE}, true)`);
-    return tx.any(sql.type(z.object({ projectId: z.string() }))`
-      SELECT project_id AS "projectId" FROM projects ORDER BY project_id`);
-  });
+  const projects = await withSweeper(ctx.pool, listProjectIds);
   let written = 0;
   for (const { projectId } of projects) {
     const cp = await withProject(ctx.pool, projectId, (tx) =>

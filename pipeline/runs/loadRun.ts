@@ -3,8 +3,6 @@ import { getRun, getRunWithEvent, type Run } from '../../db/runs.ts';
 import { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { NonRetryableError, TenantIsolationError } from '../errors.ts';
-import { stageFor } from '../runs/runState.ts';
-import type { StageOutcome } from './StageContext.ts';
 
 /**
  * The run a job names, read inside the job's project. A job whose ids disagree with the row
@@ -35,12 +33,4 @@ function checkRun(job: RunJob, run: Run | null): Run {
     throw new TenantIsolationError(`job for run ${job.runId} does not match the run`);
   }
   return run;
-}
-
-/**
- * The outcome for a run another attempt already moved past this stage: hand it to the stage
- * its state needs now (a failed run goes to deliver, which sends any pending failure notice).
- */
-export function alreadyDone(run: Run): StageOutcome {
-  return run.state === 'FAILED' ? { next: 'deliver', notice: true } : { next: stageFor(run.state) };
 }

@@ -4,8 +4,7 @@ import { enqueueOutbound, requeueOutbound, withdrawOutbound } from '../../db/out
 import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
-import type { RunState } from '../runs/runState.ts';
-import type { StageContext } from './StageContext.ts';
+import type { RunState } from '../contracts/runState.ts';
 
 /** The format the channel's messages are written in. */
 export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
@@ -27,7 +26,7 @@ export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'Mar
  * the user is told once.
  */
 export async function failRun(
-  ctx: Pick<StageContext, 'actor'> & { logger?: Logger | undefined },
+  ctx: { actor: string; logger?: Logger | undefined },
   db: CommonQueryMethods,
   run: Run,
   failure: { code: string; message: string; detail?: Record<string, unknown> },

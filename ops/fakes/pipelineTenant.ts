@@ -4,7 +4,6 @@ import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import type { Context } from '../../pipeline/context.ts';
 import type { DatabasePool } from 'slonik';
-import type { Pipeline } from './startPipeline.ts';
 
 /** The secrets a pipeline test tenant refers to, by name. */
 export const TEST_SECRETS = {
@@ -179,7 +178,11 @@ export async function applyTestTenant(
  * channels and model at the given fakes) and stores {@link TEST_SECRETS} for it.
  */
 export async function setUpTestTenant(
-  pipeline: Pick<Pipeline, 'ctx' | 'setSecret'>,
+  pipeline: {
+    ctx: Pick<Context, 'logger'>;
+    /** Stores one secret for a project (a test pipeline's `setSecret`). */
+    setSecret(projectId: string, name: string, value: string): Promise<void>;
+  },
   pool: DatabasePool,
   options: Parameters<typeof pipelineTenant>[0],
 ): Promise<void> {
