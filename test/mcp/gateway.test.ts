@@ -11,11 +11,8 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { GatewayServer } from '../../pipeline/contracts/mcpGatewayContract.ts';
-import {
-  createMcpGateway,
-  ToolCallError,
-  type McpGateway,
-} from '../../pipeline/mcp/createMcpGateway.ts';
+import { createMcpGateway, type McpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
+import { ToolCallError } from '../../pipeline/mcp/ToolCallError.ts';
 import type { SecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
 import { startMcpHttpServer, type McpHttpServer } from '../fakes/mcpHttpServer.ts';
 import {

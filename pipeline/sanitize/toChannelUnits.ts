@@ -1,0 +1,128 @@
+import { splitCodeSegments, type CodeSegment } from './splitCodeSegments.ts';
+
+/** How a channel marks up text: Telegram's two parse modes, or none. */
+export type ChannelFormat = 'plain' | 'HTML' | 'MarkdownV2';
+
+/** A code block or inline code span: the markup that opens and closes it in the output. */
+export interface Wrapper {
+  readonly open: string;
+  readonly close: string;
+  /** What the markup adds to the length the channel counts (see {@link Unit.size}). */
+  readonly size: number;
+}
+
+/**
+ * The smallest piece of output: one source code point (a surrogate pair stays whole) in its
+ * escaped form, so no chunk boundary can fall inside an escape sequence or an HTML entity.
+ */
+export interface Unit {
+  readonly src: string;
+  readonly out: string;
+  /**
+   * What the unit adds to the length the channel counts, in UTF-16 code units. Telegram
+   * counts its 4096 after entity parsing, so an `&amp;` or a `\.` weighs what it shows (1);
+   * plain text weighs its own length.
+   */
+  readonly size: number;
+  /** The code block or span the unit sits in; null for ordinary text. */
+  readonly wrapper: Wrapper | null;
+  /** Continues the character before it (a combining mark, a ZWJ emoji): no cut before it. */
+  readonly joined: boolean;
+}
+
+const GRAPHEMES = new Intl.Segmenter('und', { granularity: 'grapheme' });
+
+/** The code points of `text`, each with whether it continues the grapheme before it. */
+function* codePoints(text: string): Generator<{ ch: string; joined: boolean }> {
+  for (const { segment } of GRAPHEMES.segment(text)) {
+    let joined = false;
+    for (const ch of segment) {
+      yield { ch, joined };
+      joined = true;
+    }
+  }
+}
+
+const MARKDOWN_V2_SPECIAL = new Set('_*[]()~`>#+-=|{}.!\\');
+
+function escapeHtml(ch: string): string {
+  return ch === '&' ? '&amp;' : ch === '<' ? '&lt;' : ch === '>' ? '&gt;' : ch;
+}
+
+function escapeText(ch: string, format: ChannelFormat): string {
+  if (format === 'HTML') return escapeHtml(ch);
+  if (format === 'MarkdownV2') return MARKDOWN_V2_SPECIAL.has(ch) ? `\\${ch}` : ch;
+  return ch;
+}
+
+function escapeCode(ch: string, format: ChannelFormat): string {
+  if (format === 'HTML') return escapeHtml(ch);
+  if (format === 'MarkdownV2') return ch === '`' || ch === '\\' ? `\\${ch}` : ch;
+  return ch;
+}
+
+function wrapperFor(
+  segment: Exclude<CodeSegment, { kind: 'text' }>,
+  format: ChannelFormat,
+): Wrapper {
+  if (segment.kind === 'pre') {
+    if (format === 'HTML') {
+      const open = segment.lang ? `<pre><code class="language-${segment.lang}">` : '<pre><code>';
+      return { open, close: '</code></pre>', size: 0 };
+    }
+    // Telegram may keep the newline before the closing fence as text: count it.
+    return { open: `\`\`\`${segment.lang}\n`, close: '\n```', size: 1 };
+  }
+  return format === 'HTML'
+    ? { open: '<code>', close: '</code>', size: 0 }
+    : { open: '`', close: '`', size: 0 };
+}
+
+/**
+ * Text as the units a channel's messages are cut from: each code point escaped for `format`
+ * and, in a code block or inline code span, tagged with the markup that wraps it (`plain` has
+ * no code: all of it is text). A block whose markup cannot fit `limit` around one character
+ * goes out as text; an empty one is dropped. The escaping and markup per format are listed
+ * on `formatForChannel`, which cuts these units into messages.
+ */
+export function toChannelUnits(text: string, format: ChannelFormat, limit: number | null): Unit[] {
+  const segments: CodeSegment[] =
+    format === 'plain' ? [{ kind: 'text', text }] : splitCodeSegments(text);
+  return unitsOf(segments, format, limit);
+}
+
+function unitsOf(
+  segments: readonly CodeSegment[],
+  format: ChannelFormat,
+  limit: number | null,
+): Unit[] {
+  const units: Unit[] = [];
+  const asText = (text: string) => {
+    for (const { ch, joined } of codePoints(text)) {
+      units.push({ src: ch, out: escapeText(ch, format), size: ch.length, wrapper: null, joined });
+    }
+  };
+  for (const segment of segments) {
+    if (segment.kind === 'text') {
+      asText(segment.text);
+      continue;
+    }
+    if (segment.body === '') continue;
+    const wrapper = wrapperFor(segment, format);
+    const code = [...codePoints(segment.body)].map(({ ch, joined }) => ({
+      src: ch,
+      out: escapeCode(ch, format),
+      size: ch.length,
+      wrapper,
+      joined,
+    }));
+    const widest = code.reduce((max, u) => Math.max(max, u.size), 0);
+    // A limit too small for the markup around one character: the code goes out as text.
+    if (limit !== null && wrapper.size + widest > limit) {
+      asText(segment.body);
+    } else {
+      units.push(...code);
+    }
+  }
+  return units;
+}
