@@ -2,7 +2,7 @@ import type { CommonQueryMethods } from 'slonik';
 import { appendAudit } from '../../db/auditEvents.ts';
 import type { RunStep, ToolStepBody } from '../../db/runSteps.ts';
 import type { Run } from '../../db/runs.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { StageContext } from '../StageContext.ts';
 
 /** What one tool call of a run writes as it settles: its audit row and its checkpoint. */
 export type CallRecorder = {

@@ -11,8 +11,8 @@ import { withProject } from '../../db/withProject.ts';
 import { approverRecipients } from '../approvals/notifyApprovers.ts';
 import { AppError } from '../errors.ts';
 import type { CallerScope, ToolDecision } from '../mcp/authorizeToolCall.ts';
-import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
+import type { StageContext } from '../StageContext.ts';
 
 /**
  * Where a call that needs approval stands: approved (make it), refused with a code (the

@@ -6,8 +6,8 @@ import { finishToolCall, recordToolCall, type ToolCallStart } from '../../db/too
 import { withProject } from '../../db/withProject.ts';
 import { canonicalJson, sha256Hex } from '../contracts/canonicalJson.ts';
 import { authorizeToolCall, type CallerScope } from '../mcp/authorizeToolCall.ts';
-import type { PinnedContracts } from '../stages/loadPinnedContracts.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
+import type { StageContext } from '../StageContext.ts';
 import { createCallRecorder } from './createCallRecorder.ts';
 import { gateToolApproval } from './gateToolApproval.ts';
 import { makeToolCall } from './makeToolCall.ts';

@@ -7,7 +7,7 @@ import { NonRetryableError } from '../errors.ts';
 import type { ResolvedTool } from '../mcp/authorizeToolCall.ts';
 import { sanitizeToolResult } from '../mcp/sanitizeToolResult.ts';
 import { ToolCallError } from '../mcp/ToolCallError.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { StageContext } from '../StageContext.ts';
 import type { CallRecorder } from './createCallRecorder.ts';
 
 /**

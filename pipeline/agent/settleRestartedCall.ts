@@ -8,7 +8,7 @@ import {
 import { withProject } from '../../db/withProject.ts';
 import type { RiskClass } from '../contracts/common.ts';
 import { AppError } from '../errors.ts';
-import type { StageContext } from '../stages/StageContext.ts';
+import type { StageContext } from '../StageContext.ts';
 import type { CallRecorder } from './createCallRecorder.ts';
 
 /**
