@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 export const APPROVAL_STATUSES = ['pending', 'approved', 'rejected', 'expired'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
@@ -182,7 +183,7 @@ export async function settleApprovalNotice(
     recipient: string;
     status: 'sent' | 'uncertain' | 'failed' | 'queued';
     externalMessageId?: string | null;
-    errorCode?: string | null;
+    errorCode?: ErrorCode | null;
   },
 ): Promise<void> {
   await db.query(sql.unsafe`

@@ -1,3 +1,5 @@
+import type { ErrorCode } from './contracts/errorCodes.ts';
+
 /**
  * The error tree. Every error the platform raises on purpose is an {@link AppError} with a
  * stable SCREAMING_SNAKE `code`; subclasses say how a caller should handle it, not where it
@@ -5,14 +7,14 @@
  */
 export class AppError extends Error {
   /** Stable, machine-readable code that crosses process and network borders. */
-  readonly code: string;
+  readonly code: ErrorCode;
   /** HTTP status the edge answers with when this error reaches it. */
   readonly status: number;
   /** Structured, non-secret context for logs (never user input verbatim). */
   readonly detail: Readonly<Record<string, unknown>>;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     options: { cause?: unknown; status?: number; detail?: Record<string, unknown> } = {},
   ) {
@@ -31,7 +33,7 @@ export class NonRetryableError extends AppError {}
 export class RetryAfterError extends AppError {
   readonly retryAfterMs: number;
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     retryAfterMs: number,
     options: { cause?: unknown } = {},
@@ -47,7 +49,7 @@ export class RetryAfterError extends AppError {
  */
 export class ContractViolationError extends NonRetryableError {
   readonly issues: readonly string[];
-  constructor(issues: readonly string[], message?: string, options: { code?: string } = {}) {
+  constructor(issues: readonly string[], message?: string, options: { code?: ErrorCode } = {}) {
     super(options.code ?? 'CONTRACT_INVALID', message ?? issues.join('; '), {
       status: 400,
       detail: { issues },
@@ -58,7 +60,11 @@ export class ContractViolationError extends NonRetryableError {
 
 /** A policy gate said no (budget, rate, mode, grant). */
 export class PolicyDeniedError extends NonRetryableError {
-  constructor(code: string, message: string, options: { detail?: Record<string, unknown> } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { detail?: Record<string, unknown> } = {},
+  ) {
     super(code, message, { status: 403, ...options });
   }
 }
@@ -72,14 +78,18 @@ export class TenantIsolationError extends NonRetryableError {
 
 /** A thing that was asked for by id does not exist (or is not visible to this tenant). */
 export class NotFoundError extends NonRetryableError {
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super(code, message, { status: 404 });
   }
 }
 
 /** A stored value no longer matches its recorded hash: refuse to use it. */
 export class IntegrityError extends NonRetryableError {
-  constructor(code: string, message: string, options: { detail?: Record<string, unknown> } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { detail?: Record<string, unknown> } = {},
+  ) {
     super(code, message, { status: 500, ...options });
   }
 }

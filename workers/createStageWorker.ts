@@ -16,6 +16,7 @@ import { loadPinnedChannel } from '../pipeline/stages/loadPinnedContracts.ts';
 import { loadRun } from '../pipeline/stages/loadRun.ts';
 import type { Enqueue, StageContext, StageOutcome } from '../pipeline/stages/StageContext.ts';
 import { stateFor } from '../pipeline/runs/runState.ts';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
 export type StageHandler = (
@@ -45,7 +46,7 @@ export type StageObserver = (e: {
   stage: Stage;
   outcome: 'advanced' | 'waited' | 'retried' | 'failed';
   ms: number;
-  code?: string;
+  code?: ErrorCode;
 }) => void;
 
 /**
@@ -218,7 +219,13 @@ export function createStageWorker({
  * Fails the run for an error no retry will fix; the user sees the channel's short message.
  * Harmless twice: only a run still in this stage's state is failed.
  */
-async function endRun(ctx: StageContext, job: RunJob, stage: Stage, error: unknown, code: string) {
+async function endRun(
+  ctx: StageContext,
+  job: RunJob,
+  stage: Stage,
+  error: unknown,
+  code: ErrorCode,
+) {
   const message = error instanceof AppError ? error.message : 'the stage failed';
   const detail = error instanceof AppError ? { ...error.detail } : {};
   await withProject(ctx.pool, job.projectId, async (tx) => {

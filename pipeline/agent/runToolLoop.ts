@@ -37,6 +37,7 @@ import type { StageContext } from '../stages/StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
 import { capModelTimeout } from './capModelTimeout.ts';
 import type { ChatMessage, ToolSpec } from './modelTypes.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** A write call suggest mode did not make, for the reply. */
 export type Proposal = { tool: string; arguments: Record<string, unknown> };
@@ -376,7 +377,7 @@ async function handleCall(
   /** Settles a call that is not made: its row, its audit row and its checkpoint, at once. */
   const settleUnmade = async (
     status: 'refused' | 'proposed',
-    code: string | null,
+    code: ErrorCode | null,
     content: string,
   ) =>
     withProject(ctx.pool, run.projectId, async (tx) => {
@@ -426,7 +427,9 @@ async function handleCall(
         return { approved: existing } as const;
       }
       if (existing && existing.status !== 'pending')
-        return { refuse: `APPROVAL_${existing.status.toUpperCase()}` } as const;
+        return {
+          refuse: existing.status === 'rejected' ? 'APPROVAL_REJECTED' : 'APPROVAL_EXPIRED',
+        } as const;
       const approval = await requestApproval(tx, {
         projectId: run.projectId,
         runId: run.runId,

@@ -26,7 +26,7 @@ export type DiscoveredTool = { description: string; inputSchema: Record<string, 
 export class ToolCallError extends AppError {
   /** Whether the request may have reached the server (a repeat could act twice). */
   readonly maybeSent: boolean;
-  constructor(code: string, message: string, maybeSent: boolean, cause?: unknown) {
+  constructor(code: AppError['code'], message: string, maybeSent: boolean, cause?: unknown) {
     super(code, message, { status: 502, ...(cause ? { cause } : {}) });
     this.maybeSent = maybeSent;
   }

@@ -6,6 +6,7 @@ import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import type { RunState } from '../runs/runState.ts';
 import type { StageContext } from './StageContext.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** The format the channel's messages are written in. */
 export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
@@ -30,7 +31,7 @@ export async function failRun(
   ctx: Pick<StageContext, 'actor'> & { logger?: Logger | undefined },
   db: CommonQueryMethods,
   run: Run,
-  failure: { code: string; message: string; detail?: Record<string, unknown> },
+  failure: { code: ErrorCode; message: string; detail?: Record<string, unknown> },
   {
     stage,
     startedAt,

@@ -8,6 +8,7 @@ import { failRun } from './failRun.ts';
 import { loadPinnedContracts } from './loadPinnedContracts.ts';
 import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * policy: the run's effective policy — migration mode (and whether it may speak), rate gates
@@ -23,7 +24,7 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
     if (run.state !== 'RESOLVED') return alreadyDone(run);
     const event = loaded.event();
     const contracts = await loadPinnedContracts(ctx, tx, run);
-    const fail = async (code: string, message: string, detail?: Record<string, unknown>) => {
+    const fail = async (code: ErrorCode, message: string, detail?: Record<string, unknown>) => {
       await failRun(
         ctx,
         tx,

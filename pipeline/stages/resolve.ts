@@ -5,6 +5,7 @@ import { bindAgent, sessionKeyFor } from '../runs/bindAgent.ts';
 import { failRun } from './failRun.ts';
 import { alreadyDone, loadRunWithEvent } from './loadRun.ts';
 import type { StageContext, StageOutcome } from './StageContext.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * resolve: picks the agent by binding, derives the session key and pins the active revision of
@@ -27,7 +28,7 @@ export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutc
     });
 
     const channel = await read('channel', event.accountId);
-    const fail = async (code: string, message: string) => {
+    const fail = async (code: ErrorCode, message: string) => {
       await failRun(
         ctx,
         tx,

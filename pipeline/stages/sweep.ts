@@ -10,6 +10,7 @@ import { failRun } from './failRun.ts';
 import { loadPinnedChannel } from './loadPinnedContracts.ts';
 import { loadRun } from './loadRun.ts';
 import type { Enqueue, StageContext } from './StageContext.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** The database role that may read run ids and states across projects, and nothing else. */
 export const SWEEPER_ROLE = 'awooop_sweeper';
@@ -227,7 +228,7 @@ async function endRun(
   ctx: StageContext,
   job: { projectId: string; runId: string; traceId: string; stage: Stage },
   seen: RunState,
-  code: string,
+  code: ErrorCode,
   message: string,
 ): Promise<boolean> {
   return withProject(ctx.pool, job.projectId, async (tx) => {

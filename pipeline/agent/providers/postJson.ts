@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { ErrorCode } from '../../contracts/errorCodes.ts';
 import { ProviderError } from '../ProviderError.ts';
 
 /** Longest excerpt of a provider's error body that may reach a log line. */
@@ -39,7 +40,7 @@ export async function postJson<T>({
 }): Promise<T> {
   const label = `${provider} model ${model}`;
   const fail = (
-    code: string,
+    code: ErrorCode,
     message: string,
     extra: { retryable: boolean; httpStatus?: number; retryAfterMs?: number; cause?: unknown },
   ) =>
@@ -109,7 +110,7 @@ export async function postJson<T>({
   return parsed.data;
 }
 
-function codeForStatus(status: number): string {
+function codeForStatus(status: number): ErrorCode {
   if (status === 401 || status === 403) return 'MODEL_AUTH_FAILED';
   if (status === 408) return 'MODEL_TIMEOUT';
   if (status === 429) return 'MODEL_RATE_LIMITED';
