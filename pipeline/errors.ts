@@ -29,17 +29,37 @@ export class AppError extends Error {
 /** Retrying cannot help (bad input, a refused policy): the job ends at once. */
 export class NonRetryableError extends AppError {}
 
-/** A peer asked us to wait (HTTP 429, `retry_after`): retry after `retryAfterMs`. */
+/**
+ * The one way to say "retry later": a peer asked us to wait (HTTP 429 / 503 with
+ * `Retry-After`, Telegram's `retry_after`) or we are waiting for a slot. The stage worker
+ * obeys it: the job's next attempt comes no earlier than `retryAfterMs` from now (bounded by
+ * the worker's maximum wait).
+ */
 export class RetryAfterError extends AppError {
+  /** How long to wait before the next try, in milliseconds. */
   readonly retryAfterMs: number;
+  /**
+   * Whether the wait spends one of the job's attempts. A failure does (every model on the
+   * route refused for now: a provider that never recovers must still end the run after the
+   * last attempt); a wait that is not a failure does not (a channel's 429 or our own pacing,
+   * which delay a send but say nothing about whether it will succeed).
+   */
+  readonly spendsAttempt: boolean;
   constructor(
     code: ErrorCode,
     message: string,
     retryAfterMs: number,
-    options: { cause?: unknown } = {},
+    options: {
+      cause?: unknown;
+      detail?: Record<string, unknown>;
+      /** @defaultValue false */
+      spendsAttempt?: boolean;
+    } = {},
   ) {
-    super(code, message, { ...options, status: 503 });
+    const { spendsAttempt = false, ...rest } = options;
+    super(code, message, { ...rest, status: 503 });
     this.retryAfterMs = retryAfterMs;
+    this.spendsAttempt = spendsAttempt;
   }
 }
 

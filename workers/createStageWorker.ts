@@ -16,6 +16,7 @@ import { loadPinnedChannel } from '../pipeline/stages/loadPinnedContracts.ts';
 import { loadRun } from '../pipeline/stages/loadRun.ts';
 import type { Enqueue, StageContext, StageOutcome } from '../pipeline/stages/StageContext.ts';
 import { stateFor } from '../pipeline/runs/runState.ts';
+import { boundedRetryAfterMs, stageBackoff } from './stageBackoff.ts';
 import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
@@ -51,12 +52,16 @@ export type StageObserver = (e: {
 
 /**
  * The queue shell of one stage: parses `job.data` with its zod schema, calls the stage, and
- * enqueues the stage the run needs next. A wait or a peer's `retry_after` moves the job to
- * delayed without spending an attempt, and so does an unreachable database (a restart, a
- * failover: see {@link isDatabaseUnavailable}), with a growing delay, for up to
- * `databaseWaitMs`; past that the job ends and the run, still unfinished in Postgres,
- * is the sweeper's. An error that retrying cannot fix, or the last attempt's error, ends the
- * run with the error's code (the job stays failed, to inspect).
+ * enqueues the stage the run needs next. Three kinds of waiting move the job to delayed
+ * without spending an attempt: a stage's own wait; a {@link RetryAfterError} that spends none
+ * (a channel's `retry_after`, pacing), for its wait, at most ten minutes
+ * (`RETRY_AFTER_MAX_MS`); and an unreachable database (a restart, a failover: see
+ * {@link isDatabaseUnavailable}), with a growing delay, for up to `databaseWaitMs`, past
+ * which the job ends and the run, still unfinished in Postgres, is the sweeper's. Any other
+ * error spends an attempt and is retried with the stage's backoff, or, for a
+ * `RetryAfterError` that spends one (a model route whose providers all said `Retry-After`),
+ * no earlier than its wait ({@link stageBackoff}). An error that retrying cannot fix, or the
+ * last attempt's error, ends the run with the error's code (the job stays failed, to inspect).
  */
 export function createStageWorker({
   stage,
@@ -165,14 +170,12 @@ export function createStageWorker({
         await job.moveToDelayed(now + delayMs * (0.75 + Math.random() / 2), token);
         throw new DelayedError();
       }
-      if (error instanceof RetryAfterError) {
+      if (error instanceof RetryAfterError && !error.spendsAttempt) {
+        const waitMs = boundedRetryAfterMs(error);
         observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
-        ctx.logger.info(
-          line('waited', { code: error.code, waitMs: error.retryAfterMs }),
-          'stage done',
-        );
+        ctx.logger.info(line('waited', { code: error.code, waitMs }), 'stage done');
         await forgetOutage();
-        await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
+        await job.moveToDelayed(Date.now() + waitMs, token);
         throw new DelayedError();
       }
       const attempts = job.opts.attempts ?? 1;
@@ -183,6 +186,7 @@ export function createStageWorker({
           code,
           attempt: job.attemptsMade + 1,
           final,
+          ...(error instanceof RetryAfterError ? { retryAfterMs: boundedRetryAfterMs(error) } : {}),
           err: error instanceof Error ? error.message : String(error),
         }),
         'stage failed',
@@ -208,6 +212,8 @@ export function createStageWorker({
     lockDuration: lockMs,
     stalledInterval: lockMs,
     maxStalledCount: 3,
+    // A failed attempt's delay: the stage's backoff, or a peer's longer Retry-After.
+    settings: { backoffStrategy: stageBackoff },
   });
   // Without a listener BullMQ prints these to stderr. A job whose keys vanished (a Redis
   // flush) cannot be finished here; the sweeper re-enqueues its run from Postgres.

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { ErrorCode } from '../../contracts/errorCodes.ts';
+import { retryAfterMs } from '../../retryAfterMs.ts';
 import { ProviderError } from '../ProviderError.ts';
 
 /** Longest excerpt of a provider's error body that may reach a log line. */
@@ -76,13 +77,11 @@ export async function postJson<T>({
 
   if (status < 200 || status > 299) {
     const retryable = status >= 500 || RETRYABLE_STATUS.has(status);
-    const retryAfterMs = retryable
-      ? parseRetryAfter(responseHeaders.get('retry-after'))
-      : undefined;
+    const waitMs = retryable ? retryAfterMs(responseHeaders.get('retry-after')) : undefined;
     throw fail(codeForStatus(status), `HTTP ${status}: ${excerpt(text, secret)}`, {
       retryable,
       httpStatus: status,
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(waitMs === undefined ? {} : { retryAfterMs: waitMs }),
     });
   }
 
@@ -116,15 +115,6 @@ function codeForStatus(status: number): ErrorCode {
   if (status === 429) return 'MODEL_RATE_LIMITED';
   if (status >= 500 || status === 409) return 'MODEL_SERVER_ERROR';
   return 'MODEL_BAD_REQUEST';
-}
-
-/** `retry-after` as delay-seconds or an HTTP date, in milliseconds; undefined when absent or odd. */
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.round(seconds * 1000) : undefined;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 /** A one-line, capped, key-free excerpt of an error body. */
