@@ -192,17 +192,6 @@ export async function settleApprovalNotice(
      WHERE approval_id = ${n.approvalId} AND recipient = ${n.recipient} AND status = 'sending'`);
 }
 
-/** The notices of a run's approvals. */
-export async function listApprovalNotices(
-  db: CommonQueryMethods,
-  runId: string,
-): Promise<readonly ApprovalNotice[]> {
-  return db.any(sql.type(NoticeRow)`
-    SELECT n.approval_id AS "approvalId", n.recipient, n.status
-      FROM approval_notices n JOIN approvals a USING (approval_id)
-     WHERE a.run_id = ${runId} ORDER BY n.approval_id, n.recipient`);
-}
-
 /** The notices of one approval, by recipient. */
 export async function listNoticesForApproval(
   db: CommonQueryMethods,
