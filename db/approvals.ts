@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 export const APPROVAL_STATUSES = ['pending', 'approved', 'rejected', 'expired'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
@@ -182,24 +183,13 @@ export async function settleApprovalNotice(
     recipient: string;
     status: 'sent' | 'uncertain' | 'failed' | 'queued';
     externalMessageId?: string | null;
-    errorCode?: string | null;
+    errorCode?: ErrorCode | null;
   },
 ): Promise<void> {
   await db.query(sql.unsafe`
     UPDATE approval_notices SET status = ${n.status}, updated_at = now(), lease_until = NULL,
            external_message_id = ${n.externalMessageId ?? null}, error_code = ${n.errorCode ?? null}
      WHERE approval_id = ${n.approvalId} AND recipient = ${n.recipient} AND status = 'sending'`);
-}
-
-/** The notices of a run's approvals. */
-export async function listApprovalNotices(
-  db: CommonQueryMethods,
-  runId: string,
-): Promise<readonly ApprovalNotice[]> {
-  return db.any(sql.type(NoticeRow)`
-    SELECT n.approval_id AS "approvalId", n.recipient, n.status
-      FROM approval_notices n JOIN approvals a USING (approval_id)
-     WHERE a.run_id = ${runId} ORDER BY n.approval_id, n.recipient`);
 }
 
 /** The notices of one approval, by recipient. */

@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import type { AuditAction } from '../pipeline/contracts/auditActions.ts';
 
 // Row schemas built once at load: zod compiles a schema on first use, so one built per
 // call was paid on every query.
@@ -12,7 +13,7 @@ export type AuditInput = {
   /** The subject's history this row extends, e.g. `run:<id>` or `contract:agent:sre`. */
   chain: string;
   actor: string;
-  action: string;
+  action: AuditAction;
   subject: string;
   detail?: Record<string, unknown>;
   traceId?: string | null;

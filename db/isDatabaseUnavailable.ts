@@ -3,6 +3,7 @@ import {
   BackendTerminatedUnexpectedlyError,
   ConnectionError,
 } from 'slonik';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 import { AppError } from '../pipeline/errors.ts';
 
 /**
@@ -56,4 +57,4 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 }
 
 /** The code the edge answers (503) and a stage logs while the database is away. */
-export const DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE';
+export const DATABASE_UNAVAILABLE = 'DATABASE_UNAVAILABLE' satisfies ErrorCode;

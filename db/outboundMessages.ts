@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 const OutboundRow = z.object({
   messageId: z.string(),
@@ -90,9 +91,9 @@ export async function claimOutbound(
 /** How a claimed chunk ended. */
 export type OutboundOutcome =
   | { status: 'sent'; method: string; externalMessageId?: string | null }
-  | { status: 'uncertain'; method: string; errorCode: string }
-  | { status: 'queued'; errorCode: string }
-  | { status: 'failed'; errorCode: string; method?: string };
+  | { status: 'uncertain'; method: string; errorCode: ErrorCode }
+  | { status: 'queued'; errorCode: ErrorCode }
+  | { status: 'failed'; errorCode: ErrorCode; method?: string };
 
 /**
  * Settles a claimed chunk: sent (with the channel's message id), uncertain, back to queued,
@@ -126,7 +127,7 @@ export async function withdrawOutbound(
   db: CommonQueryMethods,
   runId: string,
   kinds: readonly OutboundKind[],
-  errorCode: string,
+  errorCode: ErrorCode,
 ): Promise<number> {
   const result = await db.query(sql.unsafe`
     UPDATE outbound_messages SET status = 'suppressed', error_code = ${errorCode}, updated_at = now()
@@ -165,7 +166,7 @@ export async function requeueOutbound(
   db: CommonQueryMethods,
   runId: string,
   kinds: readonly OutboundKind[],
-  { codes, refused = false }: { codes: readonly string[]; refused?: boolean },
+  { codes, refused = false }: { codes: readonly ErrorCode[]; refused?: boolean },
 ): Promise<number> {
   const result = await db.query(sql.unsafe`
     UPDATE outbound_messages SET status = 'queued', error_code = NULL, lease_until = NULL, updated_at = now()

@@ -8,8 +8,3 @@ export function sqlState(error: unknown): string | undefined {
   }
   return undefined;
 }
-
-/** Raised by the append-only triggers (`awooop_refuse_change`, `contract_revisions_guard`). */
-export const APPEND_ONLY_VIOLATION = 'AW001';
-/** Row-level security refused a write (`new row violates row-level security policy`). */
-export const RLS_VIOLATION = '42501';

@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 export const TOOL_CALL_STATUSES = [
   'started',
@@ -65,7 +66,7 @@ export type ToolCallStart = {
 /** How a call ended. */
 export type ToolCallOutcome = {
   status: Exclude<ToolCallStatus, 'started'>;
-  code?: string | null;
+  code?: ErrorCode | null;
   latencyMs?: number | null;
   resultSha256?: string | null;
   resultBytes?: number | null;

@@ -1,9 +1,10 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 /** What Node's HTTP parser refuses with a status other than 400, as Node itself answers them. */
-const REFUSALS: Record<string, { status: number; code: string; message: string }> = {
+const REFUSALS: Record<string, { status: number; code: ErrorCode; message: string }> = {
   HPE_HEADER_OVERFLOW: {
     status: 431,
     code: 'HEADERS_TOO_LARGE',

@@ -3,7 +3,9 @@ import type { Context, Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUnavailable.ts';
 import { ProjectId } from '../pipeline/contracts/common.ts';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 import { AppError } from '../pipeline/errors.ts';
+import { statusErrorCode } from './statusErrorCode.ts';
 
 /** Seconds a client is told to wait (`Retry-After`) while the database is unreachable. */
 const DATABASE_RETRY_AFTER_S = 5;
@@ -28,7 +30,7 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         const status = ctx.status;
         ctx.body = {
           error: {
-            code: codeFor(status),
+            code: statusErrorCode(status),
             message:
               status === 404
                 ? `no route for ${ctx.method} ${ctx.path}`
@@ -39,7 +41,7 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         };
         // Setting a body resets a bodiless status to 200; keep the one the route chose.
         ctx.status = status;
-        if (status < 500) refused(logger, ctx, status, codeFor(status));
+        if (status < 500) refused(logger, ctx, status, statusErrorCode(status));
       }
     } catch (error) {
       if (error instanceof AppError && error.status < 500) {
@@ -69,29 +71,23 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
           ? http.status
           : 500;
       if (status === 500) logger.error({ err: error, ...where(ctx) }, 'request failed');
-      else refused(logger, ctx, status, codeFor(status));
+      else refused(logger, ctx, status, statusErrorCode(status));
       ctx.status = status;
       ctx.body =
         status === 500
           ? {
               error: {
-                code: 'INTERNAL',
+                code: 'INTERNAL' satisfies ErrorCode,
                 message: 'internal error; the detail is in the server log',
               },
             }
-          : { error: { code: codeFor(status), message: (error as Error).message } };
+          : { error: { code: statusErrorCode(status), message: (error as Error).message } };
     }
   };
 }
 
-/** `405` → `METHOD_NOT_ALLOWED`: the status's reason phrase as a code. */
-function codeFor(status: number): string {
-  const phrase = STATUS_CODES[status];
-  return phrase ? phrase.toUpperCase().replace(/[^A-Z0-9]+/g, '_') : `HTTP_${status}`;
-}
-
 /** A refusal's log line: what was refused and why, nothing the client sent. */
-function refused(logger: Logger, ctx: Context, status: number, code: string): void {
+function refused(logger: Logger, ctx: Context, status: number, code: ErrorCode): void {
   logger.warn({ status, code, ...where(ctx) }, 'request refused');
 }
 

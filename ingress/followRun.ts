@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
 import { isTerminal } from '../pipeline/contracts/runState.ts';
 
@@ -74,7 +75,7 @@ export async function followRun(
     }
   } catch (error) {
     logger.warn({ runId, err: (error as Error).message }, 'run event stream failed');
-    event('error', { code: 'STREAM_FAILED' });
+    event('error', { code: 'STREAM_FAILED' satisfies ErrorCode });
   } finally {
     if (!stream.destroyed) stream.end();
   }

@@ -7,6 +7,7 @@ import { findApiKey } from '../db/apiKeys.ts';
 import { projectExists } from '../db/projects.ts';
 import { withProject } from '../db/withProject.ts';
 import { Identifier, ProjectId } from '../pipeline/contracts/common.ts';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 import { AppError, NotFoundError } from '../pipeline/errors.ts';
 import type { EndpointCaller } from '../pipeline/mcp/callAgentTool.ts';
 import { createAgentMcpServer } from '../pipeline/mcp/createAgentMcpServer.ts';
@@ -53,7 +54,10 @@ export function mcpEndpoint(deps: McpEndpointDeps): Router {
       // Thrown, a 5xx AppError would become a generic 500; this one says what is missing.
       ctx.status = 503;
       ctx.body = {
-        error: { code: 'GATEWAY_UNAVAILABLE', message: 'this process has no MCP gateway' },
+        error: {
+          code: 'GATEWAY_UNAVAILABLE' satisfies ErrorCode,
+          message: 'this process has no MCP gateway',
+        },
       };
       return;
     }
@@ -62,7 +66,7 @@ export function mcpEndpoint(deps: McpEndpointDeps): Router {
       ctx.status = 405;
       ctx.body = {
         error: {
-          code: 'METHOD_NOT_ALLOWED',
+          code: 'METHOD_NOT_ALLOWED' satisfies ErrorCode,
           message: 'this MCP endpoint is stateless and has no event stream: send POST',
         },
       };

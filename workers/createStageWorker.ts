@@ -18,6 +18,8 @@ import type { Enqueue } from '../pipeline/Enqueue.ts';
 import type { StageContext } from '../pipeline/StageContext.ts';
 import type { StageOutcome } from '../pipeline/stages/StageOutcome.ts';
 import { stateFor } from '../pipeline/contracts/runState.ts';
+import { boundedRetryAfterMs, stageBackoff } from './stageBackoff.ts';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
 export type StageHandler = (
@@ -47,17 +49,21 @@ export type StageObserver = (e: {
   stage: Stage;
   outcome: 'advanced' | 'waited' | 'retried' | 'failed';
   ms: number;
-  code?: string;
+  code?: ErrorCode;
 }) => void;
 
 /**
  * The queue shell of one stage: parses `job.data` with its zod schema, calls the stage, and
- * enqueues the stage the run needs next. A wait or a peer's `retry_after` moves the job to
- * delayed without spending an attempt, and so does an unreachable database (a restart, a
- * failover: see {@link isDatabaseUnavailable}), with a growing delay, for up to
- * `databaseWaitMs`; past that the job ends and the run, still unfinished in Postgres,
- * is the sweeper's. An error that retrying cannot fix, or the last attempt's error, ends the
- * run with the error's code (the job stays failed, to inspect).
+ * enqueues the stage the run needs next. Three kinds of waiting move the job to delayed
+ * without spending an attempt: a stage's own wait; a {@link RetryAfterError} that spends none
+ * (a channel's `retry_after`, pacing), for its wait, at most ten minutes
+ * (`RETRY_AFTER_MAX_MS`); and an unreachable database (a restart, a failover: see
+ * {@link isDatabaseUnavailable}), with a growing delay, for up to `databaseWaitMs`, past
+ * which the job ends and the run, still unfinished in Postgres, is the sweeper's. Any other
+ * error spends an attempt and is retried with the stage's backoff, or, for a
+ * `RetryAfterError` that spends one (a model route whose providers all said `Retry-After`),
+ * no earlier than its wait ({@link stageBackoff}). An error that retrying cannot fix, or the
+ * last attempt's error, ends the run with the error's code (the job stays failed, to inspect).
  */
 export function createStageWorker({
   stage,
@@ -166,14 +172,12 @@ export function createStageWorker({
         await job.moveToDelayed(now + delayMs * (0.75 + Math.random() / 2), token);
         throw new DelayedError();
       }
-      if (error instanceof RetryAfterError) {
+      if (error instanceof RetryAfterError && !error.spendsAttempt) {
+        const waitMs = boundedRetryAfterMs(error);
         observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
-        ctx.logger.info(
-          line('waited', { code: error.code, waitMs: error.retryAfterMs }),
-          'stage done',
-        );
+        ctx.logger.info(line('waited', { code: error.code, waitMs }), 'stage done');
         await forgetOutage();
-        await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
+        await job.moveToDelayed(Date.now() + waitMs, token);
         throw new DelayedError();
       }
       const attempts = job.opts.attempts ?? 1;
@@ -184,6 +188,7 @@ export function createStageWorker({
           code,
           attempt: job.attemptsMade + 1,
           final,
+          ...(error instanceof RetryAfterError ? { retryAfterMs: boundedRetryAfterMs(error) } : {}),
           err: error instanceof Error ? error.message : String(error),
         }),
         'stage failed',
@@ -209,6 +214,8 @@ export function createStageWorker({
     lockDuration: lockMs,
     stalledInterval: lockMs,
     maxStalledCount: 3,
+    // A failed attempt's delay: the stage's backoff, or a peer's longer Retry-After.
+    settings: { backoffStrategy: stageBackoff },
   });
   // Without a listener BullMQ prints these to stderr. A job whose keys vanished (a Redis
   // flush) cannot be finished here; the sweeper re-enqueues its run from Postgres.
@@ -220,7 +227,13 @@ export function createStageWorker({
  * Fails the run for an error no retry will fix; the user sees the channel's short message.
  * Harmless twice: only a run still in this stage's state is failed.
  */
-async function endRun(ctx: StageContext, job: RunJob, stage: Stage, error: unknown, code: string) {
+async function endRun(
+  ctx: StageContext,
+  job: RunJob,
+  stage: Stage,
+  error: unknown,
+  code: ErrorCode,
+) {
   const message = error instanceof AppError ? error.message : 'the stage failed';
   const detail = error instanceof AppError ? { ...error.detail } : {};
   await withProject(ctx.pool, job.projectId, async (tx) => {

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
 import type { StageObserver } from './createStageWorker.ts';
 
 /** Upper bounds (ms) of the stage latency histogram buckets. */
@@ -55,7 +56,8 @@ export function recordStageMetrics(
     add(stage, 'sum_ms', ms);
     for (const le of STAGE_BUCKETS_MS) if (ms <= le) add(stage, `le_${le}`, 1);
     add(stage, `${OUTCOME_FIELD}${outcome}`, 1);
-    if (outcome === 'failed') add(stage, `${FAILURE_FIELD}${code ?? 'STAGE_FAILED'}`, 1);
+    if (outcome === 'failed')
+      add(stage, `${FAILURE_FIELD}${code ?? ('STAGE_FAILED' satisfies ErrorCode)}`, 1);
   };
   return Object.assign(observe, {
     async close() {

@@ -3,8 +3,12 @@ import { RunJob, Stage } from '../pipeline/contracts/runJob.ts';
 import { AppError } from '../pipeline/errors.ts';
 import type { Enqueue } from '../pipeline/Enqueue.ts';
 import { stageJobId } from '../pipeline/contracts/runState.ts';
+import { STAGE_BACKOFF } from './stageBackoff.ts';
 
-/** Retries per stage: attempts and the base of the exponential backoff (with jitter). */
+/**
+ * Retries per stage: attempts and the base of the exponential backoff (with jitter), which a
+ * peer's longer `Retry-After` overrides (see {@link STAGE_BACKOFF}).
+ */
 export const STAGE_RETRY: Record<Stage, { attempts: number; delayMs: number }> = {
   resolve: { attempts: 5, delayMs: 500 },
   policy: { attempts: 5, delayMs: 500 },
@@ -19,7 +23,7 @@ export function stageJobOptions(stage: Stage, runId: string, notice = false): Jo
   return {
     jobId: stageJobId(stage, runId, notice),
     attempts: retry.attempts,
-    backoff: { type: 'exponential', delay: retry.delayMs, jitter: 0.5 },
+    backoff: { type: STAGE_BACKOFF, delay: retry.delayMs, jitter: 0.5 },
     // Completed jobs go at once (Postgres holds the run); failed ones stay a week to inspect.
     removeOnComplete: true,
     removeOnFail: { age: 7 * 24 * 3600, count: 50_000 },

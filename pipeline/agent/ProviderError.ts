@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 import { AppError } from '../errors.ts';
 
 /**
@@ -17,7 +18,7 @@ export class ProviderError extends AppError {
   readonly retryAfterMs?: number;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     options: {
       provider: string;

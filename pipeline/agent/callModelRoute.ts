@@ -1,20 +1,23 @@
 import type { Logger } from 'pino';
 import type { ModelTarget } from '../contracts/policyContract.ts';
-import { AppError, NonRetryableError } from '../errors.ts';
+import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
 import type { ModelRequest, ModelResult, ProviderDeps } from './modelTypes.ts';
 import { ProviderError } from './ProviderError.ts';
 import { anthropic } from './providers/anthropic.ts';
 import { echo } from './providers/echo.ts';
 import { openaiCompatible } from './providers/openaiCompatible.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** One target tried: which, how long, and the failure code when it failed. */
-export type ModelAttempt = { provider: string; model: string; code?: string; ms: number };
+export type ModelAttempt = { provider: string; model: string; code?: ErrorCode; ms: number };
 
 /**
  * Calls a model route: each target in order (primary, then fallbacks) until one answers. Any
  * {@link ProviderError} moves on to the next target; the caller's abort stops at once and is
  * rethrown. When every target fails the error is `MODEL_UNAVAILABLE` (status 503, retried with
- * backoff) if any failure could pass with time, else `MODEL_REJECTED` (not retried). Both carry
+ * backoff; a {@link RetryAfterError} spending an attempt when every target that could recover
+ * sent `Retry-After`, so the next attempt waits the soonest of those) if any failure could
+ * pass with time, else `MODEL_REJECTED` (not retried). Both carry
  * `detail.attempts`; their messages are short and never quote a provider.
  */
 export async function callModelRoute(
@@ -46,13 +49,24 @@ export async function callModelRoute(
     }
   }
 
-  if (failures.some((f) => f.retryable)) {
+  const retryable = failures.filter((f) => f.retryable);
+  if (retryable.length > 0) {
     const waits = failures.flatMap((f) => (f.retryAfterMs === undefined ? [] : [f.retryAfterMs]));
-    throw new AppError('MODEL_UNAVAILABLE', 'No model on this route is available right now.', {
-      status: 503,
+    const message = 'No model on this route is available right now.';
+    const options = {
       cause: failures.at(-1),
       detail: { attempts, ...(waits.length > 0 ? { retryAfterMs: Math.min(...waits) } : {}) },
-    });
+    };
+    // Every target that may recover said when: the next attempt waits for the soonest of
+    // them. One that gave no time (a 5xx, a timeout) may be back at the usual backoff.
+    if (retryable.every((f) => f.retryAfterMs !== undefined)) {
+      const soonest = Math.min(...retryable.map((f) => f.retryAfterMs ?? 0));
+      throw new RetryAfterError('MODEL_UNAVAILABLE', message, soonest, {
+        ...options,
+        spendsAttempt: true,
+      });
+    }
+    throw new AppError('MODEL_UNAVAILABLE', message, { status: 503, ...options });
   }
   throw new NonRetryableError(
     'MODEL_REJECTED',

@@ -13,6 +13,7 @@ import { AppError } from '../errors.ts';
 import type { CallerScope, ToolDecision } from '../mcp/authorizeToolCall.ts';
 import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
 import type { StageContext } from '../StageContext.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * Where a call that needs approval stands: approved (make it), refused with a code (the
@@ -20,7 +21,7 @@ import type { StageContext } from '../StageContext.ts';
  * for a human's decision.
  */
 export type ApprovalGate =
-  { readonly approved: Approval } | { readonly refuse: string } | { readonly paused: Approval };
+  { readonly approved: Approval } | { readonly refuse: ErrorCode } | { readonly paused: Approval };
 
 /**
  * The approval gate for one call the gateway decided needs a human's approval. The first time,
@@ -58,7 +59,9 @@ export async function gateToolApproval(
       return { approved: existing } as const;
     }
     if (existing && existing.status !== 'pending')
-      return { refuse: `APPROVAL_${existing.status.toUpperCase()}` } as const;
+      return {
+        refuse: existing.status === 'rejected' ? 'APPROVAL_REJECTED' : 'APPROVAL_EXPIRED',
+      } as const;
     const approval = await requestApproval(tx, {
       projectId: run.projectId,
       runId: run.runId,

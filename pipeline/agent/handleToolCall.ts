@@ -12,6 +12,7 @@ import { createCallRecorder } from './createCallRecorder.ts';
 import { gateToolApproval } from './gateToolApproval.ts';
 import { makeToolCall } from './makeToolCall.ts';
 import { settleRestartedCall } from './settleRestartedCall.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** The digest an approval binds to: the exact tool and arguments. */
 export function callDigest(toolId: string, args: Record<string, unknown>): string {
@@ -87,7 +88,7 @@ export async function handleToolCall(
   /** Settles a call that is not made: its row, its audit row and its checkpoint, at once. */
   const settleUnmade = async (
     status: 'refused' | 'proposed',
-    code: string | null,
+    code: ErrorCode | null,
     content: string,
   ) =>
     withProject(ctx.pool, run.projectId, async (tx) => {

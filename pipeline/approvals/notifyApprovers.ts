@@ -19,6 +19,14 @@ import type { ContractBodies } from '../contracts/tenantFile.ts';
 import { AppError, NonRetryableError } from '../errors.ts';
 import type { StageContext } from '../StageContext.ts';
 import { isApprover } from './isApprover.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
+
+/** A notice's failure code when its approval was decided before the notice went out. */
+const APPROVAL_DECIDED_CODES = {
+  approved: 'APPROVAL_APPROVED',
+  rejected: 'APPROVAL_REJECTED',
+  expired: 'APPROVAL_EXPIRED',
+} as const satisfies Record<string, ErrorCode>;
 
 /** How long a claimed notice is held before another sender may settle it `uncertain`. */
 const LEASE_MS = 60_000;
@@ -109,9 +117,9 @@ export async function notifyApprovers(
   if (pending.length === 0) return report;
   const account = channel === undefined ? active : channel;
   const telegram = account?.type === 'telegram' && account.approvals ? account : null;
-  let unsendable =
+  let unsendable: ErrorCode | null =
     approval.status !== 'pending'
-      ? `APPROVAL_${approval.status.toUpperCase()}`
+      ? APPROVAL_DECIDED_CODES[approval.status]
       : approval.expiresAt <= ctx.now()
         ? 'APPROVAL_EXPIRED'
         : !telegram || accountName === undefined

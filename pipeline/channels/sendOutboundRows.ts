@@ -16,6 +16,7 @@ import { postCallback } from './api/postCallback.ts';
 import { createLineSender } from './line/createLineSender.ts';
 import { paceTelegramSend } from './sendRateLimiter.ts';
 import { createTelegramSender } from './telegram/createTelegramSender.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * How long a claimed chunk is held before another worker may take it over: well past the
@@ -35,7 +36,7 @@ export type SendReport = {
   /** Rows whose call may or may not have reached the channel; never repeated. */
   uncertain: number;
   /** The first refusal, after which nothing more was sent. */
-  failed: { code: string; chunkIndex: number } | null;
+  failed: { code: ErrorCode; chunkIndex: number } | null;
 };
 
 /**

@@ -17,6 +17,7 @@ import { bodyHash } from '../contracts/canonicalJson.ts';
 import type { ContractKind } from '../contracts/common.ts';
 import { tenantRevisions, type TenantFile } from '../contracts/tenantFile.ts';
 import type { Context } from '../context.ts';
+import type { AuditAction } from '../contracts/auditActions.ts';
 import { ContractViolationError } from '../errors.ts';
 import { envRefIssues } from '../secrets/envRefIssues.ts';
 import { diffBodies, type DiffLine } from './diffBodies.ts';
@@ -91,7 +92,7 @@ export async function applyTenant(
     return await withProject(ctx.pool, projectId, async (tx) => {
       const audit = (
         chain: string,
-        action: string,
+        action: AuditAction,
         subject: string,
         detail: Record<string, unknown>,
       ) => appendAudit(tx, { projectId, chain, actor, action, subject, detail, traceId });

@@ -1,6 +1,7 @@
 import type { ContractBodies } from '../contracts/tenantFile.ts';
 import { riskAtMost, type MigrationMode, type RiskClass } from '../contracts/common.ts';
 import type { GatewayServer } from '../contracts/mcpGatewayContract.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 type GatewayTool = GatewayServer['tools'][number];
 
@@ -18,7 +19,7 @@ export type ToolDecision =
   | { kind: 'call'; resolved: ResolvedTool }
   | { kind: 'approve'; resolved: ResolvedTool; reasons: string[] }
   | { kind: 'propose'; resolved: ResolvedTool }
-  | { kind: 'refuse'; code: string; message: string; resolved: ResolvedTool | null };
+  | { kind: 'refuse'; code: ErrorCode; message: string; resolved: ResolvedTool | null };
 
 /** Who asks, under which contracts, in which mode, and whether untrusted content entered. */
 export type CallerScope = {
@@ -48,7 +49,7 @@ export type CallerScope = {
  *   `features.writeTools` is on.
  */
 export function authorizeToolCall(scope: CallerScope, toolId: string): ToolDecision {
-  const refuse = (code: string, message: string, resolved: ResolvedTool | null = null) =>
+  const refuse = (code: ErrorCode, message: string, resolved: ResolvedTool | null = null) =>
     ({ kind: 'refuse', code, message, resolved }) as const;
   if (scope.projectId !== scope.contractProjectId) {
     return refuse('TOOL_PROJECT_MISMATCH', 'the gateway contract belongs to another project');

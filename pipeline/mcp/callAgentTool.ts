@@ -23,6 +23,7 @@ import { readAgentScope } from './readAgentScope.ts';
 import { redactArguments } from './redactArguments.ts';
 import { sanitizeToolResult } from './sanitizeToolResult.ts';
 import { toolIdResolver } from './toolNames.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** What an agent's MCP endpoint needs, built once per process. */
 export type AgentToolDeps = {
@@ -202,7 +203,7 @@ function resolveName(gateway: ContractBodies['mcp_gateway'] | null, name: string
  * (`PROPOSAL_ONLY`). Both are recorded as refused with that code.
  */
 function refusalOf(decision: Exclude<ToolDecision, { kind: 'call' }>): {
-  code: string;
+  code: ErrorCode;
   message: string;
 } {
   switch (decision.kind) {

@@ -10,6 +10,7 @@ import type { AgentToolDeps, EndpointCaller } from './callAgentTool.ts';
 import type { DiscoveredTool } from './createMcpGateway.ts';
 import { readAgentScope } from './readAgentScope.ts';
 import { modelToolName } from './toolNames.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * The tools an agent's MCP endpoint lists: those {@link offeredToolIds} gives under the
@@ -24,7 +25,7 @@ import { modelToolName } from './toolNames.ts';
 export async function listAgentTools(
   deps: AgentToolDeps,
   caller: EndpointCaller,
-): Promise<{ ok: true; tools: Tool[] } | { ok: false; code: string; message: string }> {
+): Promise<{ ok: true; tools: Tool[] } | { ok: false; code: ErrorCode; message: string }> {
   const read = await withProject(deps.pool, caller.projectId, (tx) =>
     readAgentScope(tx, deps.contracts, caller),
   );

@@ -2,10 +2,12 @@ import type { CommonQueryMethods } from 'slonik';
 import { readMigrationState } from '../../db/migrationState.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
 import type { CallerScope } from './authorizeToolCall.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** An agent's scope for tool calls now, or why it has none. */
 export type AgentScopeRead =
-  { ok: true; scope: Omit<CallerScope, 'tainted'> } | { ok: false; code: string; message: string };
+  | { ok: true; scope: Omit<CallerScope, 'tainted'> }
+  | { ok: false; code: ErrorCode; message: string };
 
 /**
  * The scope an agent calls tools under right now, outside any run: the active agent, MCP

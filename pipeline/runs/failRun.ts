@@ -5,6 +5,7 @@ import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import type { RunState } from '../contracts/runState.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** The format the channel's messages are written in. */
 export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
@@ -29,7 +30,7 @@ export async function failRun(
   ctx: { actor: string; logger?: Logger | undefined },
   db: CommonQueryMethods,
   run: Run,
-  failure: { code: string; message: string; detail?: Record<string, unknown> },
+  failure: { code: ErrorCode; message: string; detail?: Record<string, unknown> },
   {
     stage,
     startedAt,

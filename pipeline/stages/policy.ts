@@ -10,6 +10,7 @@ import { loadRunWithEvent } from '../runs/loadRun.ts';
 import { alreadyDone } from './alreadyDone.ts';
 import type { StageContext } from '../StageContext.ts';
 import type { StageOutcome } from './StageOutcome.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * policy: the run's effective policy — migration mode (and whether it may speak), rate gates
@@ -25,7 +26,7 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
     if (run.state !== 'RESOLVED') return alreadyDone(run);
     const event = loaded.event();
     const contracts = await loadPinnedContracts(ctx, tx, run);
-    const fail = async (code: string, message: string, detail?: Record<string, unknown>) => {
+    const fail = async (code: ErrorCode, message: string, detail?: Record<string, unknown>) => {
       await failRun(
         ctx,
         tx,

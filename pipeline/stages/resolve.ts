@@ -7,6 +7,7 @@ import { loadRunWithEvent } from '../runs/loadRun.ts';
 import { alreadyDone } from './alreadyDone.ts';
 import type { StageContext } from '../StageContext.ts';
 import type { StageOutcome } from './StageOutcome.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /**
  * resolve: picks the agent by binding, derives the session key and pins the active revision of
@@ -29,7 +30,7 @@ export async function resolve(ctx: StageContext, job: RunJob): Promise<StageOutc
     });
 
     const channel = await read('channel', event.accountId);
-    const fail = async (code: string, message: string) => {
+    const fail = async (code: ErrorCode, message: string) => {
       await failRun(
         ctx,
         tx,

@@ -16,6 +16,7 @@ import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import { loadRun } from '../runs/loadRun.ts';
 import type { Enqueue } from '../Enqueue.ts';
 import type { StageContext } from '../StageContext.ts';
+import type { ErrorCode } from '../contracts/errorCodes.ts';
 
 /** What the sweeper needs from the queue layer. */
 export type SweepDeps = {
@@ -187,7 +188,7 @@ async function endRun(
   ctx: StageContext,
   job: { projectId: string; runId: string; traceId: string; stage: Stage },
   seen: RunState,
-  code: string,
+  code: ErrorCode,
   message: string,
 ): Promise<boolean> {
   return withProject(ctx.pool, job.projectId, async (tx) => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { callModelRoute } from '../../pipeline/agent/callModelRoute.ts';
 import type { ModelRequest, ProviderDeps } from '../../pipeline/agent/modelTypes.ts';
 import { ModelTarget } from '../../pipeline/contracts/policyContract.ts';
-import { AppError, NonRetryableError } from '../../pipeline/errors.ts';
+import { AppError, NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
 import { closedModelUrl, startModelServer, type ModelServer } from '../fakes/modelServer.ts';
 
 const KEY = 'sk-route-test-key-0123456789abcdef';
@@ -131,6 +131,32 @@ describe('callModelRoute', () => {
     expect(`${error.message} ${JSON.stringify(error.detail)} ${String(error.cause)}`).not.toContain(
       KEY,
     );
+  });
+
+  it('says when to retry (a RetryAfterError spending an attempt) when every target that may recover sent Retry-After', async () => {
+    primary.failNext(1, { status: 429, headers: { 'retry-after': '5' } });
+    fallback.failNext(1, { status: 503, headers: { 'retry-after': '2' } });
+    const error = await rejection(
+      callModelRoute([openai(primary.url), openai(fallback.url)], ask('x'), deps),
+    );
+    expect(error).toBeInstanceOf(RetryAfterError);
+    expect(error).toMatchObject({
+      code: 'MODEL_UNAVAILABLE',
+      status: 503,
+      retryAfterMs: 2000,
+      spendsAttempt: true,
+    });
+    expect(error.detail).toMatchObject({ retryAfterMs: 2000 });
+  });
+
+  it('leaves the wait to the backoff when a target that may recover gave no Retry-After', async () => {
+    primary.failNext(1, { status: 429, headers: { 'retry-after': '5' } });
+    fallback.failNext(1, { status: 500 });
+    const error = await rejection(
+      callModelRoute([openai(primary.url), openai(fallback.url)], ask('x'), deps),
+    );
+    expect(error).not.toBeInstanceOf(RetryAfterError);
+    expect(error).toMatchObject({ code: 'MODEL_UNAVAILABLE', status: 503 });
   });
 
   it('fails with MODEL_REJECTED (not retried) when every failure is final', async () => {

@@ -17,7 +17,7 @@ async function writeTrail(projectId: string, chains: string[], perChain: number)
           projectId,
           chain,
           actor,
-          action: 'run.state.changed',
+          action: 'run.resolved',
           subject: chain,
           detail: { i },
         });
@@ -145,7 +145,7 @@ describe('audit trail', () => {
         projectId,
         chain: 'run:1',
         actor,
-        action: 'run.created',
+        action: 'run.received',
         subject: 'run:1',
       });
       firstWrote();
@@ -157,7 +157,7 @@ describe('audit trail', () => {
         projectId,
         chain: 'run:2',
         actor,
-        action: 'run.created',
+        action: 'run.received',
         subject: 'run:2',
       }),
     );

@@ -1,4 +1,6 @@
 import type { z } from 'zod';
+import type { ErrorCode } from '../../contracts/errorCodes.ts';
+import { retryAfterMs } from '../../retryAfterMs.ts';
 import { ProviderError } from '../ProviderError.ts';
 
 /** Longest excerpt of a provider's error body that may reach a log line. */
@@ -39,7 +41,7 @@ export async function postJson<T>({
 }): Promise<T> {
   const label = `${provider} model ${model}`;
   const fail = (
-    code: string,
+    code: ErrorCode,
     message: string,
     extra: { retryable: boolean; httpStatus?: number; retryAfterMs?: number; cause?: unknown },
   ) =>
@@ -75,13 +77,11 @@ export async function postJson<T>({
 
   if (status < 200 || status > 299) {
     const retryable = status >= 500 || RETRYABLE_STATUS.has(status);
-    const retryAfterMs = retryable
-      ? parseRetryAfter(responseHeaders.get('retry-after'))
-      : undefined;
+    const waitMs = retryable ? retryAfterMs(responseHeaders.get('retry-after')) : undefined;
     throw fail(codeForStatus(status), `HTTP ${status}: ${excerpt(text, secret)}`, {
       retryable,
       httpStatus: status,
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(waitMs === undefined ? {} : { retryAfterMs: waitMs }),
     });
   }
 
@@ -109,21 +109,12 @@ export async function postJson<T>({
   return parsed.data;
 }
 
-function codeForStatus(status: number): string {
+function codeForStatus(status: number): ErrorCode {
   if (status === 401 || status === 403) return 'MODEL_AUTH_FAILED';
   if (status === 408) return 'MODEL_TIMEOUT';
   if (status === 429) return 'MODEL_RATE_LIMITED';
   if (status >= 500 || status === 409) return 'MODEL_SERVER_ERROR';
   return 'MODEL_BAD_REQUEST';
-}
-
-/** `retry-after` as delay-seconds or an HTTP date, in milliseconds; undefined when absent or odd. */
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.round(seconds * 1000) : undefined;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 /** A one-line, capped, key-free excerpt of an error body. */

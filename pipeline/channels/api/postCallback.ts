@@ -1,5 +1,5 @@
 import { AppError, NonRetryableError, RetryAfterError } from '../../errors.ts';
-import { retryAfterMs } from '../retryAfterMs.ts';
+import { retryAfterMs } from '../../retryAfterMs.ts';
 
 /** How long one callback may take before it counts as failed (and is retried). */
 const CALLBACK_TIMEOUT_MS = 10_000;
@@ -55,7 +55,7 @@ export async function postCallback(
       throw new RetryAfterError(
         'CALLBACK_UNAVAILABLE',
         `callback to ${host} was rate limited`,
-        retryAfterMs(header, 1000),
+        retryAfterMs(header) ?? 1000,
       );
     }
   }

@@ -1,7 +1,7 @@
 import { HTTPFetchError, messagingApi } from '@line/bot-sdk';
 import { AppError, NonRetryableError, RetryAfterError } from '../../errors.ts';
 import { connectFailed } from '../connectFailed.ts';
-import { retryAfterMs } from '../retryAfterMs.ts';
+import { retryAfterMs } from '../../retryAfterMs.ts';
 
 /** LINE takes at most this many messages in one reply or push. */
 export const LINE_MAX_MESSAGES_PER_CALL = 5;
@@ -145,7 +145,7 @@ function mapLineError(error: unknown, method: string): AppError {
     });
   }
   if (status === 429) {
-    const waitMs = retryAfterMs(error.headers.get('retry-after'), 1000);
+    const waitMs = retryAfterMs(error.headers.get('retry-after')) ?? 1000;
     return new RetryAfterError('CHANNEL_RATE_LIMITED', `LINE ${method} was rate limited`, waitMs);
   }
   if (status >= 500) {
