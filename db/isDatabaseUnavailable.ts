@@ -3,7 +3,7 @@ import {
   BackendTerminatedUnexpectedlyError,
   ConnectionError,
 } from 'slonik';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errors.ts';
 import { AppError } from '../pipeline/errors.ts';
 
 /**

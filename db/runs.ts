@@ -2,7 +2,7 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
 import { RUN_STATES, type RunState } from '../pipeline/contracts/runState.ts';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errors.ts';
 
 // Row schemas built once at load: zod compiles a schema on first use, so one built per
 // call was paid on every query.

@@ -1,6 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errors.ts';
 
 export const TOOL_CALL_STATUSES = [
   'started',

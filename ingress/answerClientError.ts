@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errorCodes.ts';
 
 /** What Node's HTTP parser refuses with a status other than 400, as Node itself answers them. */
 const REFUSALS: Record<string, { status: number; code: ErrorCode; message: string }> = {

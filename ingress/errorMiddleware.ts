@@ -3,7 +3,7 @@ import type { Context, Middleware } from 'koa';
 import type { Logger } from 'pino';
 import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUnavailable.ts';
 import { ProjectId } from '../pipeline/contracts/common.ts';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errorCodes.ts';
 import { AppError } from '../pipeline/errors.ts';
 import { statusErrorCode } from './statusErrorCode.ts';
 

@@ -7,7 +7,7 @@ import { findApiKey } from '../db/apiKeys.ts';
 import { projectExists } from '../db/projects.ts';
 import { withProject } from '../db/withProject.ts';
 import { Identifier, ProjectId } from '../pipeline/contracts/common.ts';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errorCodes.ts';
 import { AppError, NotFoundError } from '../pipeline/errors.ts';
 import type { EndpointCaller } from '../pipeline/mcp/callAgentTool.ts';
 import { createAgentMcpServer } from '../pipeline/mcp/createAgentMcpServer.ts';

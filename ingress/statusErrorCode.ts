@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errorCodes.ts';
 
 /**
  * The code named after each error status Node knows a reason phrase for, in the 4xx range

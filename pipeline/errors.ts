@@ -1,4 +1,5 @@
-import type { ErrorCode } from './contracts/errorCodes.ts';
+import type { ErrorCode } from './errorCodes.ts';
+export type { ErrorCode } from './errorCodes.ts';
 
 /**
  * The error tree. Every error the platform raises on purpose is an {@link AppError} with a

@@ -19,7 +19,7 @@ import type { StageContext } from '../pipeline/StageContext.ts';
 import type { StageOutcome } from '../pipeline/stages/StageOutcome.ts';
 import { stateFor } from '../pipeline/contracts/runState.ts';
 import { boundedRetryAfterMs, stageBackoff } from './stageBackoff.ts';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errorCodes.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
 export type StageHandler = (

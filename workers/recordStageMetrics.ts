@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { ErrorCode } from '../pipeline/contracts/errorCodes.ts';
+import type { ErrorCode } from '../pipeline/errorCodes.ts';
 import type { StageObserver } from './createStageWorker.ts';
 
 /** Upper bounds (ms) of the stage latency histogram buckets. */

@@ -1,5 +1,5 @@
 import { AUDIT_ACTIONS } from '../../pipeline/contracts/auditActions.ts';
-import { ERROR_CODES } from '../../pipeline/contracts/errorCodes.ts';
+import { ERROR_CODES } from '../../pipeline/errorCodes.ts';
 
 /** One generated doc page: its path from the repository root, and its whole text. */
 export type CodeDoc = { path: string; text: string };
@@ -20,7 +20,7 @@ export function renderCodeDocs(): CodeDoc[] {
           'Every code the platform raises, answers (`{ "error": { "code", "message" } }`), stores',
           '(`runs.failure_code`, `outbound_messages.error_code`, `approval_notices.error_code`,',
           '`tool_calls.code`) or puts in an MCP tool result. The registry is',
-          '`pipeline/contracts/errorCodes.ts`; `AppError.code` is typed by it, so a code that is not',
+          '`pipeline/errorCodes.ts`; `AppError.code` is typed by it, so a code that is not',
           'listed there does not compile. A code named after an HTTP status (`METHOD_NOT_ALLOWED`) is',
           'what the edge answers when no route gave a code of its own (`ingress/statusErrorCode.ts`);',
           'any status without an entry answers `HTTP_ERROR`.',

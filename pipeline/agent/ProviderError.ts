@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 import { AppError } from '../errors.ts';
 
 /**

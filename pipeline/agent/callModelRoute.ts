@@ -6,7 +6,7 @@ import { ProviderError } from './ProviderError.ts';
 import { anthropic } from './providers/anthropic.ts';
 import { echo } from './providers/echo.ts';
 import { openaiCompatible } from './providers/openaiCompatible.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** One target tried: which, how long, and the failure code when it failed. */
 export type ModelAttempt = { provider: string; model: string; code?: ErrorCode; ms: number };

@@ -13,7 +13,7 @@ import { AppError } from '../errors.ts';
 import type { CallerScope, ToolDecision } from '../mcp/authorizeToolCall.ts';
 import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
 import type { StageContext } from '../StageContext.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /**
  * Where a call that needs approval stands: approved (make it), refused with a code (the

@@ -12,7 +12,7 @@ import { createCallRecorder } from './createCallRecorder.ts';
 import { gateToolApproval } from './gateToolApproval.ts';
 import { makeToolCall } from './makeToolCall.ts';
 import { settleRestartedCall } from './settleRestartedCall.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** The digest an approval binds to: the exact tool and arguments. */
 export function callDigest(toolId: string, args: Record<string, unknown>): string {

@@ -19,7 +19,7 @@ import type { ContractBodies } from '../contracts/tenantFile.ts';
 import { AppError, NonRetryableError } from '../errors.ts';
 import type { StageContext } from '../StageContext.ts';
 import { isApprover } from './isApprover.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** A notice's failure code when its approval was decided before the notice went out. */
 const APPROVAL_DECIDED_CODES = {

@@ -16,7 +16,7 @@ import { postCallback } from './api/postCallback.ts';
 import { createLineSender } from './line/createLineSender.ts';
 import { paceTelegramSend } from './sendRateLimiter.ts';
 import { createTelegramSender } from './telegram/createTelegramSender.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /**
  * How long a claimed chunk is held before another worker may take it over: well past the

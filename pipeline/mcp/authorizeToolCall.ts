@@ -1,7 +1,7 @@
 import type { ContractBodies } from '../contracts/tenantFile.ts';
 import { riskAtMost, type MigrationMode, type RiskClass } from '../contracts/common.ts';
 import type { GatewayServer } from '../contracts/mcpGatewayContract.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 type GatewayTool = GatewayServer['tools'][number];
 

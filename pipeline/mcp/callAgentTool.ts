@@ -23,7 +23,7 @@ import { readAgentScope } from './readAgentScope.ts';
 import { redactArguments } from './redactArguments.ts';
 import { sanitizeToolResult } from './sanitizeToolResult.ts';
 import { toolIdResolver } from './toolNames.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** What an agent's MCP endpoint needs, built once per process. */
 export type AgentToolDeps = {

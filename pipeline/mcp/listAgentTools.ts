@@ -10,7 +10,7 @@ import type { AgentToolDeps, EndpointCaller } from './callAgentTool.ts';
 import type { DiscoveredTool } from './createMcpGateway.ts';
 import { readAgentScope } from './readAgentScope.ts';
 import { modelToolName } from './toolNames.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /**
  * The tools an agent's MCP endpoint lists: those {@link offeredToolIds} gives under the

@@ -2,7 +2,7 @@ import type { CommonQueryMethods } from 'slonik';
 import { readMigrationState } from '../../db/migrationState.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
 import type { CallerScope } from './authorizeToolCall.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** An agent's scope for tool calls now, or why it has none. */
 export type AgentScopeRead =

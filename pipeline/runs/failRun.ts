@@ -5,7 +5,7 @@ import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import type { RunState } from '../contracts/runState.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** The format the channel's messages are written in. */
 export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {

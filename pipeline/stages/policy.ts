@@ -10,7 +10,7 @@ import { loadRunWithEvent } from '../runs/loadRun.ts';
 import { alreadyDone } from './alreadyDone.ts';
 import type { StageContext } from '../StageContext.ts';
 import type { StageOutcome } from './StageOutcome.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /**
  * policy: the run's effective policy — migration mode (and whether it may speak), rate gates

@@ -7,7 +7,7 @@ import { loadRunWithEvent } from '../runs/loadRun.ts';
 import { alreadyDone } from './alreadyDone.ts';
 import type { StageContext } from '../StageContext.ts';
 import type { StageOutcome } from './StageOutcome.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /**
  * resolve: picks the agent by binding, derives the session key and pins the active revision of

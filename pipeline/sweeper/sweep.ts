@@ -16,7 +16,7 @@ import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import { loadRun } from '../runs/loadRun.ts';
 import type { Enqueue } from '../Enqueue.ts';
 import type { StageContext } from '../StageContext.ts';
-import type { ErrorCode } from '../contracts/errorCodes.ts';
+import type { ErrorCode } from '../errorCodes.ts';
 
 /** What the sweeper needs from the queue layer. */
 export type SweepDeps = {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { statusErrorCode } from '../../ingress/statusErrorCode.ts';
 import { renderCodeDocs } from '../../ops/docs/renderCodeDocs.ts';
 import { AUDIT_ACTIONS } from '../../pipeline/contracts/auditActions.ts';
-import { ERROR_CODES, isErrorCode } from '../../pipeline/contracts/errorCodes.ts';
+import { ERROR_CODES, isErrorCode } from '../../pipeline/errorCodes.ts';
 import { AppError } from '../../pipeline/errors.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -18,7 +18,7 @@ function shippedSources(): Map<string, string> {
     for (const entry of readdirSync(join(root, dir), { recursive: true, withFileTypes: true })) {
       if (!entry.isFile() || !entry.name.endsWith('.ts')) continue;
       const path = relative(root, join(entry.parentPath, entry.name));
-      if (path.startsWith('pipeline/contracts/errorCodes.ts')) continue;
+      if (path.startsWith('pipeline/errorCodes.ts')) continue;
       if (path.startsWith('pipeline/contracts/auditActions.ts')) continue;
       out.set(path, readFileSync(join(root, path), 'utf8'));
     }

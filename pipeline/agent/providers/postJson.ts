@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { ErrorCode } from '../../contracts/errorCodes.ts';
+import type { ErrorCode } from '../../errorCodes.ts';
 import { retryAfterMs } from '../../retryAfterMs.ts';
 import { ProviderError } from '../ProviderError.ts';
 
