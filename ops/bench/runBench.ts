@@ -9,7 +9,7 @@ import { BARE_INGRESS_PATH } from './bareIngress.ts';
 import { createBenchDatabase, dropBenchDatabase } from './benchDatabase.ts';
 import { applyBenchTenant, type BenchTenant } from './benchTenant.ts';
 import { benchPrefix, deleteRedisPrefix } from './deleteRedisPrefix.ts';
-import { freePort } from './freePort.ts';
+import { freePort } from '../freePort.ts';
 import { parseBenchArgs, type BenchOptions } from './parseBenchArgs.ts';
 import type { PostTarget } from './postRuns.ts';
 import { runRound, type RoundResult } from './runRound.ts';

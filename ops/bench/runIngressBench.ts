@@ -10,7 +10,7 @@ import { BARE_INGRESS_PATH } from './bareIngress.ts';
 import { createBenchDatabase, dropBenchDatabase, withClient } from './benchDatabase.ts';
 import { applyBenchTenant, BENCH_TELEGRAM_ACCOUNT } from './benchTenant.ts';
 import { benchPrefix, deleteRedisPrefix } from './deleteRedisPrefix.ts';
-import { freePort } from './freePort.ts';
+import { freePort } from '../freePort.ts';
 import { spawnChild } from './spawnChild.ts';
 import { median, round } from './stats.ts';
 import { telegramBody } from './telegramBody.ts';
