@@ -18,6 +18,9 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/globalSetup.ts'],
+    // After each file: fails it if a pipeline, worker, queue or connection the helpers
+    // started is still open.
+    setupFiles: ['test/helpers/failOnLeaks.ts'],
     // Generous: the limits only matter when something hangs, and a loaded machine is slow.
     testTimeout: 180_000,
     hookTimeout: 180_000,

@@ -9,6 +9,12 @@ import { AppError, NotFoundError } from '../pipeline/errors.ts';
 /** The caller an API request acts as, set on `ctx.state.apiKey`. */
 export type ApiCaller = { keyId: string; name: string; roles: readonly ApiKeyRole[] };
 
+/** `ctx.state` behind `apiAuth`: the caller it authenticated. */
+export type ApiState = {
+  /** The project API key the request authenticated with. */
+  apiKey: ApiCaller;
+};
+
 /**
  * Bearer auth for `/v1/projects/:projectId/...`: the key must be a live key of that project
  * (compared by SHA-256; the key itself is never stored) and hold one of `roles`. An unknown
@@ -20,7 +26,7 @@ export function apiAuth({
 }: {
   pool: DatabasePool;
   roles: readonly ApiKeyRole[];
-}): Middleware {
+}): Middleware<ApiState> {
   return async function authenticate(ctx, next) {
     const projectId = String((ctx.params as Record<string, string> | undefined)?.projectId ?? '');
     if (!ProjectId.safeParse(projectId).success) throw projectNotFound(projectId);
@@ -46,7 +52,7 @@ export function apiAuth({
         status: 403,
       });
     }
-    ctx.state.apiKey = caller satisfies ApiCaller;
+    ctx.state.apiKey = caller;
     await next();
   };
 }

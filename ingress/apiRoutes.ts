@@ -12,7 +12,8 @@ import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../pipeline/contracts/s
 import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
-import { apiAuth, type ApiCaller } from './apiAuth.ts';
+import { apiAuth, type ApiCaller, type ApiState } from './apiAuth.ts';
+import type { AppState } from './AppState.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { followRun } from './followRun.ts';
 import { parseJson, readRawBody } from './readBody.ts';
@@ -70,16 +71,16 @@ export type ApiDeps = AcceptDeps & {
  * `admin` keys read every run of the project. A run that may not be read is 404, like one that
  * does not exist.
  */
-export function apiRoutes(deps: ApiDeps): Router {
-  const router = new Router({ prefix: '/v1/projects/:projectId' });
+export function apiRoutes(deps: ApiDeps): Router<AppState> {
+  const router = new Router<AppState>({ prefix: '/v1/projects/:projectId' });
   const anyRole = apiAuth({ pool: deps.pool, roles: ['client', 'operator', 'admin'] });
   const defaultAccount = createDefaultAccountLookup(deps);
 
   // Harmless twice: with an Idempotency-Key the event's unique (key id, key hash) id makes a
   // retry find the first run (acceptEvent); without one, every request is a new message.
-  router.post('/messages', anyRole, async (ctx) => {
+  router.post<ApiState>('/messages', anyRole, async (ctx) => {
     const projectId = ctx.params.projectId!;
-    const caller = ctx.state.apiKey as ApiCaller;
+    const caller = ctx.state.apiKey;
     const parsed = ApiMessage.safeParse(parseJson(await readRawBody(ctx)));
     if (!parsed.success)
       throw new ContractViolationError(formatIssues(parsed.error), undefined, {
@@ -127,18 +128,18 @@ export function apiRoutes(deps: ApiDeps): Router {
     ctx.body = { run_id: accepted!.runId, duplicate: !accepted!.created };
   });
 
-  router.get('/runs/:runId', anyRole, async (ctx) => {
+  router.get<ApiState>('/runs/:runId', anyRole, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const runId = ctx.params.runId!;
-    await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey as ApiCaller);
+    await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey);
     ctx.body = await describeRun(deps.pool, projectId, runId);
   });
 
-  router.get('/runs/:runId/events', anyRole, async (ctx) => {
+  router.get<ApiState>('/runs/:runId/events', anyRole, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const runId = ctx.params.runId!;
     // 404 before the stream opens
-    await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey as ApiCaller);
+    await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey);
     await describeRun(deps.pool, projectId, runId);
     const lastEventId = LastEventId.safeParse(ctx.get('last-event-id'));
     ctx.req.socket.setTimeout(0);

@@ -7,7 +7,8 @@ import { decideApproval, type DecideDeps } from '../pipeline/approvals/decideApp
 import { describeApproval } from '../pipeline/approvals/describeApproval.ts';
 import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
-import { apiAuth, type ApiCaller } from './apiAuth.ts';
+import { apiAuth, type ApiState } from './apiAuth.ts';
+import type { AppState } from './AppState.ts';
 import { parseJson, readRawBody } from './readBody.ts';
 
 /** The query of `GET /v1/projects/:projectId/approvals`. */
@@ -40,11 +41,11 @@ export const ApprovalDecisionBody = z.strictObject({
  * `NOT_APPROVER`). A refused decision is 409 (`APPROVAL_ALREADY_DECIDED`, `APPROVAL_EXPIRED`,
  * `APPROVAL_MISMATCH`), an unknown or malformed id 404 `APPROVAL_NOT_FOUND`.
  */
-export function approvalRoutes(deps: DecideDeps): Router {
-  const router = new Router({ prefix: '/v1/projects/:projectId/approvals' });
+export function approvalRoutes(deps: DecideDeps): Router<AppState> {
+  const router = new Router<AppState>({ prefix: '/v1/projects/:projectId/approvals' });
   const operator = apiAuth({ pool: deps.pool, roles: ['operator', 'admin'] });
 
-  router.get('/', operator, async (ctx) => {
+  router.get<ApiState>('/', operator, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const parsed = ApprovalQuery.safeParse(ctx.query);
     if (!parsed.success)
@@ -67,7 +68,7 @@ export function approvalRoutes(deps: DecideDeps): Router {
     ['reject', 'rejected'],
   ] as const) {
     // Harmless twice: decideApproval decides a pending approval once; a repeat is 409.
-    router.post(`/:approvalId/${action}`, operator, async (ctx) => {
+    router.post<ApiState>(`/:approvalId/${action}`, operator, async (ctx) => {
       const projectId = ctx.params.projectId!;
       const approvalId = approvalIdOf(ctx);
       const raw = await readRawBody(ctx);
@@ -78,7 +79,7 @@ export function approvalRoutes(deps: DecideDeps): Router {
         throw new ContractViolationError(formatIssues(parsed.error), undefined, {
           code: 'BODY_INVALID',
         });
-      const caller = ctx.state.apiKey as ApiCaller;
+      const caller = ctx.state.apiKey;
       const approval = await decideApproval(deps, {
         projectId,
         approvalId,

@@ -11,6 +11,7 @@ import { adminBoard } from './adminBoard.ts';
 import type { AcceptDeps } from './acceptInbound.ts';
 import { answerClientError } from './answerClientError.ts';
 import { apiRoutes, type OpenStream } from './apiRoutes.ts';
+import type { AppState } from './AppState.ts';
 import { approvalRoutes } from './approvalRoutes.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
@@ -47,7 +48,7 @@ export type AppDeps = HealthDeps &
   };
 
 /** The Koa application, with what shutdown needs besides `server.close()`. */
-export type App = Koa & {
+export type App = Koa<AppState> & {
   /**
    * Ends every open run event stream and resolves once their responses are closed, so the
    * connections they held are idle and `server.close()` is not held open by them.
@@ -65,7 +66,7 @@ const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE'
  * makes a server that also answers what Node's HTTP parser refuses in the error shape.
  */
 export function createApp(deps: AppDeps): App {
-  const app = new Koa({ proxy: false });
+  const app = new Koa<AppState>({ proxy: false });
   const streams = new Set<OpenStream>();
   // What reaches here escaped errorMiddleware: mostly a streamed body that failed after its
   // headers went out. Koa's default handler would print to stderr; log it like the rest.
@@ -87,7 +88,7 @@ export function createApp(deps: AppDeps): App {
       viewerToken: deps.viewerToken,
     }),
   );
-  const routers: Router[] = [
+  const routers: Router<AppState>[] = [
     healthRoutes(deps),
     webhookRoutes(deps),
     apiRoutes({ ...deps, streams }),

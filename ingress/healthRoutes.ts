@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import type { Redis } from 'ioredis';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
+import type { AppState } from './AppState.ts';
 
 /** What readiness checks need. `codeMigration` is the newest migration this build ships. */
 export type HealthDeps = { pool: DatabasePool; redis: Redis; codeMigration: number };
@@ -11,8 +12,8 @@ export type HealthDeps = { pool: DatabasePool; redis: Redis; codeMigration: numb
  * answer and the database has every migration this build knows; 503 with the failing checks
  * otherwise, so a load balancer sends nothing to a process that cannot do its work.
  */
-export function healthRoutes({ pool, redis, codeMigration }: HealthDeps): Router {
-  const router = new Router();
+export function healthRoutes({ pool, redis, codeMigration }: HealthDeps): Router<AppState> {
+  const router = new Router<AppState>();
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });

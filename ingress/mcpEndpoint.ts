@@ -14,6 +14,7 @@ import { createAgentMcpServer } from '../pipeline/mcp/createAgentMcpServer.ts';
 import type { McpGateway } from '../pipeline/mcp/createMcpGateway.ts';
 import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
+import type { AppState } from './AppState.ts';
 import { parseJson, readRawBody } from './readBody.ts';
 import { traceIdFrom } from './traceIdFrom.ts';
 
@@ -44,8 +45,8 @@ export const MCP_ENDPOINT_PATH = '/v1/projects/:projectId/agents/:agent/mcp';
  * JSON, so any `web` replica can take any request and nothing outlives it. There is no
  * server-to-client stream to offer, so GET and DELETE are 405, as the spec allows.
  */
-export function mcpEndpoint(deps: McpEndpointDeps): Router {
-  const router = new Router();
+export function mcpEndpoint(deps: McpEndpointDeps): Router<AppState> {
+  const router = new Router<AppState>();
   const { contracts } = deps;
   router.all(MCP_ENDPOINT_PATH, async (ctx) => {
     const caller = await authenticate(ctx, deps.pool);

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
 import { AppError } from '../pipeline/errors.ts';
+import type { AppState } from './AppState.ts';
 
 /**
  * `GET /metrics` behind a bearer token: the scrape lists every tenant's project ids and
@@ -16,9 +17,9 @@ export function metricsRoute({
   render: () => Promise<string>;
   metricsToken: string | undefined;
   adminToken: string | undefined;
-}): Router {
+}): Router<AppState> {
   const accepted = [metricsToken, adminToken].filter((t): t is string => Boolean(t)).map(digest);
-  const router = new Router();
+  const router = new Router<AppState>();
   router.get('/metrics', async function serveMetrics(ctx) {
     if (accepted.length === 0) {
       throw new AppError(

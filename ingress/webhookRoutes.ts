@@ -8,6 +8,7 @@ import { verifyTelegramSecret } from '../pipeline/channels/telegram/verifyTelegr
 import { AppError } from '../pipeline/errors.ts';
 import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
+import type { AppState } from './AppState.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { parseJson, readRawBody } from './readBody.ts';
@@ -31,8 +32,8 @@ const unauthorized = (what: string) =>
  * On a Telegram account with `approvals: true`, an Approve / Reject button press decides
  * its approval (decideFromTelegram) and is answered 200 whatever the outcome; it starts no run.
  */
-export function webhookRoutes(deps: WebhookDeps): Router {
-  const router = new Router();
+export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
+  const router = new Router<AppState>();
 
   router.post('/webhooks/telegram/:projectId/:accountId', async (ctx) => {
     const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };

@@ -7,7 +7,7 @@ import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { awaitQuiescence } from './awaitQuiescence.ts';
 import { chaosReport, detailLine, summaryLine } from './chaosReport.ts';
 import { driveLoad } from './driveLoad.ts';
-import { freePort } from './freePort.ts';
+import { freePort } from '../freePort.ts';
 import { injectFaults } from './injectFaults.ts';
 import { CHAOS_USAGE, parseChaosOptions, type ChaosOptions } from './parseChaosOptions.ts';
 import { CHAOS_PROJECT, dropDatabase, prepareChaosDatabase } from './prepareChaosDatabase.ts';

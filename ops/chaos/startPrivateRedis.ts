@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
-import { freePort } from './freePort.ts';
+import { freePort } from '../freePort.ts';
 
 /** A redis-server of this chaos run's own, on a loopback port, with nothing persisted. */
 export type PrivateRedis = {

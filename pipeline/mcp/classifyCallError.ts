@@ -41,8 +41,8 @@ export function classifyCallError(
     };
   }
   // An error the server answered with: the connection is fine. Only the errors a server
-  // gives before it runs the tool (unknown tool, bad arguments, a bad request) prove the
-  // call was not made; any other may come from the middle of it.
+  // gives before it runs the tool (a parse error, a bad request, an unknown method) prove
+  // the call was not made; any other, invalid params included, may come from the middle of it.
   if (error instanceof McpError && error.code !== (ErrorCode.ConnectionClosed as number)) {
     return {
       error: new ToolCallError(

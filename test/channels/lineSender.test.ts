@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLineSender } from '../../pipeline/channels/line/createLineSender.ts';
-import { AppError, NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
+import { NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
+import { failure } from '../helpers/failure.ts';
 import { startLineServer, type LineServer } from '../fakes/lineServer.ts';
 
 const ACCESS_TOKEN = 'line-access-token-secret_part';
@@ -16,16 +17,6 @@ afterAll(async () => {
 });
 
 const sender = () => createLineSender({ accessToken: ACCESS_TOKEN, baseUrl: line.baseUrl });
-
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AppError);
-    return error as AppError;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('createLineSender', () => {
   it('replies with a reply token, one text message per text', async () => {

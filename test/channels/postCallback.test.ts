@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postCallback } from '../../pipeline/channels/api/postCallback.ts';
-import { AppError, NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
+import { NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
+import { failure } from '../helpers/failure.ts';
 
 type Received = { headers: IncomingMessage['headers']; body: unknown };
 
@@ -29,16 +30,6 @@ afterAll(async () => {
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
 });
-
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AppError);
-    return error as AppError;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('postCallback', () => {
   it('posts the payload as JSON with an Idempotency-Key', async () => {

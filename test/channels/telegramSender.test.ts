@@ -2,7 +2,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTelegramSender } from '../../pipeline/channels/telegram/createTelegramSender.ts';
-import { AppError, NonRetryableError, RetryAfterError } from '../../pipeline/errors.ts';
+import { NonRetryableError, RetryAfterError, type AppError } from '../../pipeline/errors.ts';
+import { failure } from '../helpers/failure.ts';
 import { startTelegramServer, type TelegramServer } from '../../ops/fakes/telegramServer.ts';
 
 const TOKEN = '7000000001:AAHk-secret_part-ZZZZ';
@@ -14,16 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await tg.close();
 });
-
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(AppError);
-    return error as AppError;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** Everything a log line could show of an error. */
 function everything(error: AppError): string {

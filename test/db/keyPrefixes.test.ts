@@ -4,6 +4,7 @@ import { createApiKey, KEY_PREFIX_RANDOM_CHARS, listApiKeys } from '../../db/api
 import { ensureDatabase, migrate, readMigrations } from '../../db/migrate.ts';
 import { upsertProject } from '../../db/projects.ts';
 import { withProject } from '../../db/withProject.ts';
+import { dropDatabase } from '../helpers/dropDatabase.ts';
 import { serverUrl, uniqueDatabaseName } from '../helpers/serverUrl.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 
@@ -12,11 +13,7 @@ const actor = 'test';
 
 const created: string[] = [];
 afterAll(async () => {
-  const admin = new pg.Client({ connectionString: serverUrl('postgres') });
-  await admin.connect();
-  for (const name of created)
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-  await admin.end();
+  for (const name of created) await dropDatabase(name);
 });
 
 describe('API key prefixes (issue 12, item 3)', () => {

@@ -4,15 +4,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureDatabase, migrate, readMigrations } from '../../db/migrate.ts';
+import { dropDatabase } from '../helpers/dropDatabase.ts';
 import { serverUrl, uniqueDatabaseName } from '../helpers/serverUrl.ts';
 
 const created: string[] = [];
 afterAll(async () => {
-  const admin = new pg.Client({ connectionString: serverUrl('postgres') });
-  await admin.connect();
-  for (const name of created)
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-  await admin.end();
+  for (const name of created) await dropDatabase(name);
 });
 
 function freshUrl(): string {

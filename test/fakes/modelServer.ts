@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { freePort } from '../../ops/freePort.ts';
 
 /**
  * One message of a recorded request, loose enough for both wire formats: `content` is a string,
@@ -429,9 +430,5 @@ function sleepUnlessClosed(ms: number, res: ServerResponse): Promise<void> {
  * for testing a refused connection.
  */
 export async function closedModelUrl(): Promise<string> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return `http://127.0.0.1:${port}/v1`;
+  return `http://127.0.0.1:${await freePort()}/v1`;
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import type { Worker } from 'bullmq';
+import type { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
@@ -23,6 +23,7 @@ import type { StageContext } from '../../pipeline/StageContext.ts';
 import { sweep, type SweepReport } from '../../pipeline/sweeper/sweep.ts';
 import { createStageWorker } from '../../workers/createStageWorker.ts';
 import { createStageQueues, type StageQueues } from '../../workers/stageQueues.ts';
+import { trackOpen } from './trackOpen.ts';
 import { TEST_REDIS_URL } from './useRedisPrefix.ts';
 
 /** The whole pipeline in this test process: ingress on a local port and a worker per stage. */
@@ -119,23 +120,59 @@ export async function startPipeline({
   const server: Server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // What the file must close (pipeline.close() does): failOnLeaks fails it otherwise.
+  const name = `startPipeline ${prefix}`;
+  let closed = false;
+  trackOpen({ what: name, isOpen: () => !closed, forceClose: () => ctx.gateway.close() });
+  trackOpen({
+    what: `${name}: its HTTP server`,
+    isOpen: () => server.listening,
+    forceClose: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  });
+  for (const [i, r] of [...new Set([redis, ingressRedis])].entries()) {
+    trackOpen({
+      what: `${name}: its Redis connection ${i + 1}`,
+      isOpen: () => r.status !== 'end',
+      forceClose: () => r.disconnect(),
+    });
+  }
+  const trackQueues = (of: Record<Stage, Queue>, whose: string) => {
+    for (const [stage, queue] of Object.entries(of)) {
+      trackOpen({
+        what: `${name}: ${whose} ${stage} queue`,
+        isOpen: () => queue.closing === undefined,
+        forceClose: () => queue.close(),
+      });
+    }
+  };
+  trackQueues(queues.queues, 'its');
+  if (ingressQueues !== queues) trackQueues(ingressQueues.queues, "ingress's");
 
   let running: Worker[] = [];
   const startWorkers = (stages: readonly Stage[] = Stage.options) => {
     for (const stage of stages) {
-      running.push(
-        createStageWorker({
-          stage,
-          handler: STAGE_HANDLERS[stage],
-          ctx: { ...ctx, actor: `worker:${stage}` },
-          enqueue: queues.enqueue,
-          connection: redis,
-          prefix,
-          concurrency,
-          lockMs: 2000,
-          ...(databaseWaitMs === undefined ? {} : { databaseWaitMs }),
-        }),
-      );
+      const worker = createStageWorker({
+        stage,
+        handler: STAGE_HANDLERS[stage],
+        ctx: { ...ctx, actor: `worker:${stage}` },
+        enqueue: queues.enqueue,
+        connection: redis,
+        prefix,
+        concurrency,
+        lockMs: 2000,
+        ...(databaseWaitMs === undefined ? {} : { databaseWaitMs }),
+      });
+      let workerClosed = false;
+      worker.once('closed', () => (workerClosed = true));
+      trackOpen({
+        what: `${name}: its ${stage} worker`,
+        isOpen: () => !workerClosed,
+        forceClose: () => worker.close(true),
+      });
+      running.push(worker);
     }
   };
   const stopWorkers = async () => {
@@ -188,6 +225,7 @@ export async function startPipeline({
       await ctx.gateway.close();
       redis.disconnect();
       ingressRedis.disconnect();
+      closed = true;
     },
   };
 }

@@ -1,4 +1,5 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { trackOpen } from './trackOpen.ts';
 
 /** A TCP proxy in front of a real server, to cut it off and bring it back from a test. */
 export type TcpProxy = {
@@ -52,6 +53,11 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   await listen(server, 0);
   const port = (server.address() as AddressInfo).port;
   let listening = true;
+  trackOpen({
+    what: `startTcpProxy 127.0.0.1:${port} → ${target.host}:${target.port}`,
+    isOpen: () => listening,
+    forceClose: () => stop(),
+  });
   const stop = async () => {
     if (!listening) return;
     listening = false;

@@ -3,6 +3,7 @@ import type { DatabasePool } from 'slonik';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { createDbPool } from '../../db/createDbPool.ts';
 import { loginUrl } from '../../db/loginUrl.ts';
+import { dropDatabase } from './dropDatabase.ts';
 import { serverUrl, uniqueDatabaseName } from './serverUrl.ts';
 
 /** A test file's own database, cloned from the migrated template. */
@@ -66,13 +67,7 @@ export function useTestDatabase(): () => TestDatabase {
   afterAll(async () => {
     await Promise.all(owners.map((c) => c.end().catch(() => {})));
     await Promise.all([db?.pool.end(), db?.sweeperPool.end(), db?.platformPool.end()]);
-    const admin = new pg.Client({ connectionString: serverUrl('postgres') });
-    await admin.connect();
-    try {
-      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-    } finally {
-      await admin.end();
-    }
+    await dropDatabase(name);
   });
 
   return () => {

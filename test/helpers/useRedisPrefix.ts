@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
+import { deleteRedisPrefix } from '../../ops/deleteRedisPrefix.ts';
 
 /** The Redis tests use: `REDIS_URL`, or the local default. */
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -20,12 +21,7 @@ export function useRedisPrefix(name = 'awt'): string {
 export async function deleteKeys(prefix: string): Promise<void> {
   const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteRedisPrefix(redis, prefix);
   } finally {
     redis.disconnect();
   }

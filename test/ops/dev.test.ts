@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../ops/freePort.ts';
 import { projectNode } from '../../ops/projectNode.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -24,21 +24,13 @@ afterAll(async () => {
 // web listens on HOST: the supervisor must ask it there, and say so
 const HOST = '127.0.0.2';
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, HOST);
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 type Said = { msg: string; readyz?: number | string };
 
 describe('awooop dev', () => {
   // Regression: "AwoooP is running" was printed as soon as the children were spawned, 35–80 s
   // before the web process listened on a loaded machine.
   it('says starting first, and running only once /readyz answers 200', async () => {
-    const port = await freePort();
+    const port = await freePort(HOST);
     const readyz = `http://${HOST}:${port}/readyz`;
     dev = spawn(projectNode(), ['ops/awooop.ts', 'dev'], {
       cwd: ROOT,

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../ops/freePort.ts';
 import { projectNode } from '../../ops/projectNode.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -21,14 +21,6 @@ let web: ChildProcess;
 let port: number;
 let output = '';
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, HOST);
-  await new Promise((r) => server.once('listening', r));
-  const { port: found } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return found;
-}
-
 async function reachable(host: string): Promise<number | string> {
   try {
     return (await fetch(`http://${host}:${port}/healthz`)).status;
@@ -38,7 +30,7 @@ async function reachable(host: string): Promise<number | string> {
 }
 
 beforeAll(async () => {
-  port = await freePort();
+  port = await freePort(HOST);
   web = spawn(projectNode(), [CLI, 'web'], {
     env: {
       PATH: process.env.PATH ?? '',

@@ -14,8 +14,3 @@ export async function deleteRedisPrefix(redis: Redis, prefix: string): Promise<n
   } while (cursor !== '0');
   return deleted;
 }
-
-/** A fresh key prefix for one bench invocation (letters, digits and `-` only). */
-export function benchPrefix(name: string): string {
-  return `${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-}
