@@ -11,8 +11,12 @@ const StalledRun = z.object({
   traceId: z.string(),
   state: z.enum(RUN_STATES),
   overdue: z.boolean(),
+  answerInFlight: z.boolean(),
 });
-/** A run the sweep looks at; `overdue` when it is past its deadline. */
+/**
+ * A run the sweep looks at; `overdue` when it is past its deadline; `answerInFlight` when what
+ * is left of it is deliver's: a chunk of its answer is being sent, or none is left queued.
+ */
 export type StalledRun = z.infer<typeof StalledRun>;
 
 const OverdueApproval = z.object({ approvalId: z.string(), projectId: z.string() });
@@ -31,7 +35,14 @@ export async function listStalledRuns(
   return db.any(sql.type(StalledRun)`
     SELECT * FROM (
       SELECT run_id AS "runId", project_id AS "projectId", trace_id AS "traceId", state,
-             deadline_at < now() AS overdue
+             deadline_at < now() AS overdue,
+             (EXISTS (SELECT 1 FROM outbound_messages o
+                       WHERE o.run_id = runs.run_id AND o.kind = 'reply' AND o.status = 'sending')
+              OR (EXISTS (SELECT 1 FROM outbound_messages o
+                           WHERE o.run_id = runs.run_id AND o.kind = 'reply')
+                  AND NOT EXISTS (SELECT 1 FROM outbound_messages o
+                                   WHERE o.run_id = runs.run_id AND o.kind = 'reply'
+                                     AND o.status = 'queued'))) AS "answerInFlight"
         FROM runs
        WHERE state NOT IN ('COMPLETED', 'FAILED')
          AND updated_at < now() - make_interval(secs => ${stallMs / 1000})
@@ -39,14 +50,14 @@ export async function listStalledRuns(
          AND (state <> 'WAITING_APPROVAL' OR deadline_at < now())
       UNION
       -- a waiting run is stalled only while an approver's notice is left unsent
-      SELECT DISTINCT r.run_id, r.project_id, r.trace_id, r.state, false
+      SELECT DISTINCT r.run_id, r.project_id, r.trace_id, r.state, false, false
         FROM approval_notices n JOIN approvals a USING (approval_id) JOIN runs r USING (run_id)
        WHERE r.state = 'WAITING_APPROVAL' AND a.status = 'pending'
          AND n.status IN ('queued', 'sending')
          AND n.updated_at < now() - make_interval(secs => ${stallMs / 1000})
          AND (n.lease_until IS NULL OR n.lease_until < now())
       UNION
-      SELECT r.run_id, r.project_id, r.trace_id, r.state, false
+      SELECT r.run_id, r.project_id, r.trace_id, r.state, false, false
         FROM outbound_messages o JOIN runs r USING (run_id)
        WHERE r.state = 'FAILED' AND o.kind = 'failure' AND o.status IN ('queued', 'sending')
          AND o.updated_at < now() - make_interval(secs => ${stallMs / 1000})

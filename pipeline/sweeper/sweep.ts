@@ -83,7 +83,16 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
   const byRun = new Map<string, StalledRun>();
   for (const run of stalled) {
     const seen = byRun.get(run.runId);
-    byRun.set(run.runId, seen ? { ...seen, overdue: seen.overdue || run.overdue } : run);
+    byRun.set(
+      run.runId,
+      seen
+        ? {
+            ...seen,
+            overdue: seen.overdue || run.overdue,
+            answerInFlight: seen.answerInFlight || run.answerInFlight,
+          }
+        : run,
+    );
   }
   report.checked = byRun.size;
   const sweepOne = async (run: StalledRun) => {
@@ -91,7 +100,11 @@ export async function sweep(ctx: StageContext, deps: SweepDeps): Promise<SweepRe
     const stage: Stage = notice ? 'deliver' : stageFor(run.state)!;
     const state = await deps.jobState(stage, run.runId, notice);
     const job = { projectId: run.projectId, runId: run.runId, traceId: run.traceId, stage };
-    if (run.overdue && state !== 'active') {
+    // A run whose answer is being sent, or all sent, is not timed out: the failure notice
+    // would follow an answer the user may already have. Deliver ends it within its own
+    // attempts (a chunk a dead sender held is settled `uncertain` once its lease runs out, never
+    // sent twice); a chunk still queued after one in flight can time the run out later.
+    if (run.overdue && state !== 'active' && !run.answerInFlight) {
       if (
         await endRun(
           ctx,

@@ -359,3 +359,66 @@ describe('a send that did not happen while Postgres drops out', () => {
     await resumeAndCheck(chatId, 'put back away', run.run_id);
   });
 });
+
+describe('a run past its deadline at deliver', () => {
+  /** A sanitized run of `text` whose deliver has not run, its deadline passed. */
+  async function overdueSanitized(chatId: number, text: string) {
+    await pipeline.stopWorkers();
+    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+    await post(chatId, text);
+    const run = await waitFor(
+      async () => {
+        const r = await runOf(text);
+        return r?.state === 'SANITIZED' ? r : undefined;
+      },
+      { what: 'a sanitized run' },
+    );
+    await owner.query(
+      `UPDATE runs SET deadline_at = now() - interval '1 second',
+                       updated_at = now() - interval '1 minute' WHERE run_id = $1`,
+      [run.run_id],
+    );
+    return run;
+  }
+
+  // Regression (found by npm run chaos): a deliver worker killed while its send went out left
+  // the chunk `sending`; the sweep timed the run out, and the user got the answer and then
+  // "Sorry, I could not finish that".
+  it('is not timed out while its answer is in flight: deliver settles it, no notice follows', async () => {
+    const chatId = 7701;
+    const run = await overdueSanitized(chatId, 'overdue in flight');
+    await owner.query(
+      `UPDATE outbound_messages SET status = 'sending', attempts = 1,
+              lease_until = now() - interval '1 second' WHERE run_id = $1`,
+      [run.run_id],
+    );
+    const report = await pipeline.sweep(0);
+    expect(report.timedOut).toBe(0);
+    expect((await runOf('overdue in flight'))?.state).toBe('SANITIZED');
+    pipeline.startWorkers(['deliver']);
+    const done = await finished('overdue in flight');
+    expect(done.state).toBe('COMPLETED');
+    expect(await ledger(run.run_id)).toEqual([
+      { kind: 'reply', status: 'uncertain', error_code: 'SENDER_LOST' },
+    ]);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sentTo(chatId)).toHaveLength(0);
+  });
+
+  it('is timed out when nothing of its answer has gone out: the user gets the notice only', async () => {
+    const chatId = 7702;
+    const run = await overdueSanitized(chatId, 'overdue queued');
+    const report = await pipeline.sweep(0);
+    expect(report.timedOut).toBe(1);
+    pipeline.startWorkers(['deliver']);
+    const done = await finished('overdue queued');
+    expect(done).toMatchObject({ state: 'FAILED', failure_code: 'RUN_TIMEOUT' });
+    await waitFor(() => sentTo(chatId).length === 1 || undefined, { what: 'the failure notice' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sentTo(chatId)[0]!.text).not.toContain('overdue queued');
+    expect((await ledger(run.run_id)).map((r) => `${r.kind}:${r.status}`)).toEqual([
+      'failure:sent',
+      'reply:suppressed',
+    ]);
+  });
+});
