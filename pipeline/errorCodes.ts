@@ -1,8 +1,9 @@
 /**
  * Every error code the platform raises, answers or stores, with one line on what it means.
  * A code is a wire contract: it crosses processes (job failures, run rows, ledger rows) and
- * the network (`{ error: { code, message } }`, MCP tool results), so it lives here, in
- * `contracts/`, where `db/` may read it too. `AppError.code` is typed as {@link ErrorCode},
+ * the network (`{ error: { code, message } }`, MCP tool results). It sits beside
+ * `errors.ts`, which re-exports {@link ErrorCode} for `db/` (whose imports stop at contracts
+ * and errors). `AppError.code` is typed as {@link ErrorCode},
  * so a code missing here, or misspelt, fails the type check; `docs/error-codes.md` is
  * rendered from this map and a test keeps it equal.
  *
