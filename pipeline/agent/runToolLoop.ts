@@ -21,6 +21,7 @@ import { callModelRoute } from './callModelRoute.ts';
 import { capModelTimeout } from './capModelTimeout.ts';
 import { handleToolCall } from './handleToolCall.ts';
 import type { ChatMessage, ToolSpec } from './modelTypes.ts';
+import { NonRetryableError, RetryAfterError } from '../errors.ts';
 
 /** A write call suggest mode did not make, for the reply. */
 export type Proposal = { tool: string; arguments: Record<string, unknown> };
@@ -155,7 +156,9 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
         ...(signal ? { signal } : {}),
       },
       { resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref), logger: ctx.logger },
-    );
+    ).catch((error: unknown) => {
+      throw pastDeadline(error, run.deadlineAt - ctx.now());
+    });
     const body: ModelStepBody = {
       // Known credential values never reach a checkpoint, even before sanitize.
       text: redactSecrets(result.text, known).text,
@@ -286,4 +289,17 @@ function proposalsFrom(steps: readonly RunStep[]): Proposal[] {
     if (call?.toolId) out.push({ tool: call.toolId, arguments: call.arguments ?? {} });
   }
   return out;
+}
+
+/**
+ * A provider that asks to be retried later than the run may live ends the run now: waiting
+ * would only end it `RUN_TIMEOUT` at its deadline, with the job delayed until then.
+ */
+function pastDeadline(error: unknown, leftMs: number): unknown {
+  if (!(error instanceof RetryAfterError) || error.retryAfterMs <= leftMs) return error;
+  return new NonRetryableError(
+    error.code,
+    `${error.message} The provider asked to wait ${Math.ceil(error.retryAfterMs / 1000)} s, past the run's deadline.`,
+    { status: error.status, cause: error, detail: { ...error.detail } },
+  );
 }

@@ -110,4 +110,32 @@ describe("a model provider's Retry-After", () => {
     );
     expect(rows).toEqual([{ failure_code: 'MODEL_UNAVAILABLE' }]);
   });
+
+  it('fails the run at once when the provider asks for longer than the run has left', async () => {
+    const chatId = 9103;
+    let calls = 0;
+    model.setBehaviour((request) => {
+      if (!JSON.stringify(request.body).includes('come back in an hour')) return undefined;
+      calls += 1;
+      return { status: 429, headers: { 'retry-after': '3600' } };
+    });
+    try {
+      await post(chatId, 'come back in an hour');
+      await waitFor(() => (sentTo(chatId).length > 0 ? true : undefined), {
+        what: 'the failure notice',
+        timeoutMs: 60_000,
+      });
+    } finally {
+      model.setBehaviour(null);
+    }
+    expect(sentTo(chatId)).toEqual([NOTICE]);
+    // One call: the hour asked for is past the run's deadline, so no attempt waits for it.
+    expect(calls).toBe(1);
+    const owner = await db().owner();
+    const { rows } = await owner.query<{ failure_code: string }>(
+      `SELECT r.failure_code FROM runs r JOIN conversation_events e ON e.event_id = r.event_id
+        WHERE e.body->'message'->>'text' = 'come back in an hour'`,
+    );
+    expect(rows).toEqual([{ failure_code: 'MODEL_UNAVAILABLE' }]);
+  });
 });
