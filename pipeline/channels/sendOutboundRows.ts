@@ -279,7 +279,8 @@ async function prepareSend(target: Target): Promise<Send> {
       return async (rows) => {
         const row = rows[0]!;
         const sent = await sender.sendText(conversation.id, row.text, {
-          parseMode: row.format,
+          // A Telegram row is never mrkdwn (that is Slack's); were one, it would go out unparsed.
+          parseMode: row.format === 'mrkdwn' ? 'plain' : row.format,
           ...(conversation.threadId ? { threadId: conversation.threadId } : {}),
         });
         return { method: 'sendMessage', externalMessageId: sent.externalMessageId };

@@ -8,7 +8,10 @@ import type { RunState } from '../contracts/runState.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 
 /** The format the channel's messages are written in. */
-export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
+export function channelFormat(
+  channel: ChannelContract,
+): 'plain' | 'HTML' | 'MarkdownV2' | 'mrkdwn' {
+  if (channel.type === 'slack') return 'mrkdwn';
   return channel.type === 'telegram' ? channel.parseMode : 'plain';
 }
 
