@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { decideFromTelegram } from '../pipeline/approvals/decideFromTelegram.ts';
 import { normalizeLineWebhook } from '../pipeline/channels/line/normalizeLineWebhook.ts';
 import { verifyLineSignature } from '../pipeline/channels/line/verifyLineSignature.ts';
+import { slackPlugin } from '../pipeline/channels/slack/slackPlugin.ts';
 import { normalizeTelegramUpdate } from '../pipeline/channels/telegram/normalizeTelegramUpdate.ts';
 import { readApprovalCallback } from '../pipeline/channels/telegram/readApprovalCallback.ts';
 import { verifyTelegramSecret } from '../pipeline/channels/telegram/verifyTelegramSecret.ts';
@@ -31,6 +32,9 @@ const unauthorized = (what: string) =>
  * comes after the durable write, so the channel's retry covers anything lost before it.
  * On a Telegram account with `approvals: true`, an Approve / Reject button press decides
  * its approval (decideFromTelegram) and is answered 200 whatever the outcome; it starts no run.
+ * Slack's Events API posts to `/webhooks/slack/…`: signed `v0` (a timestamp older than five
+ * minutes is a 401 too), its `url_verification` answered with the challenge, and each
+ * mention or direct message accepted once per `event_id`, well inside Slack's 3 s.
  */
 export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
   const router = new Router<AppState>();
@@ -82,6 +86,49 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
     );
     ctx.status = 200;
     ctx.body = { ok: true, runs: accepted.map((a) => a.runId) };
+  });
+
+  router.post('/webhooks/slack/:projectId/:accountId', async (ctx) => {
+    const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
+    const account = await deps.accounts(projectId, accountId, 'slack');
+    const inbound = slackPlugin.inbound!;
+    let raw: Buffer | undefined;
+    const request = {
+      projectId,
+      accountId,
+      headers: {
+        'x-slack-signature': ctx.get('x-slack-signature') || undefined,
+        'x-slack-request-timestamp': ctx.get('x-slack-request-timestamp') || undefined,
+      },
+      rawBody: async () => (raw ??= await readRawBody(ctx)),
+      receivedAt: new Date(),
+    };
+    const secret = (ref: string) => deps.secrets.resolve(projectId, ref);
+    if (!(await inbound.verify(request, account, secret))) {
+      throw unauthorized('X-Slack-Signature or X-Slack-Request-Timestamp');
+    }
+    const result = inbound.normalize(parseJson(await request.rawBody()), account, request);
+    ctx.status = 200;
+    if (result.kind === 'answer') {
+      ctx.body = result.body;
+      return;
+    }
+    if (result.kind !== 'messages') {
+      ctx.body = { ok: true, runs: [] };
+      return;
+    }
+    // Harmless twice: a retry (X-Slack-Retry-Num) or a concurrent copy carries the same
+    // event_id, which conversation_events' unique key admits once; the copy gets the same run.
+    const accepted = await acceptInbound(
+      deps,
+      { projectId, channel: 'slack', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+      result.batch.events,
+    );
+    ctx.body = {
+      ok: true,
+      runs: accepted.map((a) => a.runId),
+      duplicate: accepted.some((a) => !a.created),
+    };
   });
 
   return router;

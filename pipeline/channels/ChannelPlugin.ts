@@ -50,9 +50,15 @@ export type InboundRequest = {
 /** Resolves one of the account's secret refs to its value (`secret:` / `env:`). */
 export type ResolveSecret = (ref: SecretRef) => Promise<string>;
 
-/** What a webhook call turned out to be: messages to run, or an approver's button press. */
+/**
+ * What a webhook call turned out to be: messages to run, an approver's button press, or a
+ * handshake the route answers with `body` as JSON and nothing else (Slack's
+ * `url_verification` challenge).
+ */
 export type InboundResult =
-  { kind: 'messages'; batch: InboundBatch } | { kind: 'approval'; answer: ApproverAnswer };
+  | { kind: 'messages'; batch: InboundBatch }
+  | { kind: 'approval'; answer: ApproverAnswer }
+  | { kind: 'answer'; body: Record<string, unknown> };
 
 /** The inbound half of a plugin: what its webhook route calls. */
 export type InboundAdapter<T extends ChannelType> = {

@@ -15,6 +15,7 @@ import type { StageContext } from '../StageContext.ts';
 import { postCallback } from './api/postCallback.ts';
 import { createLineSender } from './line/createLineSender.ts';
 import { paceTelegramSend } from './sendRateLimiter.ts';
+import { slackPlugin } from './slack/slackPlugin.ts';
 import { createTelegramSender } from './telegram/createTelegramSender.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 
@@ -45,7 +46,7 @@ export type SendReport = {
  * a retry, a restarted worker, a twin job — skips what was sent and never sends a row another
  * worker holds. A row whose sender died mid-call is taken over when its lease runs out: where
  * the channel dedupes a repeat (a LINE push carries the row's id as `X-Line-Retry-Key`, an API
- * callback its `Idempotency-Key`) it is sent again; where it cannot (Telegram, a LINE reply)
+ * callback its `Idempotency-Key`) it is sent again; where it cannot (Telegram, Slack, a LINE reply)
  * it is settled `uncertain` rather than risk a second copy, and so is a call whose answer was
  * lost. A refused row stops the send: what follows stays queued for the caller to withdraw.
  */
@@ -221,7 +222,10 @@ async function settleClaimed(
 function methodFor(
   { ctx, channel, event }: Target,
   rows: readonly ClaimedRow[],
-): { name: 'sendMessage' | 'reply' | 'push' | 'stored' | 'callback'; dedupes: boolean } {
+): {
+  name: 'sendMessage' | 'reply' | 'push' | 'stored' | 'callback' | 'chat.postMessage';
+  dedupes: boolean;
+} {
   switch (channel.type) {
     case 'telegram':
       return { name: 'sendMessage', dedupes: false };
@@ -238,7 +242,7 @@ function methodFor(
     case 'api':
       return { name: channel.callbackUrl ? 'callback' : 'stored', dedupes: true };
     case 'slack':
-      return { name: 'stored', dedupes: false };
+      return { name: 'chat.postMessage', dedupes: false };
   }
 }
 
@@ -327,8 +331,13 @@ async function prepareSend(target: Target): Promise<Send> {
         return { method: 'callback' };
       };
     }
-    case 'slack':
-      throw new NonRetryableError('CHANNEL_NOT_SUPPORTED', 'sending to Slack is not available yet');
+    case 'slack': {
+      const sender = slackPlugin.createSender(channel, [
+        await ctx.secrets.resolve(run.projectId, channel.botToken),
+      ]);
+      const sendTarget = { run, account: channel, event, now: ctx.now() };
+      return (rows, method) => sender.send(rows, { name: method, dedupes: false }, sendTarget);
+    }
   }
 }
 
