@@ -5,7 +5,7 @@ import type { ProjectContract } from './projectContract.ts';
 import type { RuntimeContract } from './runtimeContract.ts';
 
 /** The channel types a plugin receives and sends; any other is refused at apply. */
-export const CHANNELS_WITH_PLUGIN = ['telegram', 'line', 'api'] as const;
+export const CHANNELS_WITH_PLUGIN = ['telegram', 'line', 'slack', 'api'] as const;
 
 type Path = (string | number)[];
 
