@@ -1,7 +1,9 @@
-import Router from '@koa/router';
+import Router, { type RouterContext } from '@koa/router';
 import { decideFromTelegram } from '../pipeline/approvals/decideFromTelegram.ts';
 import { normalizeLineWebhook } from '../pipeline/channels/line/normalizeLineWebhook.ts';
 import { verifyLineSignature } from '../pipeline/channels/line/verifyLineSignature.ts';
+import { decideFromSlack } from '../pipeline/approvals/decideFromSlack.ts';
+import { readSlackInteraction } from '../pipeline/channels/slack/slackApprovals.ts';
 import { slackPlugin } from '../pipeline/channels/slack/slackPlugin.ts';
 import { normalizeTelegramUpdate } from '../pipeline/channels/telegram/normalizeTelegramUpdate.ts';
 import { readApprovalCallback } from '../pipeline/channels/telegram/readApprovalCallback.ts';
@@ -34,7 +36,9 @@ const unauthorized = (what: string) =>
  * its approval (decideFromTelegram) and is answered 200 whatever the outcome; it starts no run.
  * Slack's Events API posts to `/webhooks/slack/…`: signed `v0` (a timestamp older than five
  * minutes is a 401 too), its `url_verification` answered with the challenge, and each
- * mention or direct message accepted once per `event_id`, well inside Slack's 3 s.
+ * mention or direct message accepted once per `event_id`, well inside Slack's 3 s. On a Slack
+ * account with `approvals: true`, `…/interactivity` takes Block Kit button presses, signed
+ * the same way, and decides the approval (decideFromSlack); it starts no run.
  */
 export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
   const router = new Router<AppState>();
@@ -88,10 +92,10 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
     ctx.body = { ok: true, runs: accepted.map((a) => a.runId) };
   });
 
-  router.post('/webhooks/slack/:projectId/:accountId', async (ctx) => {
+  /** The Slack account of the request, once its `v0` signature is checked; else a 401. */
+  const verifiedSlack = async (ctx: RouterContext<AppState>) => {
     const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
     const account = await deps.accounts(projectId, accountId, 'slack');
-    const inbound = slackPlugin.inbound!;
     let raw: Buffer | undefined;
     const request = {
       projectId,
@@ -104,9 +108,15 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
       receivedAt: new Date(),
     };
     const secret = (ref: string) => deps.secrets.resolve(projectId, ref);
-    if (!(await inbound.verify(request, account, secret))) {
+    if (!(await slackPlugin.inbound!.verify(request, account, secret))) {
       throw unauthorized('X-Slack-Signature or X-Slack-Request-Timestamp');
     }
+    return { projectId, accountId, account, request };
+  };
+
+  router.post('/webhooks/slack/:projectId/:accountId', async (ctx) => {
+    const { projectId, accountId, account, request } = await verifiedSlack(ctx);
+    const inbound = slackPlugin.inbound!;
     const result = inbound.normalize(parseJson(await request.rawBody()), account, request);
     ctx.status = 200;
     if (result.kind === 'answer') {
@@ -129,6 +139,16 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
       runs: accepted.map((a) => a.runId),
       duplicate: accepted.some((a) => !a.created),
     };
+  });
+
+  // Slack's Interactivity Request URL: a Block Kit button press, a signed `payload=` form.
+  router.post('/webhooks/slack/:projectId/:accountId/interactivity', async (ctx) => {
+    const { projectId, account, request } = await verifiedSlack(ctx);
+    const answer = account.approvals ? readSlackInteraction(await request.rawBody()) : null;
+    // Harmless twice: a repeated press finds the approval decided and changes nothing.
+    const outcome = answer ? await decideFromSlack(deps, { projectId, answer }) : 'unknown_action';
+    ctx.status = 200;
+    ctx.body = { ok: true, approval: outcome };
   });
 
   return router;

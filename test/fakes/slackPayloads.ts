@@ -109,3 +109,40 @@ function hash(text: string): number {
   for (const ch of text) h = (h * 31 + ch.charCodeAt(0)) % 1_000_000;
   return h;
 }
+
+/**
+ * A `block_actions` interaction as Slack posts it to the Interactivity Request URL when a
+ * button is pressed: a form body with one field, `payload`, holding the JSON (user, team,
+ * container, channel, `response_url`, `trigger_id` and the pressed action with its `value`).
+ */
+export function slackButtonPress({ userId, value }: { userId: string; value: string }): string {
+  const payload = {
+    type: 'block_actions',
+    user: { id: userId, username: 'amy', name: 'amy', team_id: 'T061EG9R6' },
+    api_app_id: 'A0MDYCDME',
+    token: 'Shh_its_a_seekrit',
+    container: {
+      type: 'message',
+      message_ts: '1548426417.000100',
+      channel_id: 'D0CA5',
+      is_ephemeral: false,
+    },
+    trigger_id: '12466734323.1395872398.803a0bc887a14d10d2c447fce8b6703c',
+    team: { id: 'T061EG9R6', domain: 'acme-creamery' },
+    enterprise: null,
+    is_enterprise_install: false,
+    channel: { id: 'D0CA5', name: 'directmessage' },
+    response_url: 'https://hooks.slack.com/actions/T061EG9R6/1509734234/abcdef',
+    actions: [
+      {
+        type: 'button',
+        block_id: 'approval',
+        action_id: value.endsWith(':y') ? 'approval_approved' : 'approval_rejected',
+        text: { type: 'plain_text', text: value.endsWith(':y') ? 'Approve' : 'Reject' },
+        value,
+        action_ts: '1548426417.840180',
+      },
+    ],
+  };
+  return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}

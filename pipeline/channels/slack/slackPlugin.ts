@@ -2,6 +2,7 @@ import type { ChannelPlugin } from '../ChannelPlugin.ts';
 import { formatForChannel } from '../../sanitize/formatForChannel.ts';
 import { CHANNEL_TEXT_LIMITS } from '../../contracts/channelContract.ts';
 import { createSlackSender } from './createSlackSender.ts';
+import { slackApprovalBlocks } from './slackApprovals.ts';
 import { normalizeSlackEvent } from './normalizeSlackEvent.ts';
 import { verifySlackSignature } from './verifySlackSignature.ts';
 
@@ -59,6 +60,17 @@ export const slackPlugin: ChannelPlugin<'slack'> = {
         });
         return { method: 'chat.postMessage', externalMessageId: sent.externalMessageId };
       },
+      // A user id as the channel posts into the app's direct messages with that user.
+      askApprover: (recipient, prompt) =>
+        slack.postMessage(recipient, escapeMrkdwn(prompt.text.slice(0, 3000)), {
+          blocks: slackApprovalBlocks(prompt),
+        }),
     };
   },
+  approvals: { subjectPrefix: 'slack' },
 };
+
+/** The notification text of a prompt: Slack reads `&`, `<` and `>` as markup there. */
+function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
