@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { DecidedVia } from '../../db/approvals.ts';
 import type { ClaimedRow } from '../../db/outboundMessages.ts';
 import type { Run } from '../../db/runs.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
@@ -62,11 +63,19 @@ export type InboundResult =
 
 /** The inbound half of a plugin: what its webhook route calls. */
 export type InboundAdapter<T extends ChannelType> = {
+  /** What carries the signature (a header name), as a refused request's 401 names it. */
+  signedBy: string;
   /**
    * Whether the request is signed by the account (raw body, headers, the account's secrets).
    * False is answered 401 before anything is written; a secret that cannot be resolved throws.
    */
   verify(request: InboundRequest, account: AccountOf<T>, secret: ResolveSecret): Promise<boolean>;
+  /**
+   * Reads the verified raw body into what `normalize` takes, for a channel whose requests are
+   * not all JSON (Slack's button presses are a `payload=` form). Throws an `AppError` 400 when
+   * it cannot. Absent: the body is JSON (malformed JSON is a 400).
+   */
+  parse?(raw: Buffer, request: InboundRequest): unknown;
   /**
    * The verified body as the messages it holds (channel-specific part of a
    * {@link ConversationEvent}; ingress adds ids, project, trace and receive time) or, on an
@@ -74,6 +83,11 @@ export type InboundAdapter<T extends ChannelType> = {
    * bad field when the body is not the channel's shape.
    */
   normalize(body: unknown, account: AccountOf<T>, request: InboundRequest): InboundResult;
+  /**
+   * The 200 body answering a webhook that carried messages, from the runs it made or found
+   * (`duplicate`: at least one was already there). Absent: `{ ok: true, runs }`.
+   */
+  responseBody?(accepted: { runs: string[]; duplicate: boolean }): Record<string, unknown>;
 };
 
 /** Where one send goes: the run, its pinned account and the event it answers. */
@@ -162,6 +176,11 @@ export type ApprovalAdapter = {
    * with such a subject are asked on the project's approvals account.
    */
   subjectPrefix: string;
+  /**
+   * What a decision made here is recorded as (`approvals.decided_via`); a new channel adds its
+   * name to that column's check in a migration.
+   */
+  via: DecidedVia;
 };
 
 /**

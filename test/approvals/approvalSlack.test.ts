@@ -1,6 +1,10 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queueApprovalNotices } from '../../db/approvals.ts';
+import { withProject } from '../../db/withProject.ts';
+import { approverRecipients, notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
 import { slackPlugin } from '../../pipeline/channels/slack/slackPlugin.ts';
+import type { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
 import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
@@ -28,6 +32,7 @@ let slack: SlackServer;
 let pipeline: Pipeline;
 let owner: pg.Client;
 let account: Extract<ChannelContract, { type: 'slack' }>;
+let project: ProjectContract;
 
 beforeAll(async () => {
   telegram = await startTelegramServer();
@@ -49,6 +54,8 @@ beforeAll(async () => {
   }) as typeof account;
   input.tenant.channels.sl = account;
   input.tenant.project.acl.members.push({ subject: `slack:${APPROVER}`, roles: ['operator'] });
+  input.tenant.project.approvals = { ...input.tenant.project.approvals, channel: 'sl' };
+  project = input.tenant.project;
   await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, input);
   for (const [name, value] of Object.entries(TEST_SECRETS))
     await pipeline.setSecret(PROJECT, name, value);
@@ -63,7 +70,8 @@ afterAll(async () => {
 
 async function press(userId: string, value: string, secret = SIGNING_SECRET) {
   const body = slackButtonPress({ userId, value });
-  const res = await fetch(`${pipeline.url}/webhooks/slack/${PROJECT}/sl/interactivity`, {
+  // Slack's Interactivity Request URL is the Events API one: the form body tells them apart.
+  const res = await fetch(`${pipeline.url}/webhooks/slack/${PROJECT}/sl`, {
     method: 'POST',
     headers: { ...slackHeaders(body, secret), 'content-type': 'application/x-www-form-urlencoded' },
     body,
@@ -109,7 +117,7 @@ describe('Slack approval buttons', () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const counts = await tableCounts(owner);
     const answer = await press(STRANGER, `ap:${approval.approvalId}:y`);
-    expect(answer).toEqual({ status: 200, body: { ok: true, approval: 'not_allowed' } });
+    expect(answer).toEqual({ status: 200, body: { ok: true, runs: [], approval: 'not_allowed' } });
     expect(await tableCounts(owner)).toEqual(counts);
     expect(await stateOf(run.runId, approval.approvalId)).toEqual({
       run: 'WAITING_APPROVAL',
@@ -138,5 +146,32 @@ describe('Slack approval buttons', () => {
       'already_decided',
     );
     expect(await tableCounts(owner)).toEqual(counts);
+  });
+
+  it('sends the prompt to each Slack approver by DM, and a press on its button decides it', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    await withProject(db().pool, PROJECT, (tx) =>
+      queueApprovalNotices(
+        tx,
+        PROJECT,
+        approval.approvalId,
+        approverRecipients(project, pipeline.ctx.channels, { sl: account }),
+      ),
+    );
+    const report = await notifyApprovers(pipeline.ctx, {
+      run,
+      approval,
+      project,
+      channel: account,
+    });
+    expect(report).toEqual({ sent: 1, uncertain: 0, failed: 0 });
+    const prompt = slack.posts.filter((p) => p.text.includes(approval.approvalId));
+    expect(prompt.map((p) => p.channel)).toEqual([APPROVER]);
+    const buttons = (prompt[0]!.blocks as { elements?: { value: string }[] }[])[1]!.elements!;
+    expect((await press(APPROVER, buttons[0]!.value)).body.approval).toBe('approved');
+    expect(await stateOf(run.runId, approval.approvalId)).toEqual({
+      run: 'ADMITTED',
+      approval: { status: 'approved', decided_via: 'slack' },
+    });
   });
 });

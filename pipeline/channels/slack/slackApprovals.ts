@@ -45,26 +45,20 @@ const BlockActions = z.looseObject({
   ),
 });
 
+/** The JSON a Slack interactivity request carries (a `block_actions` press, a shortcut, ...). */
+export const SlackInteraction = z.looseObject({ type: z.string() });
+
 /**
- * Reads a Slack interactivity request (a form body whose `payload` field is JSON) as a button
- * press: who pressed (`slack:<user id>`) and which approval button, `action` null when the
- * button is not one of {@link slackApprovalBlocks}'. Null for any other interaction (a
- * shortcut, a modal submission). Throws {@link ContractViolationError} naming the field when
- * the form has no `payload` or a `block_actions` payload is malformed.
+ * Reads a Slack interaction payload (the JSON of an interactivity request's `payload` field)
+ * as a button press: who pressed (`slack:<user id>`) and which approval button, `action`
+ * null when the button is not one of {@link slackApprovalBlocks}'. Null for any other
+ * interaction (a shortcut, a modal submission). Throws {@link ContractViolationError} naming
+ * the field when a `block_actions` payload is malformed.
  */
-export function readSlackInteraction(rawBody: Buffer): ApproverAnswer | null {
-  const payload = new URLSearchParams(rawBody.toString('utf8')).get('payload');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(payload ?? '');
-  } catch {
-    parsed = undefined;
-  }
-  const wrapped = parseContract(z.looseObject({ payload: z.looseObject({ type: z.string() }) }), {
-    payload: parsed,
-  }).payload;
-  if (wrapped.type !== 'block_actions') return null;
-  const press = parseContract(BlockActions, wrapped);
+export function readSlackInteraction(payload: unknown): ApproverAnswer | null {
+  const interaction = parseContract(SlackInteraction, payload);
+  if (interaction.type !== 'block_actions') return null;
+  const press = parseContract(BlockActions, interaction);
   const action = press.actions[0];
   const match = BUTTON_VALUE.exec(action?.value ?? '');
   return {
