@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSlackSender } from '../../pipeline/channels/slack/createSlackSender.ts';
 import { normalizeSlackEvent } from '../../pipeline/channels/slack/normalizeSlackEvent.ts';
+import { slackPlugin } from '../../pipeline/channels/slack/slackPlugin.ts';
+import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import {
   signSlackRequest,
   verifySlackSignature,
@@ -170,6 +172,21 @@ describe('createSlackSender against a fake Slack Web API', () => {
     const post = slack.posts.at(-1)!;
     expect(post).toMatchObject({ channel: 'C1', text: 'a &amp; b', threadTs: '1.000001', token });
     expect(sent.externalMessageId).toBe(post.ts);
+  });
+
+  it('declares chat.postMessage not deduped, so the ledger settles a taken-over row uncertain', () => {
+    const account = ChannelContract.parse({
+      type: 'slack',
+      signingSecret: 'secret:s',
+      botToken: 'secret:b',
+      apiBaseUrl: slack.apiBaseUrl,
+    });
+    if (account.type !== 'slack') throw new Error('not a slack account');
+    const sender = slackPlugin.createSender(account, [token]);
+    expect(sender.methodFor([], undefined as never)).toEqual({
+      name: 'chat.postMessage',
+      dedupes: false,
+    });
   });
 
   it('turns a 429 into a RetryAfterError with its Retry-After, and makes no retry itself', async () => {
