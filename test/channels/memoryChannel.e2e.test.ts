@@ -21,6 +21,9 @@ const ACCOUNT = 'mem';
 const SIGNING = 'memory-signing-secret';
 
 const memory = createMemoryChannel();
+// Every ChannelType has a built-in plugin now: the toy takes Slack's type, with Slack's own
+// plugin left out of this file's registry.
+const BUILTINS_BUT_SLACK = BUILTIN_CHANNEL_PLUGINS.filter((p) => p.type !== 'slack');
 let pipeline: Pipeline;
 let owner: pg.Client;
 
@@ -43,7 +46,7 @@ beforeAll(async () => {
     pool: db().pool,
     sweeperPool: db().sweeperPool,
     prefix,
-    channels: [...BUILTIN_CHANNEL_PLUGINS, memory.plugin],
+    channels: [...BUILTINS_BUT_SLACK, memory.plugin],
   });
   owner = await db().owner();
   await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, tenant());
@@ -72,7 +75,7 @@ function post(body: object, signature?: string) {
 describe('a channel added as a plugin alone', () => {
   it('is refused at apply until its plugin is registered, and accepted once it is', () => {
     const raw = JSON.parse(JSON.stringify(tenant().tenant)) as unknown;
-    const builtins = createChannelRegistry(BUILTIN_CHANNEL_PLUGINS).types();
+    const builtins = createChannelRegistry(BUILTINS_BUT_SLACK).types();
     const refused = tenantFileSchema(builtins).safeParse(raw);
     expect(refused.success).toBe(false);
     expect(refused.error?.issues.map((i) => [i.path.join('.'), i.message])).toContainEqual([
