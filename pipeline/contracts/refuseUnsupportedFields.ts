@@ -9,7 +9,7 @@ type Path = (string | number)[];
 const notYet = (why: string) => `not supported yet: ${why}; remove it`;
 const NO_BUDGETS = notYet('budgets are not enforced');
 const noPlugin = (type: string, registered: readonly string[]) =>
-  `"${type}" is not supported yet: no channel plugin is registered for it (registered: ${registered.join(', ')})`;
+  `"${type}" is not supported yet: no channel plugin receives or sends it (supported: ${registered.join(', ')})`;
 
 /**
  * Reports every field of a tenant file that the schemas accept but the runtime does not act on

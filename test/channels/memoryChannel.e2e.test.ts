@@ -80,7 +80,7 @@ describe('a channel added as a plugin alone', () => {
     expect(refused.success).toBe(false);
     expect(refused.error?.issues.map((i) => [i.path.join('.'), i.message])).toContainEqual([
       `channels.${ACCOUNT}.type`,
-      expect.stringMatching(/no channel plugin is registered for it/),
+      expect.stringMatching(/not supported yet: no channel plugin receives or sends it/),
     ]);
     expect(tenantFileSchema(pipeline.ctx.channels.types()).safeParse(raw).success).toBe(true);
   });
