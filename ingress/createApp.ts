@@ -19,6 +19,7 @@ import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
 import { mcpEndpoint } from './mcpEndpoint.ts';
 import { metricsRoute } from './metricsRoute.ts';
 import { throttleCredentials, type CredentialLimits } from './throttleCredentials.ts';
+import type { ChannelRegistry } from '../pipeline/channels/ChannelPlugin.ts';
 import { webhookRoutes } from './webhookRoutes.ts';
 
 /** Everything the HTTP edge needs, built once in `ops/`. */
@@ -27,6 +28,8 @@ export type AppDeps = HealthDeps &
     logger: Logger;
     accounts: AccountLookup;
     secrets: SecretResolver;
+    /** The channel plugins: each one's webhook route, and the senders approvals answer with. */
+    channels: ChannelRegistry;
     /** The contract cache: approvals read the project's ACL and the run's pinned channel. */
     contracts: ContractReader;
     queues: Record<Stage, Queue>;

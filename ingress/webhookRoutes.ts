@@ -1,10 +1,6 @@
 import Router from '@koa/router';
-import { decideFromTelegram } from '../pipeline/approvals/decideFromTelegram.ts';
-import { normalizeLineWebhook } from '../pipeline/channels/line/normalizeLineWebhook.ts';
-import { verifyLineSignature } from '../pipeline/channels/line/verifyLineSignature.ts';
-import { normalizeTelegramUpdate } from '../pipeline/channels/telegram/normalizeTelegramUpdate.ts';
-import { readApprovalCallback } from '../pipeline/channels/telegram/readApprovalCallback.ts';
-import { verifyTelegramSecret } from '../pipeline/channels/telegram/verifyTelegramSecret.ts';
+import { decideFromChannel } from '../pipeline/approvals/decideFromChannel.ts';
+import type { ChannelRegistry, InboundRequest } from '../pipeline/channels/ChannelPlugin.ts';
 import { AppError } from '../pipeline/errors.ts';
 import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
@@ -19,70 +15,87 @@ export type WebhookDeps = AcceptDeps & {
   accounts: AccountLookup;
   secrets: SecretResolver;
   contracts: ContractReader;
+  channels: ChannelRegistry;
 };
 
-const unauthorized = (what: string) =>
-  new AppError('SIGNATURE_INVALID', `${what} is missing or does not match`, { status: 401 });
-
 /**
- * Channel webhooks. Each checks, in order: the account exists (404), the request is signed by
- * it (401), the body fits (413), parses (400) and is the channel's shape (400, naming the
- * field) — and only then writes. Nothing is created for a refused request. The answer (200)
- * comes after the durable write, so the channel's retry covers anything lost before it.
- * On a Telegram account with `approvals: true`, an Approve / Reject button press decides
- * its approval (decideFromTelegram) and is answered 200 whatever the outcome; it starts no run.
+ * Channel webhooks: `POST /webhooks/<type>/:projectId/:accountId` for every registered plugin
+ * with an inbound adapter (Telegram, LINE and Slack today), so the paths stay what existing
+ * accounts were given. Each checks, in order: the account exists (404), the plugin verifies the request
+ * as signed by it (401), the body fits (413), parses (400) and is the channel's shape (400,
+ * naming the field) — and only then writes. Nothing is created for a refused request. The
+ * answer (200) comes after the durable write, so the channel's retry covers anything lost
+ * before it. A button press the plugin reads as an approver's answer (an account with
+ * `approvals: true`) decides its approval (decideFromChannel) and is answered 200 whatever the
+ * outcome; it starts no run. A handshake (Slack's `url_verification`) is answered with the
+ * body the plugin gives and writes nothing.
  */
 export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
   const router = new Router<AppState>();
 
-  router.post('/webhooks/telegram/:projectId/:accountId', async (ctx) => {
-    const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
-    const account = await deps.accounts(projectId, accountId, 'telegram');
-    const expected = await deps.secrets.resolve(projectId, account.webhookSecret);
-    if (!verifyTelegramSecret(ctx.get('x-telegram-bot-api-secret-token') || undefined, expected)) {
-      throw unauthorized('X-Telegram-Bot-Api-Secret-Token');
-    }
-    const body = parseJson(await readRawBody(ctx));
-    const callback = account.approvals ? readApprovalCallback(body) : null;
-    if (callback) {
-      // Harmless twice: a retried update finds the approval decided and changes nothing.
-      const outcome = await decideFromTelegram(deps, { projectId, channel: account, callback });
+  for (const type of deps.channels.types()) {
+    const plugin = deps.channels.plugin(type);
+    const inbound = plugin.inbound;
+    if (!inbound) continue;
+    router.post(`/webhooks/${type}/:projectId/:accountId`, async (ctx) => {
+      const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
+      const account = await deps.accounts(projectId, accountId, type);
+      let rawBody: Promise<Buffer> | undefined;
+      const request: InboundRequest = {
+        projectId,
+        accountId,
+        headers: Object.fromEntries(
+          Object.entries(ctx.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v]),
+        ),
+        rawBody: () => (rawBody ??= readRawBody(ctx)),
+        receivedAt: new Date(),
+      };
+      const verified = await inbound.verify(request, account, (ref) =>
+        deps.secrets.resolve(projectId, ref),
+      );
+      if (!verified) {
+        throw new AppError(
+          'SIGNATURE_INVALID',
+          `${inbound.signedBy} is missing or does not match`,
+          { status: 401 },
+        );
+      }
+      const raw = await request.rawBody();
+      const body = inbound.parse ? inbound.parse(raw, request) : parseJson(raw);
+      const result = inbound.normalize(body, account, request);
+      if (result.kind === 'answer') {
+        // A handshake (Slack's url_verification): answered as the plugin says, nothing written.
+        ctx.status = 200;
+        ctx.body = result.body;
+        return;
+      }
+      if (result.kind === 'approval') {
+        // Harmless twice: a retried press finds the approval decided and changes nothing.
+        const outcome = await decideFromChannel(deps, {
+          projectId,
+          accountId,
+          channel: account,
+          answer: result.answer,
+        });
+        ctx.status = 200;
+        ctx.body = { ok: true, runs: [], approval: outcome };
+        return;
+      }
+      // Harmless twice: acceptInbound keys each event on its external id, so a retried
+      // webhook finds its runs and makes none.
+      const accepted = await acceptInbound(
+        deps,
+        { projectId, channel: type, accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+        result.batch.events,
+      );
+      const answer = {
+        runs: accepted.map((a) => a.runId),
+        duplicate: accepted.some((a) => !a.created),
+      };
       ctx.status = 200;
-      ctx.body = { ok: true, runs: [], approval: outcome };
-      return;
-    }
-    // An edit of a message already answered is not a new question: acknowledged, no run.
-    const batch = normalizeTelegramUpdate(body, { edits: 'ignore' });
-    const accepted = await acceptInbound(
-      deps,
-      { projectId, channel: 'telegram', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
-      batch.events,
-    );
-    ctx.status = 200;
-    ctx.body = {
-      ok: true,
-      runs: accepted.map((a) => a.runId),
-      duplicate: accepted.some((a) => !a.created),
-    };
-  });
-
-  router.post('/webhooks/line/:projectId/:accountId', async (ctx) => {
-    const { projectId, accountId } = ctx.params as { projectId: string; accountId: string };
-    const account = await deps.accounts(projectId, accountId, 'line');
-    const raw = await readRawBody(ctx);
-    const secret = await deps.secrets.resolve(projectId, account.channelSecret);
-    if (!verifyLineSignature(raw, secret, ctx.get('x-line-signature') || undefined)) {
-      throw unauthorized('x-line-signature');
-    }
-    const batch = normalizeLineWebhook(parseJson(raw), new Date());
-    const accepted = await acceptInbound(
-      deps,
-      { projectId, channel: 'line', accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
-      batch.events,
-    );
-    ctx.status = 200;
-    ctx.body = { ok: true, runs: accepted.map((a) => a.runId) };
-  });
+      ctx.body = inbound.responseBody?.(answer) ?? { ok: true, runs: answer.runs };
+    });
+  }
 
   return router;
 }

@@ -2,6 +2,8 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { createDbPool } from '../db/createDbPool.ts';
 import type { Login } from '../db/loginUrl.ts';
 import type { Logger } from '../ops/createLogger.ts';
+import { BUILTIN_CHANNEL_PLUGINS } from '../pipeline/channels/builtinChannelPlugins.ts';
+import { createChannelRegistry } from '../pipeline/channels/registry.ts';
 import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../pipeline/runs/createContractReader.ts';
 import { createSecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
@@ -79,6 +81,7 @@ export async function createRuntime(
     redis,
     redisPrefix: config.AWOOOP_REDIS_PREFIX,
     secrets,
+    channels: createChannelRegistry(BUILTIN_CHANNEL_PLUGINS),
     contracts: createContractReader(),
     gateway: createMcpGateway({ secrets, logger }),
     actor,

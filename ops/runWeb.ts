@@ -36,6 +36,7 @@ export async function runWeb(config: Config): Promise<number> {
     enqueue: queues.enqueue,
     accounts: createAccountLookup({ pool: ctx.pool, contracts: ctx.contracts }),
     secrets: ctx.secrets,
+    channels: ctx.channels,
     contracts: ctx.contracts,
     // The agents' MCP endpoints; runtime.close() closes it after the server has stopped.
     gateway: ctx.gateway,

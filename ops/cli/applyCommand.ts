@@ -1,3 +1,5 @@
+import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
+import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
 import type { ApplyReport } from '../../pipeline/control/applyTenant.ts';
 import { applyTenant } from '../../pipeline/control/applyTenant.ts';
 import { formatDiff } from '../../pipeline/control/diffBodies.ts';
@@ -16,7 +18,9 @@ export async function applyCommand(ctx: CliContext, args: string[]): Promise<num
   });
   if (!values.file) throw new UsageError('-f/--file: required: the tenant YAML file to apply');
   // everything is validated before the database is even opened
-  const { tenant, artifacts } = await loadTenantFile(values.file);
+  // A channel type is accepted only when a plugin is registered for it.
+  const channelTypes = createChannelRegistry(BUILTIN_CHANNEL_PLUGINS).types();
+  const { tenant, artifacts } = await loadTenantFile(values.file, channelTypes);
   const report = await applyTenant(await ctx.connect(), {
     tenant,
     artifacts,

@@ -6,6 +6,8 @@ import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
 import { describeApproval } from '../../pipeline/approvals/describeApproval.ts';
 import { AclSubject } from '../../pipeline/contracts/projectContract.ts';
 import { AppError } from '../../pipeline/errors.ts';
+import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
+import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { createStageQueues } from '../../workers/stageQueues.ts';
 import type { CliContext } from './CliContext.ts';
@@ -90,7 +92,12 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
   try {
     // Harmless twice: decideApproval decides a pending approval once; a repeat is refused.
     const approval = await decideApproval(
-      { pool, enqueue: queues.enqueue, contracts: createContractReader() },
+      {
+        pool,
+        enqueue: queues.enqueue,
+        contracts: createContractReader(),
+        channels: createChannelRegistry(BUILTIN_CHANNEL_PLUGINS),
+      },
       {
         projectId,
         approvalId: approvalId.toLowerCase(),

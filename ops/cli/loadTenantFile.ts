@@ -3,7 +3,8 @@ import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { sha256Hex } from '../../pipeline/contracts/canonicalJson.ts';
 import { parseContract } from '../../pipeline/contracts/formatIssues.ts';
-import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
+import type { ChannelType } from '../../pipeline/contracts/common.ts';
+import { tenantFileSchema, type TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import type { ArtifactInput } from '../../pipeline/control/applyTenant.ts';
 import { collectArtifactRefs } from '../../pipeline/control/collectArtifactRefs.ts';
 import { ContractViolationError } from '../../pipeline/errors.ts';
@@ -19,11 +20,13 @@ const MEDIA_TYPES: Record<string, string> = {
 /**
  * Reads a tenant YAML file and everything it references, and validates all of it before
  * anything is written: YAML syntax, the tenant schema with its cross-references, and each
- * artifact's bytes against the SHA-256 the file declares. Throws one ContractViolationError
+ * artifact's bytes against the SHA-256 the file declares; a channel type outside
+ * `channelTypes` (the registered plugins') is refused. Throws one ContractViolationError
  * listing every problem with the path of the bad field.
  */
 export async function loadTenantFile(
   path: string,
+  channelTypes: readonly ChannelType[],
 ): Promise<{ tenant: TenantFile; artifacts: ArtifactInput[] }> {
   let text: string;
   try {
@@ -42,7 +45,7 @@ export async function loadTenantFile(
       ),
     );
   }
-  const tenant = parseContract(TenantFile, doc.toJS());
+  const tenant = parseContract(tenantFileSchema(channelTypes), doc.toJS());
   const base = dirname(resolve(path));
   const issues: string[] = [];
   const artifacts: ArtifactInput[] = [];

@@ -81,7 +81,7 @@ export async function gateToolApproval(
       tx,
       run.projectId,
       approval.approvalId,
-      approverRecipients(a.project),
+      approverRecipients(a.project, ctx.channels),
     );
     const paused = await transitionRun(tx, {
       runId: run.runId,

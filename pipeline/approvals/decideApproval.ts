@@ -9,6 +9,7 @@ import {
 } from '../../db/approvals.ts';
 import { getRun, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
+import type { ChannelRegistry } from '../channels/ChannelPlugin.ts';
 import { AppError, NotFoundError, PolicyDeniedError } from '../errors.ts';
 import type { ContractReader } from '../runs/createContractReader.ts';
 import { failRun } from '../runs/failRun.ts';
@@ -16,11 +17,15 @@ import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import type { Enqueue } from '../Enqueue.ts';
 import { isApprover } from './isApprover.ts';
 
-/** What deciding needs: the database, the queues, and the contract reader (for the channel). */
+/**
+ * What deciding needs: the database, the queues, the contract reader (for the channel) and
+ * the channel plugins (a rejection's failure notice is written in the channel's dialect).
+ */
 export type DecideDeps = {
   pool: DatabasePool;
   enqueue: Enqueue;
   contracts: ContractReader;
+  channels: ChannelRegistry;
   logger?: Logger;
 };
 
@@ -124,7 +129,7 @@ export async function decideApproval(
     const channel = await loadPinnedChannel({ contracts: deps.contracts }, tx, run);
     const code = d.decision === 'rejected' ? 'APPROVAL_REJECTED' : 'APPROVAL_EXPIRED';
     const failed = await failRun(
-      { actor: d.decidedBy, logger: deps.logger },
+      { actor: d.decidedBy, logger: deps.logger, channels: deps.channels },
       tx,
       run,
       {

@@ -7,12 +7,12 @@ import {
 import { appendAudit } from '../../db/auditEvents.ts';
 import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { paceTelegramSend } from '../channels/sendRateLimiter.ts';
-import { approvalCallbackData } from '../channels/telegram/readApprovalCallback.ts';
-import {
-  createTelegramSender,
-  type TelegramSender,
-} from '../channels/telegram/createTelegramSender.ts';
+import type {
+  ApprovalPrompt,
+  ChannelPlugin,
+  ChannelRegistry,
+  ChannelSender,
+} from '../channels/ChannelPlugin.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ProjectContract } from '../contracts/projectContract.ts';
 import type { ContractBodies } from '../contracts/tenantFile.ts';
@@ -36,25 +36,52 @@ const MAX_ARGUMENTS_CHARS = 1500;
 const MAX_TEXT_CHARS = 4000;
 
 /**
- * The Telegram chat ids to ask for an approval: the project's ACL members with a
- * `telegram:<user id>` subject whose roles include `approvals.approverRole` or `admin` (a
- * user's private chat with the bot has the user's id). Empty unless `approvals.channel` names
- * a channel account; with `channels` (the project's accounts by name, or just the approvals
- * one) also unless that account is a Telegram account with `approvals: true`.
+ * The plugin an approvals account asks through, or null: the account must have
+ * `approvals: true` and its plugin the approvals capability (and buttons).
+ */
+function approvalsPlugin(
+  registry: ChannelRegistry,
+  account: ChannelContract | null | undefined,
+): ChannelPlugin | null {
+  if (!account?.approvals) return null;
+  const plugin = registry.find(account.type);
+  return plugin?.approvals && plugin.capabilities.buttons ? plugin : null;
+}
+
+/**
+ * The recipient ids to ask for an approval: the project's ACL members with a
+ * `<prefix>:<user id>` subject whose roles include `approvals.approverRole` or `admin`, where
+ * the prefix is the approvals channel plugin's `subjectPrefix` (`telegram`: a user's private
+ * chat with the bot has the user's id). Empty unless `approvals.channel` names a channel
+ * account; with `channels` (the project's accounts by name, or just the approvals one) also
+ * unless that account has `approvals: true` on a plugin that can ask approvers. Without
+ * `channels`, the prefixes of every registered plugin that can ask (Telegram alone today).
  */
 export function approverRecipients(
   project: ProjectContract,
+  registry: ChannelRegistry,
   channels?: Readonly<Record<string, ChannelContract | null | undefined>>,
 ): string[] {
   const name = project.approvals.channel;
   if (name === undefined) return [];
+  const prefixes: string[] = [];
   if (channels !== undefined) {
-    const account = channels[name];
-    if (!account || account.type !== 'telegram' || !account.approvals) return [];
+    const plugin = approvalsPlugin(registry, channels[name]);
+    if (!plugin?.approvals) return [];
+    prefixes.push(plugin.approvals.subjectPrefix);
+  } else {
+    for (const type of registry.types()) {
+      const adapter = registry.plugin(type).approvals;
+      if (adapter && registry.plugin(type).capabilities.buttons)
+        prefixes.push(adapter.subjectPrefix);
+    }
   }
-  const ids = project.acl.members
-    .filter((m) => m.subject.startsWith('telegram:') && isApprover(project, m.subject))
-    .map((m) => m.subject.slice('telegram:'.length));
+  const ids = project.acl.members.flatMap((m) => {
+    const prefix = prefixes.find((p) => m.subject.startsWith(`${p}:`));
+    return prefix !== undefined && isApprover(project, m.subject)
+      ? [m.subject.slice(prefix.length + 1)]
+      : [];
+  });
   return [...new Set(ids)];
 }
 
@@ -63,20 +90,22 @@ export type NotifyReport = {
   sent: number;
   /** Sends that may or may not have arrived (an answer lost, a sender died mid-call). */
   uncertain: number;
-  /** Notices Telegram refused, or that could not be sent at all (no approvals channel). */
+  /** Notices the channel refused, or that could not be sent at all (no approvals channel). */
   failed: number;
 };
 
 /**
  * Sends an approval's queued notices (`approval_notices`, one per approver) through the
- * project's approvals channel: a plain-text message naming the agent, tool, risk, arguments,
- * reasons, expiry and approval id, with Approve / Reject buttons (`ap:<id>:y|n`). Each
- * notice is claimed before its send and settled after it: `sent` (with Telegram's message id
+ * project's approvals channel, by its plugin's `askApprover` on the account's cached sender:
+ * a plain-text message naming the agent, tool, risk, arguments, reasons, expiry and approval
+ * id, with Approve / Reject buttons (Telegram: `ap:<id>:y|n`). Each
+ * notice is claimed before its send and settled after it: `sent` (with the channel's message id
  * and an `approval.notified` audit row), `uncertain` when the call may have gone out, `failed`
- * when Telegram refuses it (logged; the run goes on waiting). A retryable failure (429, 5xx,
+ * when the channel refuses it (logged; the run goes on waiting). A retryable failure (429, 5xx,
  * no connection) puts the notice back to `queued` and is rethrown, so the job retries.
- * Notices of an approval no longer pending, or with no usable approvals channel (none, not
- * Telegram with `approvals: true`, or its bot token missing), are settled `failed` unsent.
+ * Notices of an approval no longer pending, or with no usable approvals channel (none, no
+ * `approvals: true`, a plugin that cannot ask approvers, or its credentials missing), are
+ * settled `failed` unsent.
  * Harmless twice: a notice is sent only by whoever claims it from `queued`, so a second call
  * skips what was sent, is being sent, or may have been sent; it never sends one twice.
  */
@@ -116,13 +145,14 @@ export async function notifyApprovers(
   const pending = notices.filter((n) => n.status === 'queued' || n.status === 'sending');
   if (pending.length === 0) return report;
   const account = channel === undefined ? active : channel;
-  const telegram = account?.type === 'telegram' && account.approvals ? account : null;
+  const plugin = approvalsPlugin(ctx.channels, account);
+  const asking = plugin && account ? account : null;
   let unsendable: ErrorCode | null =
     approval.status !== 'pending'
       ? APPROVAL_DECIDED_CODES[approval.status]
       : approval.expiresAt <= ctx.now()
         ? 'APPROVAL_EXPIRED'
-        : !telegram || accountName === undefined
+        : !asking || accountName === undefined
           ? 'APPROVALS_CHANNEL_UNAVAILABLE'
           : null;
 
@@ -138,21 +168,24 @@ export async function notifyApprovers(
       claimApprovalNotice(tx, approval.approvalId, recipient, LEASE_MS),
     );
 
-  let sender: TelegramSender | undefined;
-  if (unsendable === null && telegram) {
+  let sender: ChannelSender<ChannelContract['type']> | undefined;
+  if (unsendable === null && asking && accountName !== undefined) {
     try {
-      sender = createTelegramSender({
-        token: await ctx.secrets.resolve(run.projectId, telegram.botToken),
-        ...(telegram.apiRoot ? { apiRoot: telegram.apiRoot } : {}),
-      });
+      ({ sender } = await ctx.channels.sender(
+        (ref) => ctx.secrets.resolve(run.projectId, ref),
+        { projectId: run.projectId, accountId: accountName },
+        asking,
+      ));
     } catch (error) {
-      // A missing bot token is the tenant's to fix; retrying would not find it either.
+      // A missing credential is the tenant's to fix; retrying would not find it either.
       if (!(error instanceof NonRetryableError)) throw error;
       unsendable = error.code;
     }
   }
 
-  if (unsendable !== null || !sender || accountName === undefined) {
+  const ask = sender?.askApprover?.bind(sender);
+  const prefix = plugin?.approvals?.subjectPrefix;
+  if (unsendable !== null || !sender || !ask || !prefix || accountName === undefined) {
     for (const notice of pending) {
       if (!(await claim(notice.recipient))) continue;
       await settle(notice.recipient, { status: 'failed', errorCode: unsendable });
@@ -168,38 +201,24 @@ export async function notifyApprovers(
   const { text, complete } = noticeText(approval);
   // An approver decides only on arguments they could read in full: a notice that had to cut
   // them offers Reject alone, and the text says where to see the rest.
-  const replyMarkup = {
-    inline_keyboard: [
-      [
-        ...(complete
-          ? [
-              {
-                text: 'Approve',
-                callback_data: approvalCallbackData(approval.approvalId, 'approved'),
-              },
-            ]
-          : []),
-        { text: 'Reject', callback_data: approvalCallbackData(approval.approvalId, 'rejected') },
-      ],
-    ],
+  const prompt: ApprovalPrompt = {
+    approvalId: approval.approvalId,
+    text,
+    buttons: complete ? ['approved', 'rejected'] : ['rejected'],
   };
   for (const notice of pending) {
     // The send slot is waited for before the claim: a worker that dies while it waits leaves
     // the notice queued, to be sent by the next try, not `uncertain`.
     if (notice.status === 'queued')
-      await paceTelegramSend(ctx.redis, ctx.redisPrefix, {
+      await sender.pace?.(ctx, {
         projectId: run.projectId,
         accountId: accountName,
-        chatId: notice.recipient,
-        isGroup: false,
+        conversation: { id: notice.recipient, kind: 'dm' },
       });
     if (!(await claim(notice.recipient))) continue;
     let messageId: string;
     try {
-      ({ externalMessageId: messageId } = await sender.sendText(notice.recipient, text, {
-        parseMode: 'plain',
-        replyMarkup,
-      }));
+      ({ externalMessageId: messageId } = await ask(notice.recipient, prompt));
     } catch (error) {
       const code = error instanceof AppError ? error.code : 'SEND_FAILED';
       const log = { runId: run.runId, approvalId: approval.approvalId, code };
@@ -213,7 +232,7 @@ export async function notifyApprovers(
         await settle(notice.recipient, { status: 'failed', errorCode: code });
         ctx.logger.warn(
           { ...log, err: error.message },
-          'Telegram refused an approval notice; the run keeps waiting',
+          'the channel refused an approval notice; the run keeps waiting',
         );
         report.failed += 1;
         continue;
@@ -239,7 +258,7 @@ export async function notifyApprovers(
         subject: `approval:${approval.approvalId}`,
         detail: {
           channel: accountName,
-          recipient: `telegram:${notice.recipient}`,
+          recipient: `${prefix}:${notice.recipient}`,
           message_id: messageId,
         },
         traceId: run.traceId,
@@ -257,7 +276,7 @@ export async function notifyApprovers(
  */
 /**
  * Whether a notice can show an approval's arguments in full: only then may it be approved
- * from Telegram (a client can send any button data, so the decider checks this too).
+ * from a channel's buttons (a client can send any button data, so the decider checks this too).
  */
 export function fitsInNotice(approval: Approval): boolean {
   return noticeText(approval).complete;

@@ -11,12 +11,9 @@ import { withProject } from '../../db/withProject.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ConversationEvent } from '../contracts/conversationEvent.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
-import type { StageContext } from '../StageContext.ts';
-import { postCallback } from './api/postCallback.ts';
-import { createLineSender } from './line/createLineSender.ts';
-import { paceTelegramSend } from './sendRateLimiter.ts';
-import { createTelegramSender } from './telegram/createTelegramSender.ts';
 import type { ErrorCode } from '../errorCodes.ts';
+import type { ChannelContext } from './ChannelContext.ts';
+import type { AccountSender, ChannelSender, SendResult, SendTarget } from './ChannelPlugin.ts';
 
 /**
  * How long a claimed chunk is held before another worker may take it over: well past the
@@ -25,10 +22,13 @@ import type { ErrorCode } from '../errorCodes.ts';
 const LEASE_MS = 60_000;
 /** How long recording a sent chunk waits out an unreachable database. */
 const SETTLE_DATABASE_WAIT_MS = 10 * 60_000;
-/** LINE takes at most five messages per reply or push. */
-const LINE_BATCH = 5;
-
-type Target = { ctx: StageContext; run: Run; channel: ChannelContract; event: ConversationEvent };
+/** What a send is for: the run, its pinned account contract and the event it answers. */
+export type Target = {
+  ctx: ChannelContext;
+  run: Run;
+  channel: ChannelContract;
+  event: ConversationEvent;
+};
 
 /** What one deliver did with the rows it was given. */
 export type SendReport = {
@@ -55,9 +55,12 @@ export async function sendOutboundRows(
 ): Promise<SendReport> {
   const pending = rows.filter((r) => r.status === 'queued' || r.status === 'sending');
   const report: SendReport = { sent: 0, uncertain: 0, failed: null };
+  const size = Math.max(
+    1,
+    target.ctx.channels.find(target.channel.type)?.capabilities.batchSize ?? 1,
+  );
   for (let i = 0; i < pending.length && !report.failed;) {
-    const batch =
-      target.channel.type === 'line' ? pending.slice(i, i + LINE_BATCH) : pending.slice(i, i + 1);
+    const batch = pending.slice(i, i + size);
     i += batch.length;
     await sendBatch(target, batch, report);
   }
@@ -69,25 +72,31 @@ async function sendBatch(
   batch: readonly OutboundRow[],
   report: SendReport,
 ): Promise<void> {
-  const { ctx, run } = target;
-  // Telegram's send slot is waited for before the claim (up to seconds): a worker that dies
-  // while it waits leaves the rows queued, to be sent by the next try, not `uncertain`. Only
-  // for rows that looked free: a row another sender holds makes the claim fail (or, taken
-  // over, settle `uncertain` unsent), and a slot reserved for it would only push the chat's
-  // schedule back.
-  if (target.channel.type === 'telegram' && batch.every((r) => r.status === 'queued')) {
-    await paceTelegram(target);
-  }
+  const { ctx, run, event } = target;
   // Credentials are looked up before anything is claimed: a lookup that fails for a while
   // (the database away) leaves the rows queued and untouched, with no claim spent (a LINE
   // reply token may only be used by a row's first claim). One that can never succeed (a
-  // missing secret) is a refusal: the batch is claimed and settled failed below, unsent.
-  let send: Send;
+  // missing secret, a type with no plugin) is a refusal: the batch is claimed and settled
+  // failed below, unsent.
+  let sender: ChannelSender<ChannelContract['type']> | null = null;
+  let refusal: NonRetryableError | null = null;
   try {
-    send = await prepareSend(target);
+    ({ sender } = await prepareSend(target));
   } catch (error) {
     if (!(error instanceof NonRetryableError)) throw error;
-    send = () => Promise.reject(error);
+    refusal = error;
+  }
+  // A paced channel's send slot is waited for before the claim (up to seconds): a worker that
+  // dies while it waits leaves the rows queued, to be sent by the next try, not `uncertain`.
+  // Only for rows that looked free: a row another sender holds makes the claim fail (or, taken
+  // over, settle `uncertain` unsent), and a slot reserved for it would only push the chat's
+  // schedule back.
+  if (sender?.pace && batch.every((r) => r.status === 'queued')) {
+    await sender.pace(ctx, {
+      projectId: run.projectId,
+      accountId: run.accountId,
+      conversation: event.conversation,
+    });
   }
   const claimed: ClaimedRow[] = [];
   try {
@@ -117,7 +126,14 @@ async function sendBatch(
     throw error;
   }
   if (claimed.length === 0) return;
-  const method = methodFor(target, claimed);
+  const sendTarget: SendTarget<ChannelContract['type']> = {
+    run,
+    account: target.channel,
+    event,
+    now: ctx.now(),
+  };
+  // With no sender (refused above) no call is made; a takeover is still settled as unknown.
+  const method = sender?.methodFor(claimed, sendTarget) ?? { name: 'unknown', dedupes: false };
   if (claimed.some((r) => r.takenOver) && !method.dedupes) {
     // The sender before us died during the call: it may have gone out, and a repeat could not
     // be told apart by the channel.
@@ -129,9 +145,10 @@ async function sendBatch(
     report.uncertain += claimed.length;
     return;
   }
-  let result: Awaited<ReturnType<Send>>;
+  let result: SendResult;
   try {
-    result = await send(claimed, method.name);
+    if (refusal || !sender) throw refusal ?? new NonRetryableError('SEND_FAILED', 'no sender');
+    result = await sender.send(claimed, method, sendTarget);
   } catch (error) {
     if (error instanceof AppError && error.code === 'CHANNEL_UNCERTAIN') {
       await settleClaimed(target, claimed, {
@@ -217,31 +234,6 @@ async function settleClaimed(
   }
 }
 
-/** How a claimed batch goes out, and whether the channel drops a repeat of that call. */
-function methodFor(
-  { ctx, channel, event }: Target,
-  rows: readonly ClaimedRow[],
-): { name: 'sendMessage' | 'reply' | 'push' | 'stored' | 'callback'; dedupes: boolean } {
-  switch (channel.type) {
-    case 'telegram':
-      return { name: 'sendMessage', dedupes: false };
-    case 'line': {
-      // A reply token is single-use: only a first attempt of the first batch may spend it.
-      const token = event.replyToken;
-      const firstTry = rows.every((r) => r.attempts === 1);
-      const isFirstBatch = rows[0]!.chunkIndex === 0 && rows[0]!.kind !== 'status';
-      const fresh = token !== undefined && Date.parse(token.expiresAt) > ctx.now() + 1000;
-      return firstTry && isFirstBatch && fresh
-        ? { name: 'reply', dedupes: false }
-        : { name: 'push', dedupes: true };
-    }
-    case 'api':
-      return { name: channel.callbackUrl ? 'callback' : 'stored', dedupes: true };
-    case 'slack':
-      return { name: 'stored', dedupes: false };
-  }
-}
-
 async function settleAll(
   { ctx, run }: Target,
   rows: readonly ClaimedRow[],
@@ -257,86 +249,14 @@ async function settleAll(
   });
 }
 
-/** Sends one claimed batch by the method {@link methodFor} chose. */
-type Send = (
-  rows: readonly ClaimedRow[],
-  method: ReturnType<typeof methodFor>['name'],
-) => Promise<{ method: string; externalMessageId?: string }>;
-
 /**
- * Resolves the account's credentials and builds its sender, before any row is claimed, and
- * returns how a claimed batch is sent with them.
+ * Resolves the account's credentials and takes its cached sender (built once per account and
+ * credential version by the registry), before any row is claimed.
  */
-async function prepareSend(target: Target): Promise<Send> {
-  const { ctx, run, channel, event } = target;
-  const conversation = event.conversation;
-  switch (channel.type) {
-    case 'telegram': {
-      const sender = createTelegramSender({
-        token: await ctx.secrets.resolve(run.projectId, channel.botToken),
-        ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
-      });
-      return async (rows) => {
-        const row = rows[0]!;
-        const sent = await sender.sendText(conversation.id, row.text, {
-          parseMode: row.format,
-          ...(conversation.threadId ? { threadId: conversation.threadId } : {}),
-        });
-        return { method: 'sendMessage', externalMessageId: sent.externalMessageId };
-      };
-    }
-    case 'line': {
-      const sender = createLineSender({
-        accessToken: await ctx.secrets.resolve(run.projectId, channel.channelAccessToken),
-        ...(channel.apiBaseUrl ? { baseUrl: channel.apiBaseUrl } : {}),
-      });
-      return async (rows, method) => {
-        const texts = rows.map((r) => r.text);
-        if (method === 'reply' && event.replyToken) {
-          try {
-            await sender.reply(event.replyToken.value, texts);
-            return { method: 'reply' };
-          } catch (error) {
-            if (!(error instanceof AppError) || error.code !== 'LINE_REPLY_TOKEN_INVALID')
-              throw error;
-          }
-        }
-        const to = conversation.kind === 'dm' ? event.sender.id : conversation.id;
-        await sender.push(to, texts, rows[0]!.messageId);
-        return { method: 'push' };
-      };
-    }
-    case 'api': {
-      const callbackUrl = channel.callbackUrl;
-      return async (rows) => {
-        if (!callbackUrl) return { method: 'stored' };
-        const row = rows[0]!;
-        await postCallback(
-          callbackUrl,
-          {
-            project_id: run.projectId,
-            run_id: run.runId,
-            kind: row.kind,
-            chunk_index: row.chunkIndex,
-            chunk_count: row.chunkCount,
-            text: row.text,
-          },
-          row.messageId,
-        );
-        return { method: 'callback' };
-      };
-    }
-    case 'slack':
-      throw new NonRetryableError('CHANNEL_NOT_SUPPORTED', 'sending to Slack is not available yet');
-  }
-}
-
-/** Paces a send to the run's chat through its project's bot account. */
-function paceTelegram({ ctx, run, event }: Target): Promise<void> {
-  return paceTelegramSend(ctx.redis, ctx.redisPrefix, {
-    projectId: run.projectId,
-    accountId: run.accountId,
-    chatId: event.conversation.id,
-    isGroup: event.conversation.kind === 'group',
-  });
+function prepareSend({ ctx, run, channel }: Target): Promise<AccountSender> {
+  return ctx.channels.sender(
+    (ref) => ctx.secrets.resolve(run.projectId, ref),
+    { projectId: run.projectId, accountId: run.accountId },
+    channel,
+  );
 }

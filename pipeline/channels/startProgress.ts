@@ -3,24 +3,25 @@ import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ConversationEvent } from '../contracts/conversationEvent.ts';
-import { formatForChannel } from '../sanitize/formatForChannel.ts';
-import type { StageContext } from '../StageContext.ts';
-import { createLineSender } from './line/createLineSender.ts';
+import type { ChannelContext } from './ChannelContext.ts';
+import type { ChannelPlugin } from './ChannelPlugin.ts';
 import { sendOutboundRows } from './sendOutboundRows.ts';
-import { createTelegramSender } from './telegram/createTelegramSender.ts';
 
 /**
- * Progress feedback while a run executes, on runs that may speak: a typing indicator at once
- * (Telegram chat action, LINE loading animation in a 1:1 chat), and one short status message
+ * Progress feedback while a run executes, on runs that may speak, on a channel whose plugin can
+ * show typing (the API's clients follow the run's events instead): the plugin's typing
+ * indicator at once (Telegram chat action, LINE loading animation in a 1:1 chat), through the
+ * account's cached sender, and one short status message
  * if the run is still executing after the channel's `statusAfterMs`. The status message is a
  * ledger row (run, 'status', 0), so a retried execute never sends a second one. Progress is
  * best effort: its failures are logged and never fail the run.
  */
 export function startProgress(
-  ctx: StageContext,
+  ctx: ChannelContext,
   { run, channel, event }: { run: Run; channel: ChannelContract; event: ConversationEvent },
 ): { stop(): Promise<void> } {
-  if (run.live !== true || channel.type === 'api' || channel.type === 'slack') {
+  const plugin = ctx.channels.find(channel.type);
+  if (run.live !== true || !plugin?.capabilities.typing) {
     return { stop: async () => {} };
   }
   const warn = (error: unknown) =>
@@ -33,7 +34,7 @@ export function startProgress(
 
   let inFlight: Promise<void> | null = null;
   const timer = setTimeout(() => {
-    inFlight = sendStatus(ctx, run, channel, event).catch(warn);
+    inFlight = sendStatus(ctx, plugin, run, channel, event).catch(warn);
   }, channel.progress.statusAfterMs);
   timer.unref();
   return {
@@ -45,40 +46,33 @@ export function startProgress(
 }
 
 async function typing(
-  ctx: StageContext,
+  ctx: ChannelContext,
   run: Run,
   channel: ChannelContract,
   event: ConversationEvent,
 ) {
-  const c = event.conversation;
-  if (channel.type === 'telegram') {
-    const sender = createTelegramSender({
-      token: await ctx.secrets.resolve(run.projectId, channel.botToken),
-      ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
-    });
-    await sender.sendTyping(c.id, c.threadId);
-  } else if (channel.type === 'line' && c.kind === 'dm') {
-    const sender = createLineSender({
-      accessToken: await ctx.secrets.resolve(run.projectId, channel.channelAccessToken),
-      ...(channel.apiBaseUrl ? { baseUrl: channel.apiBaseUrl } : {}),
-    });
-    await sender.showLoading(event.sender.id);
-  }
+  const { sender } = await ctx.channels.sender(
+    (ref) => ctx.secrets.resolve(run.projectId, ref),
+    { projectId: run.projectId, accountId: run.accountId },
+    channel,
+  );
+  await sender.typing?.({ run, account: channel, event, now: ctx.now() });
 }
 
 async function sendStatus(
-  ctx: StageContext,
+  ctx: ChannelContext,
+  plugin: ChannelPlugin,
   run: Run,
   channel: ChannelContract,
   event: ConversationEvent,
 ) {
-  const format = channel.type === 'telegram' ? channel.parseMode : 'plain';
+  const format = plugin.dialect(channel);
   const rows = await withProject(ctx.pool, run.projectId, async (tx) => {
     await enqueueOutbound(
       tx,
       run,
       'status',
-      formatForChannel(channel.progress.statusText, format, null),
+      plugin.format(channel.progress.statusText, channel, null),
       {
         format,
         suppressed: false,

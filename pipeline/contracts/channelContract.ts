@@ -8,7 +8,7 @@ import { HttpUrl, SecretRef } from './common.ts';
 export const CHANNEL_TEXT_LIMITS = {
   telegram: 4096,
   line: 5000,
-  slack: 40_000,
+  slack: 4000,
   api: null,
 } as const;
 
@@ -49,8 +49,12 @@ export const ChannelContract = z
     }),
     z.strictObject({
       type: z.literal('slack'),
+      /** The app's signing secret: checks the `v0` signature of every Events API request. */
       signingSecret: SecretRef,
+      /** The bot user OAuth token (`xoxb-…`) the answers are posted with. */
       botToken: SecretRef,
+      /** Web API root, `https://slack.com/api/` unless set (a local fake in tests). */
+      apiBaseUrl: HttpUrl.optional(),
       ...common,
     }),
     z.strictObject({ type: z.literal('api'), callbackUrl: HttpUrl.optional(), ...common }),

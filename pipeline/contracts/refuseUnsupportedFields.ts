@@ -4,21 +4,20 @@ import type { PolicyContract } from './policyContract.ts';
 import type { ProjectContract } from './projectContract.ts';
 import type { RuntimeContract } from './runtimeContract.ts';
 
-/** The channel types a plugin receives and sends; any other is refused at apply. */
-export const CHANNELS_WITH_PLUGIN = ['telegram', 'line', 'api'] as const;
-
 type Path = (string | number)[];
 
 const notYet = (why: string) => `not supported yet: ${why}; remove it`;
 const NO_BUDGETS = notYet('budgets are not enforced');
-const noPlugin = (type: string) =>
-  `"${type}" is not supported yet: no channel plugin receives or sends it (supported: ${CHANNELS_WITH_PLUGIN.join(', ')})`;
+const noPlugin = (type: string, registered: readonly string[]) =>
+  `"${type}" is not supported yet: no channel plugin receives or sends it (supported: ${registered.join(', ')})`;
 
 /**
  * Reports every field of a tenant file that the schemas accept but the runtime does not act on
  * yet, so `apply` refuses it by name instead of storing a promise nothing keeps. The contract
  * schemas themselves still read these fields: revisions stored before this refusal hold them
  * (with their old defaults) and must stay readable, for the runtime and for a rollback.
+ * A channel type (of an account or a binding) is refused unless it is in `channelTypes`, the
+ * types of the registered channel plugins: registering a plugin is what enables a type.
  */
 export function refuseUnsupportedFields(
   tenant: {
@@ -29,7 +28,9 @@ export function refuseUnsupportedFields(
     channels: Record<string, ChannelContract>;
   },
   issue: (path: Path, message: string) => void,
+  channelTypes: readonly string[],
 ): void {
+  const isPluginChannel = (type: string) => channelTypes.includes(type);
   const { project, runtime } = tenant;
   if (project.owners !== undefined)
     issue(['project', 'owners'], notYet('owners grant nothing; ACL members with admin do'));
@@ -52,7 +53,7 @@ export function refuseUnsupportedFields(
   );
   project.bindings.forEach((binding, i) => {
     if (binding.channel !== undefined && !isPluginChannel(binding.channel))
-      issue(['project', 'bindings', i, 'channel'], noPlugin(binding.channel));
+      issue(['project', 'bindings', i, 'channel'], noPlugin(binding.channel, channelTypes));
   });
 
   for (const [name, agent] of Object.entries(tenant.agents)) {
@@ -87,10 +88,7 @@ export function refuseUnsupportedFields(
   }
 
   for (const [name, channel] of Object.entries(tenant.channels)) {
-    if (!isPluginChannel(channel.type)) issue(['channels', name, 'type'], noPlugin(channel.type));
+    if (!isPluginChannel(channel.type))
+      issue(['channels', name, 'type'], noPlugin(channel.type, channelTypes));
   }
-}
-
-function isPluginChannel(type: string): boolean {
-  return (CHANNELS_WITH_PLUGIN as readonly string[]).includes(type);
 }

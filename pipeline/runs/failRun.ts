@@ -2,15 +2,11 @@ import type { Logger } from 'pino';
 import type { CommonQueryMethods } from 'slonik';
 import { enqueueOutbound, requeueOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
+import type { ChannelRegistry } from '../channels/ChannelPlugin.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import type { RunState } from '../contracts/runState.ts';
 import type { ErrorCode } from '../errorCodes.ts';
-
-/** The format the channel's messages are written in. */
-export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'MarkdownV2' {
-  return channel.type === 'telegram' ? channel.parseMode : 'plain';
-}
 
 /**
  * Ends a run with a failure code: the detail stays on the run and in the audit; the user gets
@@ -24,10 +20,12 @@ export function channelFormat(channel: ChannelContract): 'plain' | 'HTML' | 'Mar
  * With a `logger`, the refusal is logged at `warn` with its code and stage (not its message
  * or detail, which may quote what the run was about).
  * A retried run that fails again gets its notice back only if a retry withdrew it unsent:
- * the user is told once.
+ * the user is told once. The notice is written in the channel plugin's dialect; a channel
+ * whose answers are stored, not sent (an API account without a callback), gets none; on a type
+ * with no registered plugin it is plain text, and deliver refuses it as it refuses the answer.
  */
 export async function failRun(
-  ctx: { actor: string; logger?: Logger | undefined },
+  ctx: { actor: string; logger?: Logger | undefined; channels: ChannelRegistry },
   db: CommonQueryMethods,
   run: Run,
   failure: { code: ErrorCode; message: string; detail?: Record<string, unknown> },
@@ -59,14 +57,16 @@ export async function failRun(
   );
   await withdrawOutbound(db, run.runId, ['reply', 'status'], 'RUN_FAILED');
   if (!channel) return moved;
-  const wantsNotice = channel.type === 'api' ? channel.callbackUrl !== undefined : true;
-  if (!wantsNotice) return moved;
-  const format = channelFormat(channel);
+  const plugin = ctx.channels.find(channel.type);
+  if (plugin?.delivery(channel) === 'store') return moved;
+  const format = plugin?.dialect(channel) ?? 'plain';
   await enqueueOutbound(
     db,
     run,
     'failure',
-    formatForChannel(channel.failureMessage, format, null),
+    plugin
+      ? plugin.format(channel.failureMessage, channel, null)
+      : formatForChannel(channel.failureMessage, format, null),
     {
       format,
       suppressed: run.live !== true,

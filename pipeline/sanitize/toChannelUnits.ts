@@ -1,7 +1,7 @@
 import { splitCodeSegments, type CodeSegment } from './splitCodeSegments.ts';
 
-/** How a channel marks up text: Telegram's two parse modes, or none. */
-export type ChannelFormat = 'plain' | 'HTML' | 'MarkdownV2';
+/** How a channel marks up text: Telegram's two parse modes, Slack's mrkdwn, or none. */
+export type ChannelFormat = 'plain' | 'HTML' | 'MarkdownV2' | 'mrkdwn';
 
 /** A code block or inline code span: the markup that opens and closes it in the output. */
 export interface Wrapper {
@@ -50,13 +50,14 @@ function escapeHtml(ch: string): string {
 }
 
 function escapeText(ch: string, format: ChannelFormat): string {
-  if (format === 'HTML') return escapeHtml(ch);
+  if (format === 'HTML' || format === 'mrkdwn') return escapeHtml(ch);
   if (format === 'MarkdownV2') return MARKDOWN_V2_SPECIAL.has(ch) ? `\\${ch}` : ch;
   return ch;
 }
 
 function escapeCode(ch: string, format: ChannelFormat): string {
-  if (format === 'HTML') return escapeHtml(ch);
+  // Slack reads `&`, `<` and `>` as control characters inside code too.
+  if (format === 'HTML' || format === 'mrkdwn') return escapeHtml(ch);
   if (format === 'MarkdownV2') return ch === '`' || ch === '\\' ? `\\${ch}` : ch;
   return ch;
 }
@@ -65,6 +66,12 @@ function wrapperFor(
   segment: Exclude<CodeSegment, { kind: 'text' }>,
   format: ChannelFormat,
 ): Wrapper {
+  if (format === 'mrkdwn') {
+    // Slack has no language tag on a fence, and counts the markup as text.
+    return segment.kind === 'pre'
+      ? { open: '```\n', close: '\n```', size: 8 }
+      : { open: '`', close: '`', size: 2 };
+  }
   if (segment.kind === 'pre') {
     if (format === 'HTML') {
       const open = segment.lang ? `<pre><code class="language-${segment.lang}">` : '<pre><code>';
@@ -76,6 +83,14 @@ function wrapperFor(
   return format === 'HTML'
     ? { open: '<code>', close: '</code>', size: 0 }
     : { open: '`', close: '`', size: 0 };
+}
+
+/**
+ * What a unit weighs: Telegram counts text after parsing entities (the character itself);
+ * Slack's limit is on the text as sent, so an `&amp;` weighs its five characters there.
+ */
+function sizeOf(ch: string, out: string, format: ChannelFormat): number {
+  return format === 'mrkdwn' ? out.length : ch.length;
 }
 
 /**
@@ -99,7 +114,8 @@ function unitsOf(
   const units: Unit[] = [];
   const asText = (text: string) => {
     for (const { ch, joined } of codePoints(text)) {
-      units.push({ src: ch, out: escapeText(ch, format), size: ch.length, wrapper: null, joined });
+      const out = escapeText(ch, format);
+      units.push({ src: ch, out, size: sizeOf(ch, out, format), wrapper: null, joined });
     }
   };
   for (const segment of segments) {
@@ -109,13 +125,10 @@ function unitsOf(
     }
     if (segment.body === '') continue;
     const wrapper = wrapperFor(segment, format);
-    const code = [...codePoints(segment.body)].map(({ ch, joined }) => ({
-      src: ch,
-      out: escapeCode(ch, format),
-      size: ch.length,
-      wrapper,
-      joined,
-    }));
+    const code = [...codePoints(segment.body)].map(({ ch, joined }) => {
+      const out = escapeCode(ch, format);
+      return { src: ch, out, size: sizeOf(ch, out, format), wrapper, joined };
+    });
     const widest = code.reduce((max, u) => Math.max(max, u.size), 0);
     // A limit too small for the markup around one character: the code goes out as text.
     if (limit !== null && wrapper.size + widest > limit) {

@@ -91,7 +91,7 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
     if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
       return { done: alreadyDone(run) } as const;
     const channel = await loadPinnedChannel(ctx, tx, run);
-    if (channel?.type === 'api' && !channel.callbackUrl) {
+    if (channel && ctx.channels.find(channel.type)?.delivery(channel) === 'store') {
       const done = await deliverStored(tx, run);
       if (done) return { done } as const;
     }

@@ -1,13 +1,12 @@
 import { enqueueOutbound } from '../../db/outboundMessages.ts';
 import { transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import { CHANNEL_TEXT_LIMITS } from '../contracts/channelContract.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { formatForChannel } from '../sanitize/formatForChannel.ts';
 import { redactPii } from '../sanitize/redactPii.ts';
 import { redactSecrets } from '../sanitize/redactSecrets.ts';
 import { validateOutput } from '../sanitize/validateOutput.ts';
-import { channelFormat, failRun } from '../runs/failRun.ts';
+import { failRun } from '../runs/failRun.ts';
 import { loadPinnedContracts } from '../runs/loadPinnedContracts.ts';
 import { loadRun } from '../runs/loadRun.ts';
 import { alreadyDone } from './alreadyDone.ts';
@@ -56,10 +55,15 @@ export async function sanitize(ctx: StageContext, job: RunJob): Promise<StageOut
 
     const secrets = redactSecrets(checked.text, known);
     const pii = redactPii(secrets.text, contracts.policy.privacy.redactPii);
-    const format = channelFormat(contracts.channel);
+    // A type with no registered plugin (a revision stored before apply refused it) is written
+    // as plain text; deliver then refuses it with `CHANNEL_NOT_SUPPORTED`, as it always did.
+    const plugin = ctx.channels.find(contracts.channel.type);
+    const format = plugin?.dialect(contracts.channel) ?? 'plain';
     const limit =
-      contracts.channel.formatting.maxChunkChars ?? CHANNEL_TEXT_LIMITS[contracts.channel.type];
-    const chunks = formatForChannel(pii.text, format, limit);
+      contracts.channel.formatting.maxChunkChars ?? plugin?.capabilities.maxMessageChars ?? null;
+    const chunks = plugin
+      ? plugin.format(pii.text, contracts.channel, limit)
+      : formatForChannel(pii.text, format, limit);
     // The transition first: if a concurrent failRun won, no answer rows are written at all.
     const moved = await transitionRun(tx, {
       runId: run.runId,

@@ -176,7 +176,13 @@ async function expireApprovals(ctx: StageContext, deps: SweepDeps): Promise<numb
   for (const { approvalId, projectId } of overdue) {
     try {
       await decideApproval(
-        { pool: ctx.pool, enqueue: deps.enqueue, contracts: ctx.contracts, logger: ctx.logger },
+        {
+          pool: ctx.pool,
+          enqueue: deps.enqueue,
+          contracts: ctx.contracts,
+          channels: ctx.channels,
+          logger: ctx.logger,
+        },
         { projectId, approvalId, decision: 'expired', decidedBy: ctx.actor, via: 'sweeper' },
       );
       expired += 1;

@@ -239,7 +239,7 @@ describe('notifyApprovers', () => {
         tx,
         PROJECT,
         paused.approval.approvalId,
-        approverRecipients(project, { [APPROVALS_ACCOUNT]: opsChannel }),
+        approverRecipients(project, pipeline.ctx.channels, { [APPROVALS_ACCOUNT]: opsChannel }),
       ),
     );
     return paused;
@@ -249,10 +249,17 @@ describe('notifyApprovers', () => {
   const sentFor = (approvalId: string) => telegram.sent.filter((m) => m.text.includes(approvalId));
 
   it('finds the approvers: telegram members with the approver role or admin, only with an approvals channel', () => {
-    expect(approverRecipients(project)).toEqual(APPROVERS);
-    expect(approverRecipients(project, { [APPROVALS_ACCOUNT]: opsChannel })).toEqual(APPROVERS);
-    expect(approverRecipients(project, {})).toEqual([]);
-    expect(approverRecipients({ ...project, approvals: { approverRole: 'operator' } })).toEqual([]);
+    expect(approverRecipients(project, pipeline.ctx.channels)).toEqual(APPROVERS);
+    expect(
+      approverRecipients(project, pipeline.ctx.channels, { [APPROVALS_ACCOUNT]: opsChannel }),
+    ).toEqual(APPROVERS);
+    expect(approverRecipients(project, pipeline.ctx.channels, {})).toEqual([]);
+    expect(
+      approverRecipients(
+        { ...project, approvals: { approverRole: 'operator' } },
+        pipeline.ctx.channels,
+      ),
+    ).toEqual([]);
     const admins = {
       ...project,
       approvals: { ...project.approvals, approverRole: 'admin' as const },
@@ -264,7 +271,7 @@ describe('notifyApprovers', () => {
         ],
       },
     };
-    expect(approverRecipients(admins)).toEqual(['6000']);
+    expect(approverRecipients(admins, pipeline.ctx.channels)).toEqual(['6000']);
   });
 
   it('sends each approver one message with Approve / Reject buttons; a second call sends nothing more', async () => {

@@ -174,11 +174,6 @@ describe('awooop apply', () => {
           '  approvalTtlSeconds: 1800\n',
           '  approvalTtlSeconds: 1800\n  timeouts: { stageMs: 5000 }\n' +
             '  retry: { attempts: 3, backoffMs: 200 }\n',
-        )
-        .replace(
-          '  api:\n    type: api\n',
-          '  api:\n    type: api\n  team-slack:\n    type: slack\n' +
-            '    signingSecret: "secret:slack-signing"\n    botToken: "secret:slack-bot"\n',
         ),
     );
     const result = await awooop('apply', '-f', path);
@@ -194,7 +189,6 @@ describe('awooop apply', () => {
       'runtime.timeouts.stageMs',
       'runtime.retry.attempts',
       'runtime.retry.backoffMs',
-      'channels.team-slack.type',
     ]) {
       expect(result.stderr).toMatch(
         new RegExp(`${field.replace(/[.[\]]/g, '\\$&')}: .*not supported yet`),

@@ -466,7 +466,12 @@ describe('awooop runs retry', () => {
       const { run, approval } = await waitingApproval(pipeline, PROJECT, { chatId: 8501 });
       runId = run.runId;
       await decideApproval(
-        { pool: db().pool, enqueue: pipeline.queues.enqueue, contracts: pipeline.ctx.contracts },
+        {
+          pool: db().pool,
+          enqueue: pipeline.queues.enqueue,
+          contracts: pipeline.ctx.contracts,
+          channels: pipeline.ctx.channels,
+        },
         {
           projectId: PROJECT,
           approvalId: approval.approvalId,

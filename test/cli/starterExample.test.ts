@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lineWebhook, telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
 import { startLineServer, type LineServer } from '../fakes/lineServer.ts';
+import { slackEventCallback, slackHeaders } from '../fakes/slackPayloads.ts';
+import { startSlackServer, type SlackServer } from '../fakes/slackServer.ts';
 import { startModelServer, type ModelServer } from '../fakes/modelServer.ts';
 import { startTelegramServer, type TelegramServer } from '../../ops/fakes/telegramServer.ts';
 import { runCli } from '../helpers/runCli.ts';
@@ -24,11 +26,14 @@ const BOT_TOKEN = '123456789:AAStarterExampleToken_abcdefghijk';
 const WEBHOOK_SECRET = 'starter-webhook-secret-0f3a9c';
 const LINE_SECRET = 'starter-line-channel-secret-77e1';
 const LINE_TOKEN = 'starter-line-access-token-5b2d';
+const SLACK_SIGNING = 'starter-slack-signing-secret-9c4a';
+const SLACK_TOKEN = 'xoxb-starter-0000000000-slackbottoken';
 const MODEL_KEY = 'sk-starter-model-key-c41f';
 
 let pipeline: Pipeline;
 let telegram: TelegramServer;
 let line: LineServer;
+let slack: SlackServer;
 let model: ModelServer;
 let work: string;
 let tenantFile: string;
@@ -45,6 +50,7 @@ beforeAll(async () => {
   pipeline = await startPipeline({ pool: db().pool, prefix });
   telegram = await startTelegramServer({ token: BOT_TOKEN });
   line = await startLineServer({ accessToken: LINE_TOKEN });
+  slack = await startSlackServer({ token: SLACK_TOKEN });
   model = await startModelServer({ apiKey: MODEL_KEY });
   work = await mkdtemp(join(tmpdir(), 'awooop-starter-'));
   await cp(EXAMPLE, work, { recursive: true });
@@ -57,7 +63,12 @@ beforeAll(async () => {
     .replace(
       '    channelAccessToken: "secret:line-channel-access-token"\n',
       `    channelAccessToken: "secret:line-channel-access-token"\n    apiBaseUrl: ${line.baseUrl}\n`,
+    )
+    .replace(
+      '    botToken: "secret:slack-bot-token"\n',
+      `    botToken: "secret:slack-bot-token"\n    apiBaseUrl: ${slack.apiBaseUrl}\n`,
     );
+  expect(yaml).toContain(slack.apiBaseUrl);
   expect(yaml).toContain(telegram.apiRoot);
   expect(yaml).toContain(line.baseUrl);
   await writeFile(tenantFile, yaml);
@@ -65,7 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pipeline?.close();
-  await Promise.all([telegram?.close(), line?.close(), model?.close()]);
+  await Promise.all([telegram?.close(), line?.close(), slack?.close(), model?.close()]);
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -168,6 +179,30 @@ describe('the starter example, connected as the README says', () => {
       { what: 'the LINE reply' },
     );
     expect(replies).toHaveLength(1);
+  });
+
+  it('answers a Slack mention in its thread once the signing secret and bot token are set', async () => {
+    const env = { SLACK_SIGNING_SECRET: SLACK_SIGNING, SLACK_BOT_TOKEN: SLACK_TOKEN };
+    for (const [name, from] of [
+      ['slack-signing-secret', 'SLACK_SIGNING_SECRET'],
+      ['slack-bot-token', 'SLACK_BOT_TOKEN'],
+    ] as const) {
+      await expectOk(['secrets', 'set', name, '--project', 'starter', '--from-env', from], env);
+    }
+    const ts = '1700000000.000100';
+    const body = JSON.stringify(
+      slackEventCallback({ eventId: 'Ev0STARTER1', kind: 'app_mention', text: 'hi slack', ts }),
+    );
+    const res = await fetch(`${pipeline.url}/webhooks/slack/starter/slack`, {
+      method: 'POST',
+      headers: slackHeaders(body, SLACK_SIGNING),
+      body,
+    });
+    expect(res.status).toBe(200);
+    const post = await waitFor(() => slack.posts.find((p) => p.text === 'echo: hi slack'), {
+      what: 'the Slack reply',
+    });
+    expect(post).toMatchObject({ channel: 'C0LAN2Q65', threadTs: ts, token: SLACK_TOKEN });
   });
 
   it('answers from a real model route once its key is stored and the file applied again', async () => {

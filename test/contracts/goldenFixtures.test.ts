@@ -5,11 +5,15 @@ import { parse } from 'yaml';
 import type { z } from 'zod';
 import { formatIssues } from '../../pipeline/contracts/formatIssues.ts';
 import { CONTRACT_KINDS } from '../../pipeline/contracts/common.ts';
-import { CONTRACT_SCHEMAS, TenantFile } from '../../pipeline/contracts/tenantFile.ts';
+import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
+import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
+import { CONTRACT_SCHEMAS, tenantFileSchema } from '../../pipeline/contracts/tenantFile.ts';
 
+/** The tenant file as apply reads it: channel types limited to the registered plugins'. */
+const APPLIED_TENANT = tenantFileSchema(createChannelRegistry(BUILTIN_CHANNEL_PLUGINS).types());
 const ROOT = fileURLToPath(new URL('../fixtures/contracts/', import.meta.url));
 const schemaFor = (kind: string): z.ZodType =>
-  kind === 'tenant' ? TenantFile : CONTRACT_SCHEMAS[kind as keyof typeof CONTRACT_SCHEMAS];
+  kind === 'tenant' ? APPLIED_TENANT : CONTRACT_SCHEMAS[kind as keyof typeof CONTRACT_SCHEMAS];
 
 it('has a fixture folder for each contract kind and the tenant file, and no other', () => {
   expect(readdirSync(ROOT).sort()).toEqual([...CONTRACT_KINDS, 'tenant'].sort());

@@ -15,6 +15,9 @@ import { createApp, type AppDeps } from '../../ingress/createApp.ts';
 import { ENQUEUE_TIMEOUT_MS, FAIL_FAST_REDIS } from '../../ops/createRuntime.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
+import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
+import type { AnyChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
+import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
@@ -59,6 +62,7 @@ export async function startPipeline({
   redisUrl = TEST_REDIS_URL,
   failFastIngress = false,
   databaseWaitMs,
+  channels = BUILTIN_CHANNEL_PLUGINS,
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -81,6 +85,8 @@ export async function startPipeline({
   app?: Pick<AppDeps, 'adminToken' | 'viewerToken' | 'credentialLimits' | 'metrics'>;
   /** The env variables `env:` refs may read (AWOOOP_ENV_SECRETS). @defaultValue none */
   envSecrets?: readonly string[];
+  /** The channel plugins registered (a test adds a fake one). @defaultValue the built-in ones */
+  channels?: readonly AnyChannelPlugin[];
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -99,6 +105,7 @@ export async function startPipeline({
     redis,
     redisPrefix: prefix,
     secrets,
+    channels: createChannelRegistry(channels),
     contracts: createContractReader(),
     gateway: createMcpGateway({ secrets, logger }),
     actor: 'worker:test',
@@ -112,6 +119,7 @@ export async function startPipeline({
     enqueue: ingressQueues.enqueue,
     accounts: createAccountLookup({ pool, contracts: ctx.contracts, ttlMs: 0 }),
     secrets: ctx.secrets,
+    channels: ctx.channels,
     contracts: ctx.contracts,
     gateway: ctx.gateway,
     queues: ingressQueues.queues,

@@ -33,6 +33,7 @@ async function serve(streamMaxMs?: number): Promise<{ app: App; server: Server; 
     enqueue: pipeline.queues.enqueue,
     accounts: createAccountLookup({ pool: db().pool, contracts: pipeline.ctx.contracts }),
     secrets: pipeline.ctx.secrets,
+    channels: pipeline.ctx.channels,
     contracts: pipeline.ctx.contracts,
     queues: pipeline.queues.queues,
     streamMaxMs,

@@ -72,6 +72,7 @@ beforeAll(async () => {
     enqueue: pipeline.queues.enqueue,
     accounts: createAccountLookup({ pool: db().pool, contracts: pipeline.ctx.contracts }),
     secrets: pipeline.ctx.secrets,
+    channels: pipeline.ctx.channels,
     contracts: pipeline.ctx.contracts,
     queues: pipeline.queues.queues,
     metrics: () =>

@@ -6,6 +6,8 @@ import { createApp } from '../../ingress/createApp.ts';
 import { createLogger } from '../../ops/createLogger.ts';
 import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
+import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
+import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
 import { createSecretResolver } from '../../pipeline/secrets/createSecretResolver.ts';
 import { createStageQueues } from '../../workers/stageQueues.ts';
 import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
@@ -30,6 +32,7 @@ async function serve(codeMigration: number, redisClient: Redis) {
     enqueue: queues.enqueue,
     accounts: createAccountLookup({ pool, contracts }),
     secrets: createSecretResolver({ pool, key: null }),
+    channels: createChannelRegistry(BUILTIN_CHANNEL_PLUGINS),
     contracts,
     queues: queues.queues,
   }).listen(0, '127.0.0.1');

@@ -515,7 +515,12 @@ describe('approvals', () => {
   }
   const decide = (approvalId: string, decision: 'approved' | 'rejected') =>
     decideApproval(
-      { pool: db().pool, enqueue: pipeline.queues.enqueue, contracts: pipeline.ctx.contracts },
+      {
+        pool: db().pool,
+        enqueue: pipeline.queues.enqueue,
+        contracts: pipeline.ctx.contracts,
+        channels: pipeline.ctx.channels,
+      },
       { projectId: 'tools', approvalId, decision, decidedBy: `telegram:${APPROVER}`, via: 'api' },
     );
 

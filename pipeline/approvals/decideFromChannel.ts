@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import { getApproval } from '../../db/approvals.ts';
 import { withProject } from '../../db/withProject.ts';
-import { createTelegramSender } from '../channels/telegram/createTelegramSender.ts';
-import type { ApprovalCallback } from '../channels/telegram/readApprovalCallback.ts';
+import type { ApproverAnswer } from '../channels/ChannelPlugin.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import { AppError } from '../errors.ts';
 import type { SecretResolver } from '../secrets/createSecretResolver.ts';
@@ -10,11 +9,11 @@ import { decideApproval, type DecideDeps } from './decideApproval.ts';
 import { isApprover } from './isApprover.ts';
 import { fitsInNotice } from './notifyApprovers.ts';
 
-/** What deciding from a button press needs: deciding's deps, the bot's secrets, a logger. */
-export type TelegramDecisionDeps = DecideDeps & { secrets: SecretResolver; logger: Logger };
+/** What deciding from a button press needs: deciding's deps, the account's secrets, a logger. */
+export type ChannelDecisionDeps = DecideDeps & { secrets: SecretResolver; logger: Logger };
 
 /** What became of a button press. */
-export type TelegramDecisionOutcome =
+export type ChannelDecisionOutcome =
   | 'approved'
   | 'rejected'
   | 'already_decided'
@@ -24,40 +23,45 @@ export type TelegramDecisionOutcome =
   | 'unknown_action';
 
 /**
- * Acts on an Approve / Reject button pressed in a Telegram approvals account: the presser
- * (`telegram:<from.id>`) must be an ACL member of the project with its approver role (or
- * `admin`), else nothing changes; then the approval is decided (via `telegram`, by
- * `telegram:<from.id>`) and the press answered with the outcome ("Approved", "Rejected",
+ * Acts on an Approve / Reject button pressed in an approvals account (a channel plugin with
+ * the approvals capability, Telegram today): the presser (`answer.decidedBy`, e.g.
+ * `telegram:<from.id>`) must be an ACL member of the project with its approver role (or
+ * `admin`), else nothing changes; then the approval is decided (via the channel's type, by
+ * the presser) and the press acknowledged with the outcome ("Approved", "Rejected",
  * "Already approved by …", "Expired", "Not allowed"). A refused decision is an outcome, not
- * an error; a failure to reach Postgres is thrown (the webhook answers 5xx and Telegram
- * retries, nothing having been decided). A failed `answerCallbackQuery` is only logged.
+ * an error; a failure to reach Postgres is thrown (the webhook answers 5xx and the channel
+ * retries, nothing having been decided). A failed acknowledgement is only logged.
  * Harmless twice (a retried update): decideApproval decides a pending approval once, so the
  * second press is answered "Already approved by …" and changes nothing.
  */
-export async function decideFromTelegram(
-  deps: TelegramDecisionDeps,
+export async function decideFromChannel(
+  deps: ChannelDecisionDeps,
   {
     projectId,
+    accountId,
     channel,
-    callback,
+    answer,
   }: {
     projectId: string;
-    /** The account the press came in on (a Telegram account with `approvals: true`). */
-    channel: Extract<ChannelContract, { type: 'telegram' }>;
-    callback: ApprovalCallback;
+    /** The account's name: its sender is the cached one. */
+    accountId: string;
+    /** The account the press came in on (one with `approvals: true`). */
+    channel: ChannelContract;
+    answer: ApproverAnswer;
   },
-): Promise<TelegramDecisionOutcome> {
-  const decidedBy = `telegram:${callback.fromId}`;
+): Promise<ChannelDecisionOutcome> {
+  const decidedBy = answer.decidedBy;
   const { outcome, text } = await decide();
   try {
-    const sender = createTelegramSender({
-      token: await deps.secrets.resolve(projectId, channel.botToken),
-      ...(channel.apiRoot ? { apiRoot: channel.apiRoot } : {}),
-    });
-    await sender.answerCallback(callback.callbackQueryId, text);
+    const { sender } = await deps.channels.sender(
+      (ref) => deps.secrets.resolve(projectId, ref),
+      { projectId, accountId },
+      channel,
+    );
+    await sender.acknowledge?.(answer, text);
   } catch (error) {
-    // A retried update's query was answered already (Telegram refuses a second answer), or
-    // Telegram is away: the decision stands either way, and the spinner times out by itself.
+    // A retried update's press was acknowledged already (Telegram refuses a second answer),
+    // or the channel is away: the decision stands either way, and the spinner times out.
     deps.logger.warn(
       { projectId, outcome, err: error instanceof Error ? error.message : String(error) },
       'could not answer an approval button press',
@@ -65,9 +69,10 @@ export async function decideFromTelegram(
   }
   return outcome;
 
-  async function decide(): Promise<{ outcome: TelegramDecisionOutcome; text: string }> {
-    const action = callback.action;
-    if (!action) return { outcome: 'unknown_action', text: 'Unknown action' };
+  async function decide(): Promise<{ outcome: ChannelDecisionOutcome; text: string }> {
+    const action = answer.action;
+    const via = deps.channels.find(channel.type)?.approvals?.via;
+    if (!action || !via) return { outcome: 'unknown_action', text: 'Unknown action' };
     const project = await withProject(deps.pool, projectId, (tx) =>
       deps.contracts.active(tx, { projectId, kind: 'project', name: 'project' }),
     );
@@ -93,7 +98,7 @@ export async function decideFromTelegram(
         approvalId: action.approvalId,
         decision: action.decision,
         decidedBy,
-        via: 'telegram',
+        via,
       });
       return action.decision === 'approved'
         ? { outcome: 'approved', text: 'Approved' }
