@@ -26,3 +26,27 @@ export async function deleteKeys(prefix: string): Promise<void> {
     redis.disconnect();
   }
 }
+
+/**
+ * Deletes every key under `prefix:` at one instant, as a FLUSHALL or a Redis restart without
+ * persistence would (a Lua script runs atomically). {@link deleteKeys} scans in pages, so
+ * workers still running in between could be left half a job (a job hash without its list
+ * entry, or the reverse) — a state no real outage produces, which blocks a re-add under the
+ * same job id. Only for a test's own small prefix: `KEYS` walks the whole keyspace.
+ */
+export async function wipeKeys(prefix: string): Promise<void> {
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  try {
+    await redis.eval(
+      `local keys = redis.call('KEYS', ARGV[1])
+       for i = 1, #keys, 500 do
+         redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
+       end
+       return #keys`,
+      0,
+      `${prefix}:*`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}

@@ -8,7 +8,7 @@ import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../../ops/fakes/p
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
-import { deleteKeys, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
+import { useRedisPrefix, wipeKeys } from '../helpers/useRedisPrefix.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
 const db = useTestDatabase();
@@ -607,8 +607,8 @@ describe('recovery', () => {
         telegramUpdate({ updateId: nextUpdateId++, chatId, text: `batch ${chatId}` }),
       );
     }
-    // every key of this test's prefix goes, as a FLUSHALL would take them
-    await deleteKeys(prefix);
+    // every key of this test's prefix goes at once, as a FLUSHALL would take them
+    await wipeKeys(prefix);
     pipeline.startWorkers();
     // a page of 2 makes the sweep page through all six
     const report = await pipeline.sweep(0, 2);
@@ -636,8 +636,8 @@ describe('recovery', () => {
       await waitFor(() => chatIds.some((id) => sentTo(String(id)).length > 0) || undefined, {
         what: 'the first replies of the batch',
       });
-      // jobs waiting, active and delayed all go; the workers keep running
-      await deleteKeys(prefix);
+      // jobs waiting, active and delayed all go at once; the workers keep running
+      await wipeKeys(prefix);
       await waitFor(
         async () => {
           await pipeline.sweep(0);
