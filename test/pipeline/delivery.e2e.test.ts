@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { deliver } from '../../pipeline/stages/deliver.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
+import { lineWebhook, telegramUpdate } from '../../ops/fakes/channelPayloads.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
 import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
@@ -163,6 +163,48 @@ describe('a sender that died holding a chunk', () => {
       { kind: 'reply', status: 'uncertain', error_code: 'SENDER_LOST' },
     ]);
     expect(sentTo(chatId)).toHaveLength(0);
+  });
+});
+
+describe('a LINE reply whose sender died', () => {
+  // Regression: the takeover's second claim is no first try, so the row went out as a push —
+  // which X-Line-Retry-Key dedupes against pushes only, not against the reply that may have
+  // gone out with the single-use token: the user could get the answer twice.
+  it('is settled uncertain, not pushed: the reply may have gone out', async () => {
+    const userId = 'U000000000000000000000000000077a1';
+    await pipeline.stopWorkers();
+    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+    const { body, signature } = lineWebhook({
+      channelSecret: TEST_SECRETS['line-secret'],
+      events: [{ userId, text: 'line taken over', replyToken: 'reply-token-taken-over' }],
+    });
+    const res = await fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-line-signature': signature },
+      body,
+    });
+    expect(res.status).toBe(200);
+    const run = await waitFor(
+      async () => {
+        const r = await runOf('line taken over');
+        return r?.state === 'SANITIZED' ? r : undefined;
+      },
+      { what: 'a sanitized run' },
+    );
+    // as a deliver worker SIGKILLed during its reply call leaves it: claimed once, lease run out
+    await owner.query(
+      `UPDATE outbound_messages SET status = 'sending', attempts = 1,
+              lease_until = now() - interval '1 second' WHERE run_id = $1`,
+      [run.run_id],
+    );
+    pipeline.startWorkers(['deliver']);
+    const done = await finished('line taken over');
+    expect(done.state).toBe('COMPLETED');
+    expect(await ledger(run.run_id)).toEqual([
+      { kind: 'reply', status: 'uncertain', error_code: 'SENDER_LOST' },
+    ]);
+    expect(line.pushes.filter((p) => p.to === userId)).toHaveLength(0);
+    expect(line.replies.filter((r) => r.replyToken === 'reply-token-taken-over')).toHaveLength(0);
   });
 });
 

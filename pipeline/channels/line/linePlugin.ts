@@ -55,9 +55,12 @@ export const linePlugin: ChannelPlugin<'line'> = {
         const firstTry = rows.every((r) => r.attempts === 1);
         const isFirstBatch = rows[0]!.chunkIndex === 0 && rows[0]!.kind !== 'status';
         const fresh = token !== undefined && Date.parse(token.expiresAt) > now + 1000;
-        return firstTry && isFirstBatch && fresh
-          ? { name: 'reply', dedupes: false }
-          : { name: 'push', dedupes: true };
+        if (firstTry && isFirstBatch && fresh) return { name: 'reply', dedupes: false };
+        // A row taken over from a first try of the first batch may have gone out as that
+        // reply, which X-Line-Retry-Key does not cover: a push now could be a second copy.
+        const mayHaveReplied =
+          isFirstBatch && token !== undefined && rows.some((r) => r.takenOver && r.attempts === 2);
+        return { name: 'push', dedupes: !mayHaveReplied };
       },
       async send(rows, method, { event }) {
         const texts = rows.map((r) => r.text);
