@@ -22,6 +22,11 @@ export type ChannelCapabilities = {
   edits: boolean;
   /** A typing / loading indicator can be shown while a run executes. */
   typing: boolean;
+  /**
+   * A short status note (`progress.statusText`) is sent when a run is still executing after
+   * `progress.statusAfterMs`. False where clients follow the run's events instead (the API).
+   */
+  statusNote: boolean;
   /** Messages can carry buttons (what asking an approver needs). */
   buttons: boolean;
   /**

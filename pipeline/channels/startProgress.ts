@@ -8,11 +8,11 @@ import type { ChannelPlugin } from './ChannelPlugin.ts';
 import { sendOutboundRows } from './sendOutboundRows.ts';
 
 /**
- * Progress feedback while a run executes, on runs that may speak, on a channel whose plugin can
- * show typing (the API's clients follow the run's events instead): the plugin's typing
- * indicator at once (Telegram chat action, LINE loading animation in a 1:1 chat), through the
- * account's cached sender, and one short status message
- * if the run is still executing after the channel's `statusAfterMs`. The status message is a
+ * Progress feedback while a run executes, on runs that may speak: where the plugin can show
+ * typing, its indicator at once (Telegram chat action, LINE loading animation in a 1:1 chat),
+ * through the account's cached sender; where it sends status notes (not the API, whose clients
+ * follow the run's events instead), one short status message if the run is still executing
+ * after the channel's `statusAfterMs`. The status message is a
  * ledger row (run, 'status', 0), so a retried execute never sends a second one. Progress is
  * best effort: its failures are logged and never fail the run.
  */
@@ -21,16 +21,16 @@ export function startProgress(
   { run, channel, event }: { run: Run; channel: ChannelContract; event: ConversationEvent },
 ): { stop(): Promise<void> } {
   const plugin = ctx.channels.find(channel.type);
-  if (run.live !== true || !plugin?.capabilities.typing) {
-    return { stop: async () => {} };
-  }
+  if (run.live !== true || !plugin) return { stop: async () => {} };
   const warn = (error: unknown) =>
     ctx.logger.warn(
       { runId: run.runId, err: error instanceof Error ? error.message : String(error) },
       'progress feedback failed',
     );
 
-  if (channel.progress.typingIndicator) void typing(ctx, run, channel, event).catch(warn);
+  if (plugin.capabilities.typing && channel.progress.typingIndicator)
+    void typing(ctx, run, channel, event).catch(warn);
+  if (!plugin.capabilities.statusNote) return { stop: async () => {} };
 
   let inFlight: Promise<void> | null = null;
   const timer = setTimeout(() => {

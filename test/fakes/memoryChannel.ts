@@ -48,6 +48,7 @@ export function createMemoryChannel(): {
       threads: false,
       edits: false,
       typing: false,
+      statusNote: false,
       buttons: false,
       maxMessageChars: 500,
       batchSize: 2,

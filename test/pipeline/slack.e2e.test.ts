@@ -2,8 +2,9 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
-import { applyTestTenant, pipelineTenant } from '../../ops/fakes/pipelineTenant.ts';
+import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
 import { slackEventCallback, slackHeaders, slackUrlVerification } from '../fakes/slackPayloads.ts';
+import { startModelServer } from '../fakes/modelServer.ts';
 import { startSlackServer, type SlackServer } from '../fakes/slackServer.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
@@ -17,27 +18,38 @@ const db = useTestDatabase();
 const prefix = useRedisPrefix();
 const PROJECT = 'slackco';
 const SHADOW = 'slackshadow';
+/** A project on a real (fake) model, whose Slack account sends a status note after 300 ms. */
+const SLOW = 'slackslow';
 const SIGNING_SECRET = 'slack-signing-secret-0123456789abcdef';
 const BOT_TOKEN = 'xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx';
 
 let slack: SlackServer;
+let model: Awaited<ReturnType<typeof startModelServer>>;
 let pipeline: Pipeline;
 let owner: pg.Client;
 let nextEvent = 1;
 
-async function setUpProject(projectId: string, mode: MigrationMode) {
+async function setUpProject(
+  projectId: string,
+  mode: MigrationMode,
+  { modelBaseUrl, statusAfterMs }: { modelBaseUrl?: string; statusAfterMs?: number } = {},
+) {
   // The Telegram and LINE accounts of the test tenant point nowhere: only Slack is spoken to.
   const input = pipelineTenant({
     projectId,
     telegramApiRoot: 'http://127.0.0.1:9/',
     lineBaseUrl: 'http://127.0.0.1:9',
     mode,
+    ...(modelBaseUrl ? { modelBaseUrl } : {}),
   });
   input.tenant.channels.sl = ChannelContract.parse({
     type: 'slack',
     signingSecret: 'secret:slack-signing',
     botToken: 'secret:slack-bot',
     apiBaseUrl: slack.apiBaseUrl,
+    ...(statusAfterMs !== undefined
+      ? { progress: { statusAfterMs, statusText: 'Working on it' } }
+      : {}),
   });
   await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, input);
   await pipeline.setSecret(projectId, 'slack-signing', SIGNING_SECRET);
@@ -46,15 +58,20 @@ async function setUpProject(projectId: string, mode: MigrationMode) {
 
 beforeAll(async () => {
   slack = await startSlackServer({ token: BOT_TOKEN });
+  model = await startModelServer();
   pipeline = await startPipeline({ pool: db().pool, prefix });
   owner = await db().owner();
   await setUpProject(PROJECT, 'read_only');
   await setUpProject(SHADOW, 'shadow');
+  await setUpProject(SLOW, 'read_only', { modelBaseUrl: model.url, statusAfterMs: 300 });
+  for (const [name, value] of Object.entries(TEST_SECRETS))
+    await pipeline.setSecret(SLOW, name, value);
 });
 
 afterAll(async () => {
   await pipeline?.close();
   await slack?.close();
+  await model?.close();
 });
 
 function postSlack(
@@ -276,5 +293,29 @@ describe('Slack answers', () => {
     expect(await ledger(run.run_id)).toEqual([
       { kind: 'reply', status: 'suppressed', format: 'mrkdwn' },
     ]);
+  });
+});
+
+describe('progress on Slack', () => {
+  // Regression: the account's progress block was accepted and ignored: status notes went only
+  // to plugins that can show typing, which Slack's Events API cannot.
+  it('posts one status note in the thread while a slow run executes, then the answer', async () => {
+    const id = eventId();
+    const ts = '1515449600.000077';
+    model.setDelay(1500);
+    try {
+      const body = JSON.stringify(
+        slackEventCallback({ eventId: id, kind: 'app_mention', text: 'slow one', ts }),
+      );
+      const res = await postSlack(body, {
+        projectId: SLOW,
+        headers: slackHeaders(body, SIGNING_SECRET),
+      });
+      expect(res.status).toBe(200);
+      expect((await finished(id)).state).toBe('COMPLETED');
+    } finally {
+      model.setDelay(0);
+    }
+    expect(postsIn(ts).map((p) => p.text)).toEqual(['Working on it', 'model: slow one']);
   });
 });

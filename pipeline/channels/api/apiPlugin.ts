@@ -14,6 +14,7 @@ export const apiPlugin: ChannelPlugin<'api'> = {
     threads: false,
     edits: false,
     typing: false,
+    statusNote: false,
     buttons: false,
     maxMessageChars: null,
     batchSize: 1,

@@ -19,6 +19,7 @@ export const linePlugin: ChannelPlugin<'line'> = {
     threads: false,
     edits: false,
     typing: true,
+    statusNote: true,
     buttons: false,
     maxMessageChars: CHANNEL_TEXT_LIMITS.line,
     batchSize: LINE_MAX_MESSAGES_PER_CALL,

@@ -27,6 +27,7 @@ export const slackPlugin: ChannelPlugin<'slack'> = {
     edits: false,
     // Bots have no typing indicator on the Events API.
     typing: false,
+    statusNote: true,
     buttons: true,
     maxMessageChars: CHANNEL_TEXT_LIMITS.slack,
     batchSize: 1,

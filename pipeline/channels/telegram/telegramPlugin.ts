@@ -22,6 +22,7 @@ export const telegramPlugin: ChannelPlugin<'telegram'> = {
     threads: true,
     edits: true,
     typing: true,
+    statusNote: true,
     buttons: true,
     maxMessageChars: CHANNEL_TEXT_LIMITS.telegram,
     batchSize: 1,
