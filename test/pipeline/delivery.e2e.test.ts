@@ -107,6 +107,32 @@ async function ledger(runId: string) {
 }
 const sentTo = (chatId: number) => telegram.sent.filter((m) => m.chat_id === String(chatId));
 
+/**
+ * Holds deliver back, sends what `send` sends, and returns the run of `text` once it is
+ * SANITIZED: its answer is in the ledger and nothing has tried to send it.
+ */
+async function sanitizedBeforeDeliver(text: string, send: () => Promise<void>): Promise<RunRow> {
+  await pipeline.stopWorkers();
+  pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
+  await send();
+  return waitFor(
+    async () => {
+      const r = await runOf(text);
+      return r?.state === 'SANITIZED' ? r : undefined;
+    },
+    { what: 'a sanitized run' },
+  );
+}
+
+/** Leaves a run's chunks as a deliver worker SIGKILLed mid-call does: claimed once, lease run out. */
+async function leaveToDeadSender(runId: string): Promise<void> {
+  await owner.query(
+    `UPDATE outbound_messages SET status = 'sending', attempts = 1,
+            lease_until = now() - interval '1 second' WHERE run_id = $1`,
+    [runId],
+  );
+}
+
 describe('Telegram pacing', () => {
   // Regression: a group's 3 s spacing was longer than the in-process wait, and each deferral
   // reserved another slot, so a group's second message was deferred forever.
@@ -140,22 +166,8 @@ describe('a send whose answer is lost', () => {
 describe('a sender that died holding a chunk', () => {
   it('leaves the chunk uncertain instead of sending a second copy', async () => {
     const chatId = 7201;
-    await pipeline.stopWorkers();
-    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
-    await post(chatId, 'taken over');
-    const run = await waitFor(
-      async () => {
-        const r = await runOf('taken over');
-        return r?.state === 'SANITIZED' ? r : undefined;
-      },
-      { what: 'a sanitized run' },
-    );
-    // as a deliver worker SIGKILLed mid-call leaves it: claimed, lease run out
-    await owner.query(
-      `UPDATE outbound_messages SET status = 'sending', attempts = 1,
-              lease_until = now() - interval '1 second' WHERE run_id = $1`,
-      [run.run_id],
-    );
+    const run = await sanitizedBeforeDeliver('taken over', () => post(chatId, 'taken over'));
+    await leaveToDeadSender(run.run_id);
     pipeline.startWorkers(['deliver']);
     const done = await finished('taken over');
     expect(done.state).toBe('COMPLETED');
@@ -172,31 +184,20 @@ describe('a LINE reply whose sender died', () => {
   // gone out with the single-use token: the user could get the answer twice.
   it('is settled uncertain, not pushed: the reply may have gone out', async () => {
     const userId = 'U000000000000000000000000000077a1';
-    await pipeline.stopWorkers();
-    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
     const { body, signature } = lineWebhook({
       channelSecret: TEST_SECRETS['line-secret'],
       events: [{ userId, text: 'line taken over', replyToken: 'reply-token-taken-over' }],
     });
-    const res = await fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-line-signature': signature },
-      body,
+    const run = await sanitizedBeforeDeliver('line taken over', async () => {
+      const res = await fetch(`${pipeline.url}/webhooks/line/${PROJECT}/ln`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-line-signature': signature },
+        body,
+      });
+      expect(res.status).toBe(200);
     });
-    expect(res.status).toBe(200);
-    const run = await waitFor(
-      async () => {
-        const r = await runOf('line taken over');
-        return r?.state === 'SANITIZED' ? r : undefined;
-      },
-      { what: 'a sanitized run' },
-    );
-    // as a deliver worker SIGKILLed during its reply call leaves it: claimed once, lease run out
-    await owner.query(
-      `UPDATE outbound_messages SET status = 'sending', attempts = 1,
-              lease_until = now() - interval '1 second' WHERE run_id = $1`,
-      [run.run_id],
-    );
+    // its deliver worker died during the reply call
+    await leaveToDeadSender(run.run_id);
     pipeline.startWorkers(['deliver']);
     const done = await finished('line taken over');
     expect(done.state).toBe('COMPLETED');
@@ -266,16 +267,7 @@ describe('a chunk sent while Postgres drops out', () => {
   // path, put the row back to queued, and the retry sent the message a second time.
   it('is recorded sent once Postgres answers again, and never sent twice', async () => {
     const chatId = 7501;
-    await pipeline.stopWorkers();
-    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
-    await post(chatId, 'flaky db');
-    const run = await waitFor(
-      async () => {
-        const r = await runOf('flaky db');
-        return r?.state === 'SANITIZED' ? r : undefined;
-      },
-      { what: 'a sanitized run' },
-    );
+    const run = await sanitizedBeforeDeliver('flaky db', () => post(chatId, 'flaky db'));
     const { rows } = await owner.query<{ trace_id: string }>(
       'SELECT trace_id FROM runs WHERE run_id = $1',
       [run.run_id],
@@ -313,16 +305,7 @@ describe('a chunk sent while Postgres drops out', () => {
 describe('a send that did not happen while Postgres drops out', () => {
   /** Runs one deliver of `text`'s sanitized run by hand, on a context the test changes. */
   async function sanitized(chatId: number, text: string) {
-    await pipeline.stopWorkers();
-    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
-    await post(chatId, text);
-    const run = await waitFor(
-      async () => {
-        const r = await runOf(text);
-        return r?.state === 'SANITIZED' ? r : undefined;
-      },
-      { what: 'a sanitized run' },
-    );
+    const run = await sanitizedBeforeDeliver(text, () => post(chatId, text));
     const { rows } = await owner.query<{ trace_id: string }>(
       'SELECT trace_id FROM runs WHERE run_id = $1',
       [run.run_id],
@@ -405,16 +388,7 @@ describe('a send that did not happen while Postgres drops out', () => {
 describe('a run past its deadline at deliver', () => {
   /** A sanitized run of `text` whose deliver has not run, its deadline passed. */
   async function overdueSanitized(chatId: number, text: string) {
-    await pipeline.stopWorkers();
-    pipeline.startWorkers(['resolve', 'policy', 'execute', 'sanitize']);
-    await post(chatId, text);
-    const run = await waitFor(
-      async () => {
-        const r = await runOf(text);
-        return r?.state === 'SANITIZED' ? r : undefined;
-      },
-      { what: 'a sanitized run' },
-    );
+    const run = await sanitizedBeforeDeliver(text, () => post(chatId, text));
     await owner.query(
       `UPDATE runs SET deadline_at = now() - interval '1 second',
                        updated_at = now() - interval '1 minute' WHERE run_id = $1`,
@@ -429,11 +403,7 @@ describe('a run past its deadline at deliver', () => {
   it('is not timed out while its answer is in flight: deliver settles it, no notice follows', async () => {
     const chatId = 7701;
     const run = await overdueSanitized(chatId, 'overdue in flight');
-    await owner.query(
-      `UPDATE outbound_messages SET status = 'sending', attempts = 1,
-              lease_until = now() - interval '1 second' WHERE run_id = $1`,
-      [run.run_id],
-    );
+    await leaveToDeadSender(run.run_id);
     const report = await pipeline.sweep(0);
     expect(report.timedOut).toBe(0);
     expect((await runOf('overdue in flight'))?.state).toBe('SANITIZED');
