@@ -4,7 +4,11 @@ import type { RunStep, ToolStepBody } from '../../db/runSteps.ts';
 import type { Run } from '../../db/runs.ts';
 import type { StageContext } from '../StageContext.ts';
 
-/** What one tool call of a run writes as it settles: its audit row and its checkpoint. */
+/**
+ * What one tool call of a run writes as it settles: its audit row and its checkpoint, always
+ * in one transaction. Harmless twice: the checkpoint is keyed by run and step index, so a
+ * second settle of the same call fails on it and its audit row is rolled back with it.
+ */
 export type CallRecorder = {
   /** Appends the call's `tool.call` audit row with `status` (and the arguments' digest). */
   audit(tx: CommonQueryMethods, status: string, detail?: Record<string, unknown>): Promise<void>;
