@@ -174,6 +174,51 @@ export type ApproverAnswer = {
   action: { approvalId: string; decision: 'approved' | 'rejected' } | null;
 };
 
+/**
+ * Where a held connection hands what it reads: the same durable accept and approval decision
+ * a webhook route uses, wired by the ChannelManager for the account it runs.
+ */
+export type ConnectionSink = {
+  /**
+   * Makes the messages durable runs (deduped on each event's external id) and resolves once
+   * they are committed: a connection acknowledges upstream only after this resolves.
+   */
+  messages(batch: InboundBatch): Promise<{ runs: string[]; duplicate: boolean }>;
+  /** Decides an approver's button press read off the connection (ACL-checked there). */
+  approval(answer: ApproverAnswer): Promise<void>;
+  /**
+   * Reports the connection's state for the account's status snapshot: `running` once it is
+   * receiving, `reconnecting` while it is getting back (a RESUME), `error` with what failed.
+   */
+  state(
+    state: 'running' | 'reconnecting' | 'error',
+    error?: { code: string; message: string },
+  ): void;
+};
+
+/** One open connection, as {@link ConnectionAdapter.open} hands it back. */
+export type HeldConnection = {
+  /** Closes it; resolves once nothing more will reach the sink. Harmless twice. */
+  stop(): Promise<void>;
+};
+
+/**
+ * A channel whose messages arrive over a connection AwoooP holds (Discord's Gateway, an SMTP
+ * listener) rather than on a webhook. The ChannelManager opens one per running account in the
+ * `channels` process and closes it when the account stops or its contract changes.
+ */
+export type ConnectionAdapter<T extends ChannelType> = {
+  /** The secret refs `open` needs, resolved by the manager first, in order. */
+  credentials(account: AccountOf<T>): readonly SecretRef[];
+  /** Opens the account's connection; resolves once it is set up (not necessarily `running`). */
+  open(
+    account: AccountOf<T>,
+    credentials: readonly string[],
+    sink: ConnectionSink,
+    key: { projectId: string; accountId: string },
+  ): Promise<HeldConnection>;
+};
+
 /** Asking approvers through the channel: a capability a plugin may lack. */
 export type ApprovalAdapter = {
   /**
@@ -222,6 +267,8 @@ export type ChannelPlugin<T extends ChannelType = ChannelType> = {
   createSender(account: AccountOf<T>, credentials: readonly string[]): ChannelSender<T>;
   /** Present when approvers can be asked (with buttons) and answer on this channel. */
   approvals?: ApprovalAdapter;
+  /** Present when messages arrive over a connection the ChannelManager holds. */
+  connection?: ConnectionAdapter<T>;
 };
 
 /** A plugin whose `type` is not known statically (what the registry hands out). */

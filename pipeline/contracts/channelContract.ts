@@ -27,6 +27,17 @@ const common = {
     .max(500)
     .default('Sorry, I could not finish that. The team has been told.'),
   approvals: z.boolean().default(false),
+  /**
+   * Caps on what an inbound message may carry besides text, kept as references
+   * ({@link capAttachments}): past `maxAttachments` or over `maxBytes`, an attachment is only
+   * mentioned, never fetched.
+   */
+  media: z
+    .strictObject({
+      maxAttachments: z.int().min(0).max(100).default(10),
+      maxBytes: z.int().min(0).max(1_000_000_000).default(20_000_000),
+    })
+    .prefault({}),
 };
 
 /** Communication / Channel: one channel account, its credentials (as refs), formatting, progress. */

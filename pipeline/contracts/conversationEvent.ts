@@ -8,6 +8,24 @@ export const Conversation = z.strictObject({
   threadId: z.string().min(1).max(200).optional(),
 });
 
+/**
+ * Something sent with a message (a photo, a file, a voice note), kept as a reference to the
+ * channel's copy with its type and size: AwoooP never downloads it. `ref` is the channel's
+ * handle (Telegram `file_id`, LINE message id, Slack file id, Discord attachment URL, an email
+ * part's content id). `omitted` says why it is only mentioned (over the account's
+ * `media.maxBytes`, or past `media.maxAttachments`).
+ */
+export const Attachment = z.strictObject({
+  kind: z.enum(['image', 'video', 'audio', 'file', 'sticker']),
+  ref: z.string().min(1).max(2000),
+  mimeType: z.string().min(1).max(200).optional(),
+  /** Bytes, as the channel reports them; absent where the channel does not say before a download. */
+  sizeBytes: z.int().min(0).optional(),
+  name: z.string().min(1).max(300).optional(),
+  omitted: z.enum(['too_large', 'too_many']).optional(),
+});
+export type Attachment = z.infer<typeof Attachment>;
+
 /** Every inbound message, whatever its channel, normalized by ingress before it becomes a run. */
 export const ConversationEvent = z.strictObject({
   eventId: z.uuid(),
@@ -29,6 +47,8 @@ export const ConversationEvent = z.strictObject({
   message: z.strictObject({
     text: z.string().max(100_000),
     replyToExternalId: z.string().max(200).optional(),
+    /** What came with the text, as references (see {@link Attachment}); capped per account. */
+    attachments: z.array(Attachment).max(100).default([]),
   }),
   replyToken: z.strictObject({ value: z.string().min(1), expiresAt: z.iso.datetime() }).optional(),
 });

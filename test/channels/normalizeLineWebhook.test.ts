@@ -27,7 +27,7 @@ describe('normalizeLineWebhook', () => {
           externalEventId: '01FZ74A0TDDPYRVKNK77XKC3ZR',
           sender: { id: 'U4af4980629aaaaaaaaaaaaaaaaaaaaaa', isBot: false },
           conversation: { kind: 'dm', id: 'U4af4980629aaaaaaaaaaaaaaaaaaaaaa' },
-          message: { text: 'hello' },
+          message: { text: 'hello', attachments: [] },
           replyToken: {
             value: 'b60d432864f44d079f6d8efe86cf404b',
             expiresAt: '2026-11-20T10:00:50.000Z',
@@ -49,9 +49,9 @@ describe('normalizeLineWebhook', () => {
       [
         { kind: 'group', id: 'Ca56f94637c00' },
         'U1',
-        { text: 'in group', replyToExternalId: '4680' },
+        { text: 'in group', replyToExternalId: '4680', attachments: [] },
       ],
-      [{ kind: 'group', id: 'Ra8dbf4673c00' }, 'U2', { text: 'in room' }],
+      [{ kind: 'group', id: 'Ra8dbf4673c00' }, 'U2', { text: 'in room', attachments: [] }],
     ]);
   });
 

@@ -29,7 +29,7 @@ describe('normalizeTelegramUpdate', () => {
           externalEventId: '900001',
           sender: { id: '4242', displayName: 'Ada Lovelace', isBot: false },
           conversation: { kind: 'dm', id: '4242' },
-          message: { text: 'hello there' },
+          message: { text: 'hello there', attachments: [] },
         },
       ],
     });
@@ -49,7 +49,7 @@ describe('normalizeTelegramUpdate', () => {
       telegramUpdate({ updateId: 8, chatId: -100999, threadId: 77, text: 'in a topic' }),
     );
     expect(events[0]?.conversation).toEqual({ kind: 'group', id: '-100999', threadId: '77' });
-    expect(events[0]?.message).toEqual({ text: 'in a topic' });
+    expect(events[0]?.message).toEqual({ text: 'in a topic', attachments: [] });
   });
 
   it('ignores message_thread_id outside forum topics (reply threads in plain groups)', () => {
@@ -77,7 +77,7 @@ describe('normalizeTelegramUpdate', () => {
 
     expect(
       normalizeTelegramUpdate({ update_id: 11, edited_message: edited.message }).events[0]?.message,
-    ).toEqual({ text: 'fixed typo' });
+    ).toEqual({ text: 'fixed typo', attachments: [] });
     const { events } = normalizeTelegramUpdate({ update_id: 12, channel_post: postMessage });
     expect(events[0]?.sender).toEqual({ id: '-1005', displayName: 'Ops Room', isBot: false });
     expect(events[0]?.conversation.kind).toBe('group');

@@ -90,7 +90,7 @@ describe('normalizeSlackEvent', () => {
             externalEventId: 'Ev0LAN670R',
             sender: { id: 'U061F7AUR', isBot: false },
             conversation: { kind: 'group', id: 'C0LAN2Q65', threadId: '1515449522.000016' },
-            message: { text: 'is it everything a river should be? a & b <3' },
+            message: { text: 'is it everything a river should be? a & b <3', attachments: [] },
           },
         ],
       },
