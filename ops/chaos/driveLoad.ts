@@ -1,14 +1,21 @@
 import { z } from 'zod';
 import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { slackEventCallback, slackHeaders } from '../fakes/slackPayloads.ts';
 
 /** Private chat ids start here: one fresh chat per Telegram update. */
 export const CHAT_BASE = 5_000_000;
 
+/** The channels the load speaks: webhooks of two platforms and the HTTP API. */
+export type LoadChannel = 'api' | 'telegram' | 'slack';
+
 /** One message the load sent (however many times), and what the platform said to it. */
 export type LoadItem = {
   seq: number;
-  channel: 'api' | 'telegram';
-  /** The Telegram chat (one per update), or the API conversation id. */
+  channel: LoadChannel;
+  /**
+   * The Telegram chat (one per update), the Slack direct-message channel (one per event), or
+   * the API conversation id.
+   */
   conversation: string;
   /** Every run id a 2xx answer named for this message: more than one is a duplicate run. */
   runIds: Set<string>;
@@ -48,11 +55,16 @@ export type LoadOptions = {
   webhookSecret: string;
   /** The Telegram channel account of the project. */
   telegramAccount: string;
+  /** The Slack channel account of the project and its signing secret. */
+  slackAccount: string;
+  slackSigningSecret: string;
   /** Messages started per second. */
   rate: number;
   durationMs: number;
   /** Share sent through the Telegram webhook. */
   telegramShare: number;
+  /** Share sent through the Slack Events API webhook (the rest, after Telegram's, is API). */
+  slackShare: number;
   /** Share of webhooks sent again: half at the same moment, half 1-5 s later. */
   duplicateShare: number;
   /** A failed request is retried (as Telegram does) until this long after the load ends. */
@@ -67,9 +79,11 @@ const WebhookAnswer = z.object({ ok: z.literal(true), runs: z.array(z.string()) 
 /**
  * Sends a steady stream of messages at `rate` per second for `durationMs`, each a fresh
  * conversation: API messages (`POST /v1/projects/:p/messages`, Bearer key, an Idempotency-Key
- * per message so a retry cannot make a second run) and Telegram webhooks (a real update with
- * a fresh `update_id` and chat). A request that fails (5xx, connection refused, timeout) is
- * not accepted and is retried with backoff; a share of webhooks is sent twice on purpose.
+ * per message so a retry cannot make a second run), Telegram webhooks (a real update with a
+ * fresh `update_id` and chat) and Slack Events API callbacks (a direct message with a fresh
+ * `event_id` and channel, signed again on every try as Slack does, its retries numbered in
+ * `X-Slack-Retry-Num`). A request that fails (5xx, connection refused, timeout) is not
+ * accepted and is retried with backoff; a share of webhooks is sent twice on purpose.
  */
 export function driveLoad(o: LoadOptions): LoadDriver {
   const items: LoadItem[] = [];
@@ -95,6 +109,21 @@ export function driveLoad(o: LoadOptions): LoadDriver {
     track(new Promise((r) => setTimeout(r, ms)).then(fn));
 
   const request = (item: LoadItem) => {
+    if (item.channel === 'slack') {
+      const body = JSON.stringify(
+        slackEventCallback({
+          eventId: `EvCHAOS${item.seq}`,
+          kind: 'im',
+          channel: item.conversation,
+          text: `chaos ${item.seq}`,
+        }),
+      );
+      return {
+        url: `${o.baseUrl}/webhooks/slack/${o.projectId}/${o.slackAccount}`,
+        headers: {} as Record<string, string>,
+        body,
+      };
+    }
     if (item.channel === 'api') {
       return {
         url: `${o.baseUrl}/v1/projects/${o.projectId}/messages`,
@@ -131,6 +160,14 @@ export function driveLoad(o: LoadOptions): LoadDriver {
     // The same bytes every time: a duplicate or a retry is exactly what was sent first.
     const req = bodies.get(item.seq) ?? request(item);
     bodies.set(item.seq, req);
+    // Slack signs each delivery with the time it is sent and numbers its retries.
+    const headers =
+      item.channel === 'slack'
+        ? {
+            ...slackHeaders(req.body, o.slackSigningSecret),
+            ...(item.attempts > 0 ? { 'x-slack-retry-num': String(item.attempts) } : {}),
+          }
+        : req.headers;
     item.attempts += 1;
     counts.requests += 1;
     inFlight += 1;
@@ -138,7 +175,7 @@ export function driveLoad(o: LoadOptions): LoadDriver {
     try {
       const res = await fetch(req.url, {
         method: 'POST',
-        headers: req.headers,
+        headers,
         body: req.body,
         signal: AbortSignal.timeout(o.requestTimeoutMs),
       });
@@ -173,24 +210,31 @@ export function driveLoad(o: LoadOptions): LoadDriver {
   };
 
   const start = (seq: number) => {
-    const telegram = o.random() < o.telegramShare;
+    const roll = o.random();
+    const channel: LoadChannel =
+      roll < o.telegramShare ? 'telegram' : roll < o.telegramShare + o.slackShare ? 'slack' : 'api';
     const item: LoadItem = {
       seq,
-      channel: telegram ? 'telegram' : 'api',
-      conversation: telegram ? String(CHAT_BASE + seq) : `chaos-${seq}`,
+      channel,
+      conversation:
+        channel === 'telegram'
+          ? String(CHAT_BASE + seq)
+          : channel === 'slack'
+            ? `DCHAOS${seq}`
+            : `chaos-${seq}`,
       runIds: new Set(),
       attempts: 0,
       accepted: false,
     };
     items.push(item);
     track(deliver(item));
-    if (!telegram) return;
-    const roll = o.random();
-    if (roll < o.duplicateShare / 2) {
+    if (channel === 'api') return;
+    const dup = o.random();
+    if (dup < o.duplicateShare / 2) {
       item.duplicate = 'concurrent';
       counts.duplicatesConcurrent += 1;
       track(attempt(item).then(() => {}));
-    } else if (roll < o.duplicateShare) {
+    } else if (dup < o.duplicateShare) {
       item.duplicate = 'late';
       counts.duplicatesLate += 1;
       later(1000 + o.random() * 4000, () => attempt(item).then(() => {}));

@@ -6,11 +6,20 @@ import { createDbPool } from '../../db/createDbPool.ts';
 import { ensureDatabase, migrate } from '../../db/migrate.ts';
 import { putSecret } from '../../db/secrets.ts';
 import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
+import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import { withProject } from '../../db/withProject.ts';
 import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../fakes/pipelineTenant.ts';
 
 /** The project every chaos run talks to. */
 export const CHAOS_PROJECT = 'chaos';
+
+/** The chaos project's Slack account and the credentials the fake Slack Web API expects. */
+const SLACK = {
+  account: 'sl',
+  signingSecret: 'chaos-slack-signing-secret-0123456789',
+  botToken: 'xoxb-chaos-0000000000-0000000000000-abcdefghijklmnopqrstuvwx',
+};
+export const SLACK_BOT_TOKEN = SLACK.botToken;
 
 /** A migrated chaos database with its tenant applied. */
 export type ChaosDatabase = {
@@ -22,6 +31,8 @@ export type ChaosDatabase = {
   apiKey: string;
   /** The Telegram webhook secret the tenant expects. */
   webhookSecret: string;
+  /** The Slack account's name and signing secret. */
+  slack: { account: string; signingSecret: string };
 };
 
 /** The server of `DATABASE_URL` (or the local default), with another database in the path. */
@@ -45,17 +56,20 @@ export async function dropDatabase(database: string): Promise<void> {
 
 /**
  * Creates `database` fresh (dropping any earlier one of that name), migrates it, and applies
- * the chaos tenant: a Telegram account talking to `telegramApiRoot`, an API account, the echo
+ * the chaos tenant: a Telegram account talking to `telegramApiRoot`, a Slack account talking
+ * to `slackApiBaseUrl`, an API account, the echo
  * model, in `read_only` mode (live: every run answers). Secrets are sealed with `secretKey`,
  * the AWOOOP_SECRET_KEY the platform's processes get.
  */
 export async function prepareChaosDatabase({
   database,
   telegramApiRoot,
+  slackApiBaseUrl,
   secretKey,
 }: {
   database: string;
   telegramApiRoot: string;
+  slackApiBaseUrl: string;
   secretKey: Buffer;
 }): Promise<ChaosDatabase> {
   const url = databaseUrl(database);
@@ -64,19 +78,29 @@ export async function prepareChaosDatabase({
   await migrate(url);
   const pool = await createDbPool(url, { maxPoolSize: 4, applicationName: 'awooop-chaos' });
   const logger = pino({ level: 'silent' });
-  await applyTestTenant(
-    { pool, logger },
-    pipelineTenant({
-      projectId: CHAOS_PROJECT,
-      telegramApiRoot,
-      // No LINE traffic is sent; the tenant file only needs a URL for the account.
-      lineBaseUrl: 'http://127.0.0.1:9',
-      mode: 'read_only',
-      // A status note would be a second message in the chat: never within a run here.
-      statusAfterMs: 600_000,
-    }),
-  );
-  for (const [name, value] of Object.entries(TEST_SECRETS)) {
+  const input = pipelineTenant({
+    projectId: CHAOS_PROJECT,
+    telegramApiRoot,
+    // No LINE traffic is sent; the tenant file only needs a URL for the account.
+    lineBaseUrl: 'http://127.0.0.1:9',
+    mode: 'read_only',
+    // A status note would be a second message in the chat: never within a run here.
+    statusAfterMs: 600_000,
+  });
+  input.tenant.channels[SLACK.account] = ChannelContract.parse({
+    type: 'slack',
+    signingSecret: 'secret:slack-signing',
+    botToken: 'secret:slack-bot',
+    apiBaseUrl: slackApiBaseUrl,
+    progress: { statusAfterMs: 600_000 },
+  });
+  await applyTestTenant({ pool, logger }, input);
+  const secrets = {
+    ...TEST_SECRETS,
+    'slack-signing': SLACK.signingSecret,
+    'slack-bot': SLACK.botToken,
+  };
+  for (const [name, value] of Object.entries(secrets)) {
     await withProject(pool, CHAOS_PROJECT, (tx) =>
       putSecret(tx, {
         projectId: CHAOS_PROJECT,
@@ -94,5 +118,11 @@ export async function prepareChaosDatabase({
       actor: 'chaos',
     }),
   );
-  return { url, pool, apiKey: key, webhookSecret: TEST_SECRETS['tg-webhook'] };
+  return {
+    url,
+    pool,
+    apiKey: key,
+    webhookSecret: TEST_SECRETS['tg-webhook'],
+    slack: { account: SLACK.account, signingSecret: SLACK.signingSecret },
+  };
 }

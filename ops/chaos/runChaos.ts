@@ -3,6 +3,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { startSlackServer } from '../fakes/slackServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { awaitQuiescence } from './awaitQuiescence.ts';
 import { chaosReport, detailLine, summaryLine } from './chaosReport.ts';
@@ -10,7 +11,12 @@ import { driveLoad } from './driveLoad.ts';
 import { freePort } from '../freePort.ts';
 import { injectFaults } from './injectFaults.ts';
 import { CHAOS_USAGE, parseChaosOptions, type ChaosOptions } from './parseChaosOptions.ts';
-import { CHAOS_PROJECT, dropDatabase, prepareChaosDatabase } from './prepareChaosDatabase.ts';
+import {
+  CHAOS_PROJECT,
+  dropDatabase,
+  prepareChaosDatabase,
+  SLACK_BOT_TOKEN,
+} from './prepareChaosDatabase.ts';
 import { readChaosRuns } from './readChaosRuns.ts';
 import { startPrivateRedis } from './startPrivateRedis.ts';
 import { startSupervisor } from './startSupervisor.ts';
@@ -55,12 +61,16 @@ async function main(options: ChaosOptions): Promise<number> {
 
   const telegram = await startTelegramServer();
   cleanups.push(() => telegram.close());
+  const slack = await startSlackServer({ token: SLACK_BOT_TOKEN });
+  cleanups.push(() => slack.close());
+  const sent = () => telegram.sent.length + slack.posts.length;
   const redis = await startPrivateRedis();
   cleanups.push(() => redis.stop());
   const secretKey = randomBytes(32);
   const db = await prepareChaosDatabase({
     database: options.database,
     telegramApiRoot: telegram.apiRoot,
+    slackApiBaseUrl: slack.apiBaseUrl,
     secretKey,
   });
   cleanups.push(async () => {
@@ -110,9 +120,12 @@ async function main(options: ChaosOptions): Promise<number> {
     apiKey: db.apiKey,
     webhookSecret: db.webhookSecret,
     telegramAccount: 'tg',
+    slackAccount: db.slack.account,
+    slackSigningSecret: db.slack.signingSecret,
     rate: options.rate,
     durationMs,
     telegramShare: options.telegram,
+    slackShare: options.slack,
     duplicateShare: options.duplicates,
     retryForMs: 30_000,
     requestTimeoutMs: 15_000,
@@ -125,7 +138,7 @@ async function main(options: ChaosOptions): Promise<number> {
     log(
       `load: ${load.items.length} sent, ${load.items.filter((i) => i.accepted).length} accepted, ` +
         `${failed} failed requests, ${load.inFlight()} in flight, ` +
-        `${telegram.sent.length} messages`,
+        `${sent()} messages (${slack.posts.length} on Slack)`,
     );
   }, 10_000);
   await load.done;
@@ -139,7 +152,7 @@ async function main(options: ChaosOptions): Promise<number> {
     pool: db.pool,
     projectId: CHAOS_PROJECT,
     runIds: acceptedRunIds,
-    messages: () => telegram.sent.length,
+    messages: sent,
     quietMs: options.quiet * 1000,
     timeoutMs: options.drain * 1000,
     log,
@@ -149,7 +162,7 @@ async function main(options: ChaosOptions): Promise<number> {
   const tally = tallyChaos({
     items: load.items,
     runs: await readChaosRuns(db.pool, CHAOS_PROJECT),
-    received: telegram.sent,
+    received: [...telegram.sent, ...slack.posts.map((p) => ({ chat_id: p.channel, text: p.text }))],
     replyPrefix: 'echo: ',
     statusText: 'Working on it',
   });

@@ -1,7 +1,10 @@
 import type { LoadItem } from './driveLoad.ts';
 import type { ChaosRun } from './readChaosRuns.ts';
 
-/** One message the fake Telegram server received. */
+/**
+ * One message a fake channel received: a Telegram chat or a Slack channel (the load gives
+ * every message a conversation of its own, so the two never share an id).
+ */
 export type ReceivedMessage = { chat_id: string; text: string };
 
 /** One accepted message that went wrong, to dig into. */
@@ -22,10 +25,10 @@ export type ChaosTally = {
   lost: number;
   duplicated: number;
   failed_with_code: number;
-  /** Completed Telegram runs with no message whose ledger says `uncertain` (never re-sent). */
+  /** Completed chat runs with no message whose ledger says `uncertain` (never re-sent). */
   uncertain: number;
   failedByCode: Record<string, number>;
-  /** Failed live Telegram runs whose chat got no failure notice (and no uncertain row). */
+  /** Failed live chat runs whose chat got no failure notice (and no uncertain row). */
   noticeMissing: number;
   /** Runs in Postgres no 2xx answer named (their request failed, or was never retried). */
   unacceptedRuns: { total: number; byState: Record<string, number> };
@@ -41,7 +44,8 @@ const SAMPLE = 20;
  * Judges a chaos run from what the load was told (accepted messages and their run ids), what
  * Postgres holds (each run's state and ledger) and what the channel received (messages per
  * chat). Lost: an accepted message whose run is missing or not terminal, or a completed
- * Telegram run whose chat got nothing (unless its ledger row is `uncertain`, counted apart).
+ * Telegram or Slack run whose chat got nothing (unless its ledger row is `uncertain`, counted
+ * apart).
  * Duplicated: an accepted message answered with two run ids, a conversation with two runs, or
  * a chat that received more than one message.
  */
@@ -102,7 +106,7 @@ export function tallyChaos({
     tally.accepted += 1;
     const runIds = [...item.runIds];
     const run = byRun.get(runIds[0] ?? '');
-    const chatMessages = item.channel === 'telegram' ? (perChat.get(item.conversation) ?? 0) : 0;
+    const chatMessages = item.channel !== 'api' ? (perChat.get(item.conversation) ?? 0) : 0;
     const finding = (reason: string): Finding => ({
       seq: item.seq,
       channel: item.channel,
@@ -143,7 +147,7 @@ export function tallyChaos({
       lose(`still ${run.state}`);
       continue;
     }
-    if (item.channel !== 'telegram' || chatMessages > 0) continue;
+    if (item.channel === 'api' || chatMessages > 0) continue;
     const uncertain = (run.ledger.uncertain ?? 0) > 0;
     if (run.state === 'COMPLETED') {
       if (uncertain) tally.uncertain += 1;

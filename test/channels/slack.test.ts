@@ -14,8 +14,8 @@ import {
   SLACK_BOT_USER,
   slackEventCallback,
   slackUrlVerification,
-} from '../fakes/slackPayloads.ts';
-import { startSlackServer, type SlackServer } from '../fakes/slackServer.ts';
+} from '../../ops/fakes/slackPayloads.ts';
+import { startSlackServer, type SlackServer } from '../../ops/fakes/slackServer.ts';
 
 const SECRET = '8f742231b10e8888abcd99yyyzzz85a5';
 

@@ -3,9 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import type { MigrationMode } from '../../pipeline/contracts/common.ts';
 import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../../ops/fakes/pipelineTenant.ts';
-import { slackEventCallback, slackHeaders, slackUrlVerification } from '../fakes/slackPayloads.ts';
+import {
+  slackEventCallback,
+  slackHeaders,
+  slackUrlVerification,
+} from '../../ops/fakes/slackPayloads.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
-import { startSlackServer, type SlackServer } from '../fakes/slackServer.ts';
+import { startSlackServer, type SlackServer } from '../../ops/fakes/slackServer.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
