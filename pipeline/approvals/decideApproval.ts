@@ -7,6 +7,7 @@ import {
   type Approval,
   type DecidedVia,
 } from '../../db/approvals.ts';
+import { failQueuedApprovalNotices } from '../../db/outboundMessages.ts';
 import { getRun, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { ChannelRegistry } from '../channels/ChannelPlugin.ts';
@@ -16,6 +17,13 @@ import { failRun } from '../runs/failRun.ts';
 import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import type { Enqueue } from '../Enqueue.ts';
 import { isApprover } from './isApprover.ts';
+
+/** A decided approval's unsent notices are settled failed with this code. */
+const DECIDED_CODES = {
+  approved: 'APPROVAL_APPROVED',
+  rejected: 'APPROVAL_REJECTED',
+  expired: 'APPROVAL_EXPIRED',
+} as const;
 
 /**
  * What deciding needs: the database, the queues, the contract reader (for the channel) and
@@ -112,6 +120,9 @@ export async function decideApproval(
       traceId: approval.traceId,
       runId: approval.runId,
     });
+    // Nobody needs asking any more: notices still queued (a retry waiting) are settled failed
+    // with the decision, not left in the ledger as if they were to go out.
+    await failQueuedApprovalNotices(tx, approval.approvalId, DECIDED_CODES[d.decision]);
     const run = await getRun(tx, approval.runId);
     if (!run || run.state !== 'WAITING_APPROVAL') return { approval, next: null };
     if (d.decision === 'approved') {
