@@ -6,6 +6,7 @@ import { enqueueOutbound } from '../../db/outboundMessages.ts';
 import { getRun, transitionRun, type Run } from '../../db/runs.ts';
 import { listStalledRuns } from '../../db/sweeperQueries.ts';
 import { withSweeper } from '../../db/withSweeper.ts';
+import { describeRun } from '../../pipeline/runs/describeRun.ts';
 import { retryRun } from '../../pipeline/runs/retryRun.ts';
 import { withProject } from '../../db/withProject.ts';
 import { approverRecipients, notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
@@ -25,7 +26,8 @@ import {
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
-import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
+import { runCli } from '../helpers/runCli.ts';
+import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { waitingApproval } from '../helpers/waitingApproval.ts';
 
 const db = useTestDatabase();
@@ -591,5 +593,24 @@ describe('notifyApprovers', () => {
     expect(telegram.sent.filter((m) => m.text === answer)).toHaveLength(1);
     expect(sentFor(approval.approvalId)).toHaveLength(1);
     expect(await noticesOf(approval.approvalId)).toEqual(before);
+    // The run's record lists the notices by kind, each with its approval and recipient.
+    const view = await describeRun(db().pool, PROJECT, run.runId);
+    expect(
+      view.outbound.map((o) => [o.kind, o.status, 'recipient' in o ? o.recipient : null]),
+    ).toEqual([
+      ['reply', 'sent', null],
+      ['failure', 'suppressed', null],
+      ...before.map((n) => ['approval', n.status, n.recipient]),
+    ]);
+    const shown = await runCli(['runs', 'show', run.runId, '--project', PROJECT], {
+      DATABASE_URL: db().url,
+      REDIS_URL: TEST_REDIS_URL,
+      AWOOOP_REDIS_PREFIX: prefix,
+    });
+    expect(shown.stdout).toContain('  reply #0  sent via sendMessage  attempts 2');
+    for (const n of before)
+      expect(shown.stdout).toContain(
+        `  approval ${approval.approvalId} to ${n.recipient}  ${n.status}${n.method ? ` via ${n.method}` : ''}  attempts ${n.attempts}`,
+      );
   });
 });
