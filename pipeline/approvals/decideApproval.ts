@@ -17,13 +17,7 @@ import { failRun } from '../runs/failRun.ts';
 import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import type { Enqueue } from '../Enqueue.ts';
 import { isApprover } from './isApprover.ts';
-
-/** A decided approval's unsent notices are settled failed with this code. */
-const DECIDED_CODES = {
-  approved: 'APPROVAL_APPROVED',
-  rejected: 'APPROVAL_REJECTED',
-  expired: 'APPROVAL_EXPIRED',
-} as const;
+import { APPROVAL_DECIDED_CODES } from './notifyApprovers.ts';
 
 /**
  * What deciding needs: the database, the queues, the contract reader (for the channel) and
@@ -122,7 +116,7 @@ export async function decideApproval(
     });
     // Nobody needs asking any more: notices still queued (a retry waiting) are settled failed
     // with the decision, not left in the ledger as if they were to go out.
-    await failQueuedApprovalNotices(tx, approval.approvalId, DECIDED_CODES[d.decision]);
+    await failQueuedApprovalNotices(tx, approval.approvalId, APPROVAL_DECIDED_CODES[d.decision]);
     const run = await getRun(tx, approval.runId);
     if (!run || run.state !== 'WAITING_APPROVAL') return { approval, next: null };
     if (d.decision === 'approved') {

@@ -14,7 +14,7 @@ import { isApprover } from './isApprover.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 
 /** A notice's failure code when its approval was decided before the notice went out. */
-const APPROVAL_DECIDED_CODES = {
+export const APPROVAL_DECIDED_CODES = {
   approved: 'APPROVAL_APPROVED',
   rejected: 'APPROVAL_REJECTED',
   expired: 'APPROVAL_EXPIRED',
