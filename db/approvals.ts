@@ -1,6 +1,5 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import type { ErrorCode } from '../pipeline/errors.ts';
 
 export const APPROVAL_STATUSES = ['pending', 'approved', 'rejected', 'expired'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
@@ -129,75 +128,4 @@ export async function decideApprovalRow(
      WHERE approval_id = ${d.approvalId}
     RETURNING ${COLUMNS}`);
   return { approval: updated, decided: true, expired: false };
-}
-
-const NoticeRow = z.object({
-  approvalId: z.string(),
-  recipient: z.string(),
-  status: z.enum(['queued', 'sending', 'sent', 'uncertain', 'failed']),
-});
-export type ApprovalNotice = z.infer<typeof NoticeRow>;
-
-/** Queues the ask to each recipient; existing rows are kept. */
-export async function queueApprovalNotices(
-  db: CommonQueryMethods,
-  projectId: string,
-  approvalId: string,
-  recipients: readonly string[],
-): Promise<void> {
-  if (recipients.length === 0) return;
-  await db.query(sql.unsafe`
-    INSERT INTO approval_notices (project_id, approval_id, recipient)
-    SELECT ${projectId}, ${approvalId}, r FROM unnest(${sql.array([...recipients], 'text')}) r
-    ON CONFLICT DO NOTHING`);
-}
-
-/**
- * Claims a queued notice for sending (or one whose sender's lease ran out: that send may
- * have gone out, so it becomes `uncertain` and is not repeated). True when this caller may
- * send it now.
- */
-export async function claimApprovalNotice(
-  db: CommonQueryMethods,
-  approvalId: string,
-  recipient: string,
-  leaseMs: number,
-): Promise<boolean> {
-  await db.query(sql.unsafe`
-    UPDATE approval_notices SET status = 'uncertain', updated_at = now()
-     WHERE approval_id = ${approvalId} AND recipient = ${recipient}
-       AND status = 'sending' AND lease_until < now()`);
-  const claimed = await db.maybeOne(sql.type(z.object({ recipient: z.string() }))`
-    UPDATE approval_notices SET status = 'sending', updated_at = now(),
-           lease_until = now() + make_interval(secs => ${leaseMs / 1000})
-     WHERE approval_id = ${approvalId} AND recipient = ${recipient} AND status = 'queued'
-    RETURNING recipient`);
-  return claimed !== null;
-}
-
-/** Settles a claimed notice. */
-export async function settleApprovalNotice(
-  db: CommonQueryMethods,
-  n: {
-    approvalId: string;
-    recipient: string;
-    status: 'sent' | 'uncertain' | 'failed' | 'queued';
-    externalMessageId?: string | null;
-    errorCode?: ErrorCode | null;
-  },
-): Promise<void> {
-  await db.query(sql.unsafe`
-    UPDATE approval_notices SET status = ${n.status}, updated_at = now(), lease_until = NULL,
-           external_message_id = ${n.externalMessageId ?? null}, error_code = ${n.errorCode ?? null}
-     WHERE approval_id = ${n.approvalId} AND recipient = ${n.recipient} AND status = 'sending'`);
-}
-
-/** The notices of one approval, by recipient. */
-export async function listNoticesForApproval(
-  db: CommonQueryMethods,
-  approvalId: string,
-): Promise<readonly ApprovalNotice[]> {
-  return db.any(sql.type(NoticeRow)`
-    SELECT approval_id AS "approvalId", recipient, status FROM approval_notices
-     WHERE approval_id = ${approvalId} ORDER BY recipient`);
 }

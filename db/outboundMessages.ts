@@ -7,7 +7,7 @@ const OutboundRow = z.object({
   projectId: z.string(),
   runId: z.string(),
   traceId: z.string(),
-  kind: z.enum(['reply', 'status', 'failure']),
+  kind: z.enum(['reply', 'status', 'failure', 'approval']),
   chunkIndex: z.number(),
   chunkCount: z.number(),
   text: z.string(),
@@ -20,16 +20,24 @@ const OutboundRow = z.object({
   errorCode: z.string().nullable(),
   createdAt: z.number(),
   sentAt: z.number().nullable(),
+  /** An `approval` row's approval, recipient (no subject prefix) and the buttons it offers. */
+  approvalId: z.string().nullable(),
+  recipient: z.string().nullable(),
+  buttons: z.array(z.enum(['approved', 'rejected'])).nullable(),
 });
 /** One row of the outbound ledger. */
 export type OutboundRow = z.infer<typeof OutboundRow>;
 export type OutboundKind = OutboundRow['kind'];
+/** The kinds that answer a run's conversation (all but an approver's notice). */
+export type AnswerKind = Exclude<OutboundKind, 'approval'>;
+const ANSWER_KINDS = ['reply', 'status', 'failure'] as const satisfies readonly AnswerKind[];
 
 const COLUMNS = sql.fragment`
   message_id AS "messageId", project_id AS "projectId", run_id AS "runId", trace_id AS "traceId",
   kind, chunk_index AS "chunkIndex", chunk_count AS "chunkCount", text, format, status, method,
   attempts, lease_until AS "leaseUntil", external_message_id AS "externalMessageId",
-  error_code AS "errorCode", created_at AS "createdAt", sent_at AS "sentAt"`;
+  error_code AS "errorCode", created_at AS "createdAt", sent_at AS "sentAt",
+  approval_id AS "approvalId", recipient, buttons`;
 
 /**
  * Adds a run's chunks of one kind to the ledger, `queued` (or `suppressed` when the run is not
@@ -38,7 +46,7 @@ const COLUMNS = sql.fragment`
 export async function enqueueOutbound(
   db: CommonQueryMethods,
   run: { projectId: string; runId: string; traceId: string },
-  kind: OutboundKind,
+  kind: AnswerKind,
   chunks: readonly string[],
   { format, suppressed }: { format: OutboundRow['format']; suppressed: boolean },
 ): Promise<void> {
@@ -48,17 +56,72 @@ export async function enqueueOutbound(
     SELECT ${run.projectId}, ${run.runId}, ${run.traceId}, ${kind}, i - 1, ${chunks.length}, t, ${format},
            ${suppressed ? 'suppressed' : 'queued'}
       FROM unnest(${sql.array(chunks, 'text')}) WITH ORDINALITY AS c(t, i)
-    ON CONFLICT (run_id, kind, chunk_index) DO NOTHING`);
+    ON CONFLICT (run_id, kind, chunk_index) WHERE kind <> 'approval' DO NOTHING`);
 }
 
-/** A run's ledger rows in send order: status first, then reply chunks, then failure notices. */
+/**
+ * A run's answer rows in send order: status first, then reply chunks, then failure notices.
+ * Approval notices are not among them (they go to approvers, not the run's conversation):
+ * see {@link listApprovalNotices}.
+ */
 export async function listOutbound(
   db: CommonQueryMethods,
   runId: string,
 ): Promise<readonly OutboundRow[]> {
   return db.any(sql.type(OutboundRow)`
-    SELECT ${COLUMNS} FROM outbound_messages WHERE run_id = ${runId}
+    SELECT ${COLUMNS} FROM outbound_messages
+     WHERE run_id = ${runId} AND kind = ANY(${sql.array([...ANSWER_KINDS], 'text')})
      ORDER BY CASE kind WHEN 'status' THEN 0 WHEN 'reply' THEN 1 ELSE 2 END, chunk_index`);
+}
+
+/**
+ * Queues one approval's notice to each recipient (`approval` rows: the same text and buttons
+ * for all). The (approval, recipient) key makes a second call harmless: existing rows are kept.
+ */
+export async function enqueueApprovalNotices(
+  db: CommonQueryMethods,
+  run: { projectId: string; runId: string; traceId: string },
+  notice: { approvalId: string; text: string; buttons: readonly ('approved' | 'rejected')[] },
+  recipients: readonly string[],
+): Promise<void> {
+  if (recipients.length === 0) return;
+  await db.query(sql.unsafe`
+    INSERT INTO outbound_messages (project_id, run_id, trace_id, kind, chunk_index, chunk_count,
+                                   text, format, approval_id, recipient, buttons)
+    SELECT ${run.projectId}, ${run.runId}, ${run.traceId}, 'approval', 0, 1, ${notice.text}, 'plain',
+           ${notice.approvalId}, r, ${sql.array([...notice.buttons], 'text')}
+      FROM unnest(${sql.array([...recipients], 'text')}) r
+    ON CONFLICT (approval_id, recipient) WHERE kind = 'approval' DO NOTHING`);
+}
+
+/** The approval notices of one approval, or of every approval of a run, by approval and recipient. */
+export async function listApprovalNotices(
+  db: CommonQueryMethods,
+  of: { approvalId: string } | { runId: string },
+): Promise<readonly OutboundRow[]> {
+  const where =
+    'approvalId' in of
+      ? sql.fragment`approval_id = ${of.approvalId}`
+      : sql.fragment`run_id = ${of.runId}`;
+  return db.any(sql.type(OutboundRow)`
+    SELECT ${COLUMNS} FROM outbound_messages WHERE kind = 'approval' AND ${where}
+     ORDER BY created_at, approval_id, recipient`);
+}
+
+/**
+ * Settles the notices of a decided approval that are still `queued` as `failed` with the
+ * decision's code: nobody needs asking any more. One being sent is left to its sender.
+ * Harmless twice: only `queued` rows change.
+ */
+export async function failQueuedApprovalNotices(
+  db: CommonQueryMethods,
+  approvalId: string,
+  errorCode: ErrorCode,
+): Promise<number> {
+  const result = await db.query(sql.unsafe`
+    UPDATE outbound_messages SET status = 'failed', error_code = ${errorCode}, updated_at = now()
+     WHERE kind = 'approval' AND approval_id = ${approvalId} AND status = 'queued'`);
+  return result.rowCount;
 }
 
 /** A claimed chunk: the row as now held, and whether an earlier sender died holding it. */
@@ -126,7 +189,7 @@ export async function settleOutbound(
 export async function withdrawOutbound(
   db: CommonQueryMethods,
   runId: string,
-  kinds: readonly OutboundKind[],
+  kinds: readonly AnswerKind[],
   errorCode: ErrorCode,
 ): Promise<number> {
   const result = await db.query(sql.unsafe`
@@ -144,7 +207,7 @@ export async function withdrawOutbound(
 export async function storeOutbound(
   db: CommonQueryMethods,
   runId: string,
-  kinds: readonly OutboundKind[],
+  kinds: readonly AnswerKind[],
 ): Promise<number> {
   const result = await db.query(sql.unsafe`
     UPDATE outbound_messages
@@ -165,7 +228,7 @@ export async function storeOutbound(
 export async function requeueOutbound(
   db: CommonQueryMethods,
   runId: string,
-  kinds: readonly OutboundKind[],
+  kinds: readonly AnswerKind[],
   { codes, refused = false }: { codes: readonly ErrorCode[]; refused?: boolean },
 ): Promise<number> {
   const result = await db.query(sql.unsafe`

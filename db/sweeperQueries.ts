@@ -51,8 +51,8 @@ export async function listStalledRuns(
       UNION
       -- a waiting run is stalled only while an approver's notice is left unsent
       SELECT DISTINCT r.run_id, r.project_id, r.trace_id, r.state, false, false
-        FROM approval_notices n JOIN approvals a USING (approval_id) JOIN runs r USING (run_id)
-       WHERE r.state = 'WAITING_APPROVAL' AND a.status = 'pending'
+        FROM outbound_messages n JOIN approvals a USING (approval_id) JOIN runs r ON r.run_id = a.run_id
+       WHERE n.kind = 'approval' AND r.state = 'WAITING_APPROVAL' AND a.status = 'pending'
          AND n.status IN ('queued', 'sending')
          AND n.updated_at < now() - make_interval(secs => ${stallMs / 1000})
          AND (n.lease_until IS NULL OR n.lease_until < now())

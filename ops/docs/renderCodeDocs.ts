@@ -18,7 +18,7 @@ export function renderCodeDocs(): CodeDoc[] {
         'Error codes',
         [
           'Every code the platform raises, answers (`{ "error": { "code", "message" } }`), stores',
-          '(`runs.failure_code`, `outbound_messages.error_code`, `approval_notices.error_code`,',
+          '(`runs.failure_code`, `outbound_messages.error_code` (answers and approval notices alike),',
           '`tool_calls.code`) or puts in an MCP tool result. The registry is',
           '`pipeline/errorCodes.ts`; `AppError.code` is typed by it, so a code that is not',
           'listed there does not compile. A code named after an HTTP status (`METHOD_NOT_ALLOWED`) is',

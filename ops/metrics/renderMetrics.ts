@@ -12,7 +12,7 @@ import {
 
 /**
  * The Prometheus text exposition of the platform: runs by project and state, failed runs by
- * code, outbound messages by status (gauges from Postgres, read with the column-limited sweeper
+ * code, outbound messages by kind and status (gauges from Postgres, read with the column-limited sweeper
  * role), queue depth per stage (BullMQ), and stage latency histograms, outcomes and failures by
  * code (the counters the workers keep in Redis).
  */
@@ -46,9 +46,10 @@ export async function renderMetrics({
       SELECT project_id AS "projectId", failure_code AS code, count(*) AS n FROM runs
        WHERE failure_code IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2`);
     const outbound = await tx.any(sql.type(
-      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+      z.object({ projectId: z.string(), kind: z.string(), status: z.string(), n: z.number() }),
     )`
-      SELECT project_id AS "projectId", status, count(*) AS n FROM outbound_messages GROUP BY 1, 2 ORDER BY 1, 2`);
+      SELECT project_id AS "projectId", kind, status, count(*) AS n FROM outbound_messages
+       GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`);
     const toolCalls = await tx.any(sql.type(
       z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
     )`
@@ -67,9 +68,15 @@ export async function renderMetrics({
   metric('awooop_runs_failed', 'gauge', 'Failed runs by project and failure code.');
   for (const r of failures)
     out.push(`awooop_runs_failed${label({ project: r.projectId, code: r.code })} ${r.n}`);
-  metric('awooop_outbound_messages', 'gauge', 'Outbound ledger rows by project and status.');
+  metric(
+    'awooop_outbound_messages',
+    'gauge',
+    'Outbound ledger rows by project, kind (reply, status, failure, approval) and status.',
+  );
   for (const r of outbound)
-    out.push(`awooop_outbound_messages${label({ project: r.projectId, status: r.status })} ${r.n}`);
+    out.push(
+      `awooop_outbound_messages${label({ project: r.projectId, kind: r.kind, status: r.status })} ${r.n}`,
+    );
   metric('awooop_tool_calls', 'gauge', 'Tool calls the gateway saw, by project and status.');
   for (const r of toolCalls)
     out.push(`awooop_tool_calls${label({ project: r.projectId, status: r.status })} ${r.n}`);

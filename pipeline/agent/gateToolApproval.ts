@@ -1,14 +1,9 @@
-import {
-  approvalForCall,
-  queueApprovalNotices,
-  requestApproval,
-  type Approval,
-} from '../../db/approvals.ts';
+import { approvalForCall, requestApproval, type Approval } from '../../db/approvals.ts';
 import { appendAudit } from '../../db/auditEvents.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import { recordToolCall, type ToolCallStart } from '../../db/toolCalls.ts';
 import { withProject } from '../../db/withProject.ts';
-import { approverRecipients } from '../approvals/notifyApprovers.ts';
+import { queueApprovalNotices } from '../approvals/queueApprovalNotices.ts';
 import { AppError } from '../errors.ts';
 import type { CallerScope, ToolDecision } from '../mcp/authorizeToolCall.ts';
 import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
@@ -26,7 +21,7 @@ export type ApprovalGate =
 /**
  * The approval gate for one call the gateway decided needs a human's approval. The first time,
  * in one transaction: an `approvals` row bound to the call's digest and agent, the call's
- * `tool_calls` row (`awaiting_approval`), a notice per approver, the run moved to
+ * `tool_calls` row (`awaiting_approval`), a notice per approver (an outbound ledger row), the run moved to
  * `WAITING_APPROVAL` (its deadline past the approval's expiry) and an audit row; then the run
  * pauses. On the resume after a decision, it reads the decision.
  *
@@ -77,12 +72,7 @@ export async function gateToolApproval(
       ttlSeconds: a.scope.runtime.approvalTtlSeconds,
     });
     await recordToolCall(tx, start, { status: 'awaiting_approval' });
-    await queueApprovalNotices(
-      tx,
-      run.projectId,
-      approval.approvalId,
-      approverRecipients(a.project, ctx.channels),
-    );
+    await queueApprovalNotices(ctx, tx, { approval, project: a.project });
     const paused = await transitionRun(tx, {
       runId: run.runId,
       from: 'ADMITTED',

@@ -7,6 +7,7 @@ import {
   type Approval,
   type DecidedVia,
 } from '../../db/approvals.ts';
+import { failQueuedApprovalNotices } from '../../db/outboundMessages.ts';
 import { getRun, transitionRun } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { ChannelRegistry } from '../channels/ChannelPlugin.ts';
@@ -16,6 +17,7 @@ import { failRun } from '../runs/failRun.ts';
 import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import type { Enqueue } from '../Enqueue.ts';
 import { isApprover } from './isApprover.ts';
+import { APPROVAL_DECIDED_CODES } from './notifyApprovers.ts';
 
 /**
  * What deciding needs: the database, the queues, the contract reader (for the channel) and
@@ -112,6 +114,9 @@ export async function decideApproval(
       traceId: approval.traceId,
       runId: approval.runId,
     });
+    // Nobody needs asking any more: notices still queued (a retry waiting) are settled failed
+    // with the decision, not left in the ledger as if they were to go out.
+    await failQueuedApprovalNotices(tx, approval.approvalId, APPROVAL_DECIDED_CODES[d.decision]);
     const run = await getRun(tx, approval.runId);
     if (!run || run.state !== 'WAITING_APPROVAL') return { approval, next: null };
     if (d.decision === 'approved') {

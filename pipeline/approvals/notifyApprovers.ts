@@ -1,35 +1,25 @@
-import {
-  claimApprovalNotice,
-  listNoticesForApproval,
-  settleApprovalNotice,
-  type Approval,
-} from '../../db/approvals.ts';
+import type { Approval } from '../../db/approvals.ts';
 import { appendAudit } from '../../db/auditEvents.ts';
+import { listApprovalNotices } from '../../db/outboundMessages.ts';
 import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
-import type {
-  ApprovalPrompt,
-  ChannelPlugin,
-  ChannelRegistry,
-  ChannelSender,
-} from '../channels/ChannelPlugin.ts';
+import type { ApprovalPrompt, ChannelPlugin, ChannelRegistry } from '../channels/ChannelPlugin.ts';
+import { sendLedgerBatch, type Outlet } from '../channels/sendLedgerBatch.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
 import type { ProjectContract } from '../contracts/projectContract.ts';
 import type { ContractBodies } from '../contracts/tenantFile.ts';
-import { AppError, NonRetryableError } from '../errors.ts';
+import { NonRetryableError } from '../errors.ts';
 import type { StageContext } from '../StageContext.ts';
 import { isApprover } from './isApprover.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 
 /** A notice's failure code when its approval was decided before the notice went out. */
-const APPROVAL_DECIDED_CODES = {
+export const APPROVAL_DECIDED_CODES = {
   approved: 'APPROVAL_APPROVED',
   rejected: 'APPROVAL_REJECTED',
   expired: 'APPROVAL_EXPIRED',
 } as const satisfies Record<string, ErrorCode>;
 
-/** How long a claimed notice is held before another sender may settle it `uncertain`. */
-const LEASE_MS = 60_000;
 /** The most characters of the call's arguments a notice shows. */
 const MAX_ARGUMENTS_CHARS = 1500;
 /** Telegram's limit is 4096; the rest of the notice is short. */
@@ -51,37 +41,29 @@ function approvalsPlugin(
 /**
  * The recipient ids to ask for an approval: the project's ACL members with a
  * `<prefix>:<user id>` subject whose roles include `approvals.approverRole` or `admin`, where
- * the prefix is the approvals channel plugin's `subjectPrefix` (`telegram`: a user's private
- * chat with the bot has the user's id). Empty unless `approvals.channel` names a channel
- * account; with `channels` (the project's accounts by name, or just the approvals one) also
- * unless that account has `approvals: true` on a plugin that can ask approvers. Without
- * `channels`, the prefixes of every registered plugin that can ask (Telegram alone today).
+ * the prefix is the `subjectPrefix` of the approvals account's own plugin (`telegram`: a
+ * user's private chat with the bot has the user's id; `slack`: a DM to the user id). Members
+ * of other channels are not asked there: a project with both `telegram:` and `slack:`
+ * approvers asks only those of the approvals account's type. Empty unless
+ * `approvals.channel` names an account in `channels` (the project's accounts by name, or
+ * just the approvals one) whose plugin can ask approvers; whether the account may ask now
+ * (`approvals: true`, buttons, its credentials) is checked when the notice is sent.
  */
 export function approverRecipients(
   project: ProjectContract,
   registry: ChannelRegistry,
-  channels?: Readonly<Record<string, ChannelContract | null | undefined>>,
+  channels: Readonly<Record<string, ChannelContract | null | undefined>>,
 ): string[] {
   const name = project.approvals.channel;
   if (name === undefined) return [];
-  const prefixes: string[] = [];
-  if (channels !== undefined) {
-    const plugin = approvalsPlugin(registry, channels[name]);
-    if (!plugin?.approvals) return [];
-    prefixes.push(plugin.approvals.subjectPrefix);
-  } else {
-    for (const type of registry.types()) {
-      const adapter = registry.plugin(type).approvals;
-      if (adapter && registry.plugin(type).capabilities.buttons)
-        prefixes.push(adapter.subjectPrefix);
-    }
-  }
-  const ids = project.acl.members.flatMap((m) => {
-    const prefix = prefixes.find((p) => m.subject.startsWith(`${p}:`));
-    return prefix !== undefined && isApprover(project, m.subject)
+  const account = channels[name];
+  const prefix = account ? registry.find(account.type)?.approvals?.subjectPrefix : undefined;
+  if (prefix === undefined) return [];
+  const ids = project.acl.members.flatMap((m) =>
+    m.subject.startsWith(`${prefix}:`) && isApprover(project, m.subject)
       ? [m.subject.slice(prefix.length + 1)]
-      : [];
-  });
+      : [],
+  );
   return [...new Set(ids)];
 }
 
@@ -95,17 +77,18 @@ export type NotifyReport = {
 };
 
 /**
- * Sends an approval's queued notices (`approval_notices`, one per approver) through the
- * project's approvals channel, by its plugin's `askApprover` on the account's cached sender:
- * a plain-text message naming the agent, tool, risk, arguments, reasons, expiry and approval
- * id, with Approve / Reject buttons (Telegram: `ap:<id>:y|n`). Each
- * notice is claimed before its send and settled after it: `sent` (with the channel's message id
- * and an `approval.notified` audit row), `uncertain` when the call may have gone out, `failed`
- * when the channel refuses it (logged; the run goes on waiting). A retryable failure (429, 5xx,
- * no connection) puts the notice back to `queued` and is rethrown, so the job retries.
- * Notices of an approval no longer pending, or with no usable approvals channel (none, no
- * `approvals: true`, a plugin that cannot ask approvers, or its credentials missing), are
- * settled `failed` unsent.
+ * Sends an approval's queued notices (`outbound_messages` rows of kind `approval`, one per
+ * approver) through the project's approvals account, by its plugin's `askApprover` on the
+ * account's cached sender, with the text and buttons the row holds (see
+ * {@link approvalPrompt}). Each notice goes through {@link sendLedgerBatch}, the claim → send
+ * → settle of every outbound row: `sent` (with the channel's message id and, in the same
+ * transaction, an `approval.notified` audit row), `uncertain` when the call may have gone out
+ * (never repeated: `askApprover` cannot be deduped), `failed` when the channel refuses it
+ * (logged; the others are still asked and the run goes on waiting). A retryable failure (429,
+ * 5xx, no connection) puts the notice back to `queued` and is rethrown, so the job retries.
+ * Notices of an approval no longer pending or past its expiry, or with no usable approvals
+ * channel (none, no `approvals: true`, a plugin that cannot ask approvers, or its credentials
+ * missing), are settled `failed` unsent.
  * Harmless twice: a notice is sent only by whoever claims it from `queued`, so a second call
  * skips what was sent, is being sent, or may have been sent; it never sends one twice.
  */
@@ -130,7 +113,7 @@ export async function notifyApprovers(
   const report: NotifyReport = { sent: 0, uncertain: 0, failed: 0 };
   const accountName = project.approvals.channel;
   const { notices, active } = await withProject(ctx.pool, run.projectId, async (tx) => {
-    const notices = await listNoticesForApproval(tx, approval.approvalId);
+    const notices = await listApprovalNotices(tx, { approvalId: approval.approvalId });
     const waiting = notices.some((n) => n.status === 'queued' || n.status === 'sending');
     const active =
       channel === undefined && waiting && accountName !== undefined
@@ -146,110 +129,51 @@ export async function notifyApprovers(
   if (pending.length === 0) return report;
   const account = channel === undefined ? active : channel;
   const plugin = approvalsPlugin(ctx.channels, account);
-  const asking = plugin && account ? account : null;
-  let unsendable: ErrorCode | null =
+  const unsendable: ErrorCode | null =
     approval.status !== 'pending'
       ? APPROVAL_DECIDED_CODES[approval.status]
       : approval.expiresAt <= ctx.now()
         ? 'APPROVAL_EXPIRED'
-        : !asking || accountName === undefined
+        : !plugin || !account || accountName === undefined
           ? 'APPROVALS_CHANNEL_UNAVAILABLE'
           : null;
-
-  const settle = (
-    recipient: string,
-    outcome: Omit<Parameters<typeof settleApprovalNotice>[1], 'approvalId' | 'recipient'>,
-  ) =>
-    withProject(ctx.pool, run.projectId, (tx) =>
-      settleApprovalNotice(tx, { approvalId: approval.approvalId, recipient, ...outcome }),
-    );
-  const claim = (recipient: string) =>
-    withProject(ctx.pool, run.projectId, (tx) =>
-      claimApprovalNotice(tx, approval.approvalId, recipient, LEASE_MS),
-    );
-
-  let sender: ChannelSender<ChannelContract['type']> | undefined;
-  if (unsendable === null && asking && accountName !== undefined) {
-    try {
-      ({ sender } = await ctx.channels.sender(
+  const prefix = plugin?.approvals?.subjectPrefix ?? '';
+  const outlet: Outlet = {
+    ctx,
+    projectId: run.projectId,
+    runId: run.runId,
+    accountId: accountName ?? '',
+    prepare: async () => {
+      if (unsendable !== null || !account || accountName === undefined)
+        throw new NonRetryableError(
+          unsendable ?? 'APPROVALS_CHANNEL_UNAVAILABLE',
+          `approval ${approval.approvalId}: its notices cannot be sent`,
+        );
+      // A missing credential is a refusal too (NonRetryableError): the tenant's to fix.
+      const { sender } = await ctx.channels.sender(
         (ref) => ctx.secrets.resolve(run.projectId, ref),
         { projectId: run.projectId, accountId: accountName },
-        asking,
-      ));
-    } catch (error) {
-      // A missing credential is the tenant's to fix; retrying would not find it either.
-      if (!(error instanceof NonRetryableError)) throw error;
-      unsendable = error.code;
-    }
-  }
-
-  const ask = sender?.askApprover?.bind(sender);
-  const prefix = plugin?.approvals?.subjectPrefix;
-  if (unsendable !== null || !sender || !ask || !prefix || accountName === undefined) {
-    for (const notice of pending) {
-      if (!(await claim(notice.recipient))) continue;
-      await settle(notice.recipient, { status: 'failed', errorCode: unsendable });
-      report.failed += 1;
-    }
-    ctx.logger.warn(
-      { runId: run.runId, approvalId: approval.approvalId, code: unsendable },
-      'approval notices not sent',
-    );
-    return report;
-  }
-
-  const { text, complete } = noticeText(approval);
-  // An approver decides only on arguments they could read in full: a notice that had to cut
-  // them offers Reject alone, and the text says where to see the rest.
-  const prompt: ApprovalPrompt = {
-    approvalId: approval.approvalId,
-    text,
-    buttons: complete ? ['approved', 'rejected'] : ['rejected'],
-  };
-  for (const notice of pending) {
-    // The send slot is waited for before the claim: a worker that dies while it waits leaves
-    // the notice queued, to be sent by the next try, not `uncertain`.
-    if (notice.status === 'queued')
-      await sender.pace?.(ctx, {
-        projectId: run.projectId,
-        accountId: accountName,
-        conversation: { id: notice.recipient, kind: 'dm' },
-      });
-    if (!(await claim(notice.recipient))) continue;
-    let messageId: string;
-    try {
-      ({ externalMessageId: messageId } = await ask(notice.recipient, prompt));
-    } catch (error) {
-      const code = error instanceof AppError ? error.code : 'SEND_FAILED';
-      const log = { runId: run.runId, approvalId: approval.approvalId, code };
-      if (code === 'CHANNEL_UNCERTAIN') {
-        await settle(notice.recipient, { status: 'uncertain', errorCode: code });
-        ctx.logger.warn(log, 'an approval notice may not have arrived');
-        report.uncertain += 1;
-        continue;
-      }
-      if (error instanceof NonRetryableError) {
-        await settle(notice.recipient, { status: 'failed', errorCode: code });
-        ctx.logger.warn(
-          { ...log, err: error.message },
-          'the channel refused an approval notice; the run keeps waiting',
+        account,
+      );
+      if (!sender.askApprover)
+        throw new NonRetryableError(
+          'APPROVALS_CHANNEL_UNAVAILABLE',
+          `channel account "${accountName}" cannot ask approvers`,
         );
-        report.failed += 1;
-        continue;
-      }
-      // Not sent (a 429, a 5xx, a refused connection): back to queued for the retry.
-      await settle(notice.recipient, { status: 'queued', errorCode: code });
-      throw error;
-    }
-    // Sent: a failure from here on leaves the notice `sending`; its lease runs out and the
-    // next call settles it `uncertain`, never sends it again.
-    await withProject(ctx.pool, run.projectId, async (tx) => {
-      await settleApprovalNotice(tx, {
-        approvalId: approval.approvalId,
-        recipient: notice.recipient,
-        status: 'sent',
-        externalMessageId: messageId,
-      });
+      return sender;
+    },
+    conversation: (row) => ({ id: row.recipient ?? '', kind: 'dm' }),
+    method: () => ({ name: 'askApprover', dedupes: false }),
+    call: async (sender, [row], method) => {
+      const prompt: ApprovalPrompt = {
+        approvalId: row!.approvalId!,
+        text: row!.text,
+        buttons: row!.buttons ?? ['rejected'],
+      };
+      const { externalMessageId } = await sender.askApprover!(row!.recipient!, prompt);
+      return { method: method.name, externalMessageId };
+    },
+    recordSent: async (tx, row, result) => {
       await appendAudit(tx, {
         projectId: run.projectId,
         chain: `run:${run.runId}`,
@@ -258,16 +182,49 @@ export async function notifyApprovers(
         subject: `approval:${approval.approvalId}`,
         detail: {
           channel: accountName,
-          recipient: `${prefix}:${notice.recipient}`,
-          message_id: messageId,
+          recipient: `${prefix}:${row.recipient}`,
+          message_id: result.externalMessageId ?? null,
         },
         traceId: run.traceId,
         runId: run.runId,
       });
-    });
-    report.sent += 1;
+    },
+    logFields: { traceId: run.traceId, approvalId: approval.approvalId },
+  };
+  // One notice per call (`askApprover` asks one recipient); a refused one does not stop the
+  // others, a retryable failure does (it is rethrown, the rest stay queued for the retry).
+  for (const notice of pending) {
+    const outcome = await sendLedgerBatch(outlet, [notice]);
+    if (outcome.status === 'sent') report.sent += outcome.rows;
+    if (outcome.status === 'uncertain') report.uncertain += outcome.rows;
+    if (outcome.status === 'failed') report.failed += outcome.rows;
   }
+  if (report.failed > 0)
+    ctx.logger.warn(
+      {
+        runId: run.runId,
+        approvalId: approval.approvalId,
+        code: unsendable,
+        failed: report.failed,
+      },
+      'approval notices not sent',
+    );
   return report;
+}
+
+/**
+ * What a notice of `approval` says and offers: its plain text and its buttons (Approve and
+ * Reject, or Reject alone when the arguments had to be cut). Written on each notice's ledger
+ * row when the approval is asked for, and sent as written.
+ */
+export function approvalPrompt(approval: Approval): {
+  text: string;
+  buttons: ApprovalPrompt['buttons'];
+} {
+  const { text, complete } = noticeText(approval);
+  // An approver decides only on arguments they could read in full: a notice that had to cut
+  // them offers Reject alone, and the text says where to see the rest.
+  return { text, buttons: complete ? ['approved', 'rejected'] : ['rejected'] };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { listApprovals } from '../../db/approvals.ts';
-import { listOutbound } from '../../db/outboundMessages.ts';
+import { listApprovalNotices, listOutbound } from '../../db/outboundMessages.ts';
 import { getRun, listTransitions } from '../../db/runs.ts';
 import { listToolCalls } from '../../db/toolCalls.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -9,7 +9,9 @@ import { NotFoundError } from '../errors.ts';
 
 /**
  * A run as the API shows it: state, failure, output, timeline, the tool calls the gateway saw
- * (by digest: arguments stay in the `tool_calls` table), its approvals and the outbound ledger.
+ * (by digest: arguments stay in the `tool_calls` table), its approvals and the outbound ledger:
+ * the answer's rows (status, reply, failure) in send order, then the approval notices, each
+ * naming its approval and recipient.
  */
 export async function describeRun(pool: DatabasePool, projectId: string, runId: string) {
   if (!z.uuid().safeParse(runId).success)
@@ -18,7 +20,10 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
     const run = await getRun(tx, runId);
     if (!run) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId}"`);
     const timeline = await listTransitions(tx, runId);
-    const outbound = await listOutbound(tx, runId);
+    const outbound = [
+      ...(await listOutbound(tx, runId)),
+      ...(await listApprovalNotices(tx, { runId })),
+    ];
     const calls = await listToolCalls(tx, { runId });
     const approvals = await listApprovals(tx, { runId });
     const output = run.output as { text?: string } | null;
@@ -73,6 +78,7 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
         attempts: o.attempts,
         sent_at: o.sentAt ? new Date(o.sentAt).toISOString() : null,
         error: o.errorCode,
+        ...(o.kind === 'approval' ? { approval_id: o.approvalId, recipient: o.recipient } : {}),
       })),
     };
   });

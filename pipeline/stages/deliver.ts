@@ -3,7 +3,7 @@ import {
   listOutbound,
   storeOutbound,
   withdrawOutbound,
-  type OutboundKind,
+  type AnswerKind,
 } from '../../db/outboundMessages.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
@@ -51,7 +51,7 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
   const deliverStored = async (tx: CommonQueryMethods, run: Run): Promise<StageOutcome | null> => {
     const rows = await listOutbound(tx, run.runId);
     if (rows.some((r) => r.status === 'sending')) return null;
-    const stored = async (kind: OutboundKind) => {
+    const stored = async (kind: AnswerKind) => {
       const chunks = await storeOutbound(tx, run.runId, [kind]);
       if (chunks === 0) return;
       ctx.logger.info(
@@ -72,7 +72,7 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
       await stored('failure');
       return { next: null };
     }
-    const queued = (kind: OutboundKind) =>
+    const queued = (kind: AnswerKind) =>
       rows.filter((r) => r.kind === kind && r.status === 'queued').length;
     const moved = await complete(tx, {
       sent: queued('reply'),

@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueApprovalNotices } from '../../db/approvals.ts';
+import { listApprovalNotices } from '../../db/outboundMessages.ts';
 import { withProject } from '../../db/withProject.ts';
-import { approverRecipients, notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
+import { notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
+import { queueApprovalNotices } from '../../pipeline/approvals/queueApprovalNotices.ts';
 import { slackPlugin } from '../../pipeline/channels/slack/slackPlugin.ts';
 import type { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
 import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
@@ -53,7 +54,11 @@ beforeAll(async () => {
     approvals: true,
   }) as typeof account;
   input.tenant.channels.sl = account;
-  input.tenant.project.acl.members.push({ subject: `slack:${APPROVER}`, roles: ['operator'] });
+  input.tenant.project.acl.members.push(
+    { subject: `slack:${APPROVER}`, roles: ['operator'] },
+    // An approver on Telegram as well: never asked on the Slack account.
+    { subject: 'telegram:5553', roles: ['operator'] },
+  );
   input.tenant.project.approvals = { ...input.tenant.project.approvals, channel: 'sl' };
   project = input.tenant.project;
   await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, input);
@@ -150,14 +155,15 @@ describe('Slack approval buttons', () => {
 
   it('sends the prompt to each Slack approver by DM, and a press on its button decides it', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    // The project has Telegram approvers too: only the Slack one is asked on the Slack account.
+    expect(project.acl.members.some((m) => m.subject.startsWith('telegram:'))).toBe(true);
     await withProject(db().pool, PROJECT, (tx) =>
-      queueApprovalNotices(
-        tx,
-        PROJECT,
-        approval.approvalId,
-        approverRecipients(project, pipeline.ctx.channels, { sl: account }),
-      ),
+      queueApprovalNotices(pipeline.ctx, tx, { approval, project }),
     );
+    const rows = await withProject(db().pool, PROJECT, (tx) =>
+      listApprovalNotices(tx, { approvalId: approval.approvalId }),
+    );
+    expect(rows.map((r) => [r.recipient, r.status])).toEqual([[APPROVER, 'queued']]);
     const report = await notifyApprovers(pipeline.ctx, {
       run,
       approval,
@@ -167,6 +173,13 @@ describe('Slack approval buttons', () => {
     expect(report).toEqual({ sent: 1, uncertain: 0, failed: 0 });
     const prompt = slack.posts.filter((p) => p.text.includes(approval.approvalId));
     expect(prompt.map((p) => p.channel)).toEqual([APPROVER]);
+    expect(
+      (
+        await withProject(db().pool, PROJECT, (tx) =>
+          listApprovalNotices(tx, { approvalId: approval.approvalId }),
+        )
+      ).map((r) => [r.status, r.method]),
+    ).toEqual([['sent', 'askApprover']]);
     const buttons = (prompt[0]!.blocks as { elements?: { value: string }[] }[])[1]!.elements!;
     expect((await press(APPROVER, buttons[0]!.value)).body.approval).toBe('approved');
     expect(await stateOf(run.runId, approval.approvalId)).toEqual({

@@ -1,14 +1,17 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  getApproval,
-  listNoticesForApproval,
-  queueApprovalNotices,
-  type Approval,
-} from '../../db/approvals.ts';
-import { getRun, type Run } from '../../db/runs.ts';
+import { getApproval, type Approval } from '../../db/approvals.ts';
+import { listApprovalNotices, listOutbound } from '../../db/outboundMessages.ts';
+import { enqueueOutbound } from '../../db/outboundMessages.ts';
+import { getRun, transitionRun, type Run } from '../../db/runs.ts';
+import { listStalledRuns } from '../../db/sweeperQueries.ts';
+import { withSweeper } from '../../db/withSweeper.ts';
+import { describeRun } from '../../pipeline/runs/describeRun.ts';
+import { retryRun } from '../../pipeline/runs/retryRun.ts';
 import { withProject } from '../../db/withProject.ts';
 import { approverRecipients, notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
+import { queueApprovalNotices } from '../../pipeline/approvals/queueApprovalNotices.ts';
+import { deliver } from '../../pipeline/stages/deliver.ts';
 import type { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
 import type { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
@@ -23,7 +26,8 @@ import {
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
-import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
+import { runCli } from '../helpers/runCli.ts';
+import { TEST_REDIS_URL, useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { waitingApproval } from '../helpers/waitingApproval.ts';
 
 const db = useTestDatabase();
@@ -44,7 +48,12 @@ let nextUpdateId = 900_000;
 beforeAll(async () => {
   telegram = await startTelegramServer({ token: TEST_SECRETS['tg-token'] });
   line = await startLineServer();
-  pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
+  pipeline = await startPipeline({
+    pool: db().pool,
+    sweeperPool: db().sweeperPool,
+    prefix,
+    workers: false,
+  });
   owner = await db().owner();
   await setUpTestTenant(pipeline, db().pool, {
     projectId: PROJECT,
@@ -235,29 +244,23 @@ describe('notifyApprovers', () => {
   ): Promise<{ run: Run; approval: Approval }> {
     const paused = await waitingApproval(pipeline, PROJECT, { args });
     await withProject(db().pool, PROJECT, (tx) =>
-      queueApprovalNotices(
-        tx,
-        PROJECT,
-        paused.approval.approvalId,
-        approverRecipients(project, pipeline.ctx.channels, { [APPROVALS_ACCOUNT]: opsChannel }),
-      ),
+      queueApprovalNotices(pipeline.ctx, tx, { approval: paused.approval, project }),
     );
     return paused;
   }
   const noticesOf = (approvalId: string) =>
-    withProject(db().pool, PROJECT, (tx) => listNoticesForApproval(tx, approvalId));
+    withProject(db().pool, PROJECT, (tx) => listApprovalNotices(tx, { approvalId }));
   const sentFor = (approvalId: string) => telegram.sent.filter((m) => m.text.includes(approvalId));
 
   it('finds the approvers: telegram members with the approver role or admin, only with an approvals channel', () => {
-    expect(approverRecipients(project, pipeline.ctx.channels)).toEqual(APPROVERS);
-    expect(
-      approverRecipients(project, pipeline.ctx.channels, { [APPROVALS_ACCOUNT]: opsChannel }),
-    ).toEqual(APPROVERS);
+    const accounts = { [APPROVALS_ACCOUNT]: opsChannel };
+    expect(approverRecipients(project, pipeline.ctx.channels, accounts)).toEqual(APPROVERS);
     expect(approverRecipients(project, pipeline.ctx.channels, {})).toEqual([]);
     expect(
       approverRecipients(
         { ...project, approvals: { approverRole: 'operator' } },
         pipeline.ctx.channels,
+        accounts,
       ),
     ).toEqual([]);
     const admins = {
@@ -271,7 +274,66 @@ describe('notifyApprovers', () => {
         ],
       },
     };
-    expect(approverRecipients(admins, pipeline.ctx.channels)).toEqual(['6000']);
+    expect(approverRecipients(admins, pipeline.ctx.channels, accounts)).toEqual(['6000']);
+  });
+
+  // Regression: without the accounts, the recipients were taken with the subject prefix of
+  // every plugin that can ask approvers, so a project with Telegram and Slack approvers sent
+  // Telegram-bound notices to Slack user ids on its Telegram approvals account.
+  it("asks only the approvers of the approvals account's own channel when the project has telegram: and slack: approvers", async () => {
+    const mixed: ProjectContract = {
+      ...project,
+      acl: {
+        members: [
+          ...project.acl.members,
+          { subject: 'slack:UAPPROVER7', roles: ['operator'] },
+          { subject: 'slack:UADMIN8', roles: ['admin'] },
+        ],
+      },
+    };
+    expect(
+      approverRecipients(mixed, pipeline.ctx.channels, { [APPROVALS_ACCOUNT]: opsChannel }),
+    ).toEqual(APPROVERS);
+    const slackAccount = { type: 'slack', approvals: true } as unknown as ChannelContract;
+    expect(
+      approverRecipients(mixed, pipeline.ctx.channels, { [APPROVALS_ACCOUNT]: slackAccount }),
+    ).toEqual(['UAPPROVER7', 'UADMIN8']);
+    // What execute queues when the call pauses: rows for the Telegram approvers alone.
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    const queuedCount = await withProject(db().pool, PROJECT, (tx) =>
+      queueApprovalNotices(pipeline.ctx, tx, { approval, project: mixed }),
+    );
+    expect(queuedCount).toBe(2);
+    const rows = await noticesOf(approval.approvalId);
+    expect(rows.map((r) => r.recipient)).toEqual(APPROVERS);
+    await notifyApprovers(pipeline.ctx, { run, approval, project: mixed, channel: opsChannel });
+    expect(
+      sentFor(approval.approvalId)
+        .map((m) => m.chat_id)
+        .sort(),
+    ).toEqual(APPROVERS);
+  });
+
+  it('queues one ledger row per approver with the text and buttons it will send; queueing twice adds none', async () => {
+    const { run, approval } = await queued();
+    await withProject(db().pool, PROJECT, (tx) =>
+      queueApprovalNotices(pipeline.ctx, tx, { approval, project }),
+    );
+    const rows = await noticesOf(approval.approvalId);
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      expect(row).toMatchObject({
+        kind: 'approval',
+        runId: run.runId,
+        approvalId: approval.approvalId,
+        status: 'queued',
+        format: 'plain',
+        buttons: ['approved', 'rejected'],
+      });
+      expect(row.text).toContain(`Approval: ${approval.approvalId}`);
+    }
+    // The run's answer rows are another list: deliver never sees a notice.
+    expect(await withProject(db().pool, PROJECT, (tx) => listOutbound(tx, run.runId))).toEqual([]);
   });
 
   it('sends each approver one message with Approve / Reject buttons; a second call sends nothing more', async () => {
@@ -306,7 +368,14 @@ describe('notifyApprovers', () => {
       ).inline_keyboard[0]!)
         expect(Buffer.byteLength(button.callback_data)).toBeLessThanOrEqual(64);
     }
-    expect((await noticesOf(approval.approvalId)).map((n) => n.status)).toEqual(['sent', 'sent']);
+    const settled = await noticesOf(approval.approvalId);
+    expect(settled.map((n) => [n.status, n.method, n.attempts])).toEqual([
+      ['sent', 'askApprover', 1],
+      ['sent', 'askApprover', 1],
+    ]);
+    expect(settled.map((n) => n.externalMessageId).sort()).toEqual(
+      sent.map((m) => String(m.message_id)).sort(),
+    );
     const { rows } = await owner.query<{ detail: { recipient: string; message_id: string } }>(
       `SELECT detail FROM audit_events WHERE chain = $1 AND action = 'approval.notified' ORDER BY seq`,
       [`run:${run.runId}`],
@@ -416,5 +485,132 @@ describe('notifyApprovers', () => {
     expect(sentFor(first.approval.approvalId)).toHaveLength(0);
     expect(sentFor(second.approval.approvalId)).toHaveLength(0);
     expect((await noticesOf(second.approval.approvalId))[0]).toMatchObject({ status: 'failed' });
+  });
+
+  it('settles the notices still queued when the approval is decided, and sends them no more', async () => {
+    const { run, approval } = await queued();
+    telegram.failNext(1, { status: 500, method: 'sendMessage' });
+    await expect(
+      notifyApprovers(pipeline.ctx, { run, approval, project, channel: opsChannel }),
+    ).rejects.toMatchObject({ code: 'CHANNEL_UNAVAILABLE' });
+    expect((await press(APPROVERS[0]!, `ap:${approval.approvalId}:y`)).body.approval).toBe(
+      'approved',
+    );
+    expect((await noticesOf(approval.approvalId)).map((n) => [n.status, n.errorCode])).toEqual([
+      ['failed', 'APPROVAL_APPROVED'],
+      ['failed', 'APPROVAL_APPROVED'],
+    ]);
+    const decided = (await approvalOf(approval.approvalId))!;
+    expect(
+      await notifyApprovers(pipeline.ctx, { run, approval: decided, project, channel: opsChannel }),
+    ).toEqual({ sent: 0, uncertain: 0, failed: 0 });
+    expect(sentFor(approval.approvalId)).toHaveLength(0);
+  });
+
+  it('is found by the sweeper while a notice is left unsent, and not once it is sent', async () => {
+    const { run, approval } = await queued();
+    const stalled = async () =>
+      (
+        await withSweeper(db().sweeperPool, (tx) =>
+          listStalledRuns(tx, {
+            stallMs: 60_000,
+            after: '00000000-0000-0000-0000-000000000000',
+            limit: 1000,
+          }),
+        )
+      ).filter((r) => r.runId === run.runId);
+    const age = () =>
+      owner.query(
+        `UPDATE outbound_messages SET updated_at = now() - interval '2 minutes' WHERE approval_id = $1`,
+        [approval.approvalId],
+      );
+    expect(await stalled()).toEqual([]);
+    await age();
+    expect(await stalled()).toMatchObject([{ runId: run.runId, state: 'WAITING_APPROVAL' }]);
+    const report = await pipeline.sweep(60_000);
+    expect(report.requeued).toBeGreaterThanOrEqual(1);
+    expect(
+      await pipeline.queues.queues.execute.getJob(stageJobId('execute', run.runId)),
+    ).toBeDefined();
+    await notifyApprovers(pipeline.ctx, { run, approval, project, channel: opsChannel });
+    await age();
+    expect(await stalled()).toEqual([]);
+    await pipeline.queues.queues.execute.remove(stageJobId('execute', run.runId));
+  });
+
+  it('stays out of the answer: deliver and a retry of the run neither resend nor requeue the notices', async () => {
+    const { run, approval } = await queued();
+    // One notice refused, one sent: a retry requeues refused answer rows, never these.
+    telegram.failNext(1, { status: 403, method: 'sendMessage' });
+    expect(
+      await notifyApprovers(pipeline.ctx, { run, approval, project, channel: opsChannel }),
+    ).toEqual({ sent: 1, uncertain: 0, failed: 1 });
+    const asked = sentFor(approval.approvalId)[0]!;
+    expect((await press(asked.chat_id, `ap:${approval.approvalId}:y`)).body.approval).toBe(
+      'approved',
+    );
+    const before = await noticesOf(approval.approvalId);
+    // The resumed run answers (as execute and sanitize would leave it).
+    const answer = `The answer for ${run.runId}.`;
+    await withProject(db().pool, PROJECT, async (tx) => {
+      for (const [from, to] of [
+        ['ADMITTED', 'EXECUTED'],
+        ['EXECUTED', 'SANITIZED'],
+      ] as const)
+        await transitionRun(tx, {
+          runId: run.runId,
+          from,
+          to,
+          stage: to === 'EXECUTED' ? 'execute' : 'sanitize',
+          actor: 'test',
+          startedAt: Date.now(),
+        });
+      await enqueueOutbound(tx, run, 'reply', [answer], { format: 'plain', suppressed: false });
+    });
+    const job = {
+      projectId: PROJECT,
+      runId: run.runId,
+      traceId: run.traceId,
+      stage: 'deliver',
+    } as const;
+    telegram.failNext(1, { status: 403, method: 'sendMessage' });
+    await deliver(pipeline.ctx, job);
+    expect((await runOf(run.runId))?.state).toBe('FAILED');
+    const retried = await retryRun(
+      {
+        pool: db().pool,
+        logger: pipeline.ctx.logger,
+        actor: 'test',
+        enqueue: pipeline.queues.enqueue,
+        clearJob: async () => 'none',
+      },
+      { projectId: PROJECT, runId: run.runId },
+    );
+    expect(retried.requeued).toBe(1);
+    await pipeline.queues.queues.deliver.remove(stageJobId('deliver', run.runId));
+    await deliver(pipeline.ctx, job);
+    expect((await runOf(run.runId))?.state).toBe('COMPLETED');
+    expect(telegram.sent.filter((m) => m.text === answer)).toHaveLength(1);
+    expect(sentFor(approval.approvalId)).toHaveLength(1);
+    expect(await noticesOf(approval.approvalId)).toEqual(before);
+    // The run's record lists the notices by kind, each with its approval and recipient.
+    const view = await describeRun(db().pool, PROJECT, run.runId);
+    expect(
+      view.outbound.map((o) => [o.kind, o.status, 'recipient' in o ? o.recipient : null]),
+    ).toEqual([
+      ['reply', 'sent', null],
+      ['failure', 'suppressed', null],
+      ...before.map((n) => ['approval', n.status, n.recipient]),
+    ]);
+    const shown = await runCli(['runs', 'show', run.runId, '--project', PROJECT], {
+      DATABASE_URL: db().url,
+      REDIS_URL: TEST_REDIS_URL,
+      AWOOOP_REDIS_PREFIX: prefix,
+    });
+    expect(shown.stdout).toContain('  reply #0  sent via sendMessage  attempts 2');
+    for (const n of before)
+      expect(shown.stdout).toContain(
+        `  approval ${approval.approvalId} to ${n.recipient}  ${n.status}${n.method ? ` via ${n.method}` : ''}  attempts ${n.attempts}`,
+      );
   });
 });

@@ -135,7 +135,9 @@ describe('/metrics', () => {
       async () => {
         const t = await scrape();
         return sample(t, 'awooop_stage_failures_total{stage="execute",code="MODEL_REJECTED"}') ===
-          1 && sample(t, 'awooop_outbound_messages{project="acme",status="sent"}') === 2
+          1 &&
+          sample(t, 'awooop_outbound_messages{project="acme",kind="reply",status="sent"}') === 1 &&
+          sample(t, 'awooop_outbound_messages{project="acme",kind="failure",status="sent"}') === 1
           ? t
           : undefined;
       },
@@ -170,8 +172,33 @@ describe('/metrics', () => {
        VALUES ('acme', $1, 'helper', 'mcp_endpoint', 'ops', 'lookup', '{}', $2, 'refused')`,
       ['0'.repeat(32), 'a'.repeat(64)],
     );
+    // an approver's notice is a ledger row of its own kind, counted apart from the answers
+    const { rows: runs } = await owner.query<{ run_id: string; trace_id: string }>(
+      `SELECT run_id, trace_id FROM runs WHERE project_id = 'acme' ORDER BY run_seq LIMIT 1`,
+    );
+    const { rows: asked } = await owner.query<{ approval_id: string }>(
+      `INSERT INTO approvals (project_id, run_id, trace_id, step_index, call_index, agent, tool,
+                              risk, arguments, call_sha256, reasons, expires_at)
+       VALUES ('acme', $1, $2, 0, 0, 'helper', 'ops.restart', 'write', '{}', $3, '{}',
+               now() + interval '1 hour')
+       RETURNING approval_id`,
+      [runs[0]!.run_id, runs[0]!.trace_id, 'b'.repeat(64)],
+    );
+    await owner.query(
+      `INSERT INTO outbound_messages (project_id, run_id, trace_id, kind, chunk_index, chunk_count,
+                                      text, format, approval_id, recipient, buttons)
+       VALUES ('acme', $1, $2, 'approval', 0, 1, 'Approval needed', 'plain', $3, '5551',
+               '{approved,rejected}')`,
+      [runs[0]!.run_id, runs[0]!.trace_id, asked[0]!.approval_id],
+    );
     const after = await scrape();
     expect(sample(after, 'awooop_tool_calls{project="acme",status="refused"}')).toBe(1);
+    expect(
+      sample(after, 'awooop_outbound_messages{project="acme",kind="approval",status="queued"}'),
+    ).toBe(1);
+    expect(
+      sample(after, 'awooop_outbound_messages{project="acme",kind="reply",status="sent"}'),
+    ).toBe(1);
     expect(after).toContain('# TYPE awooop_approvals gauge');
 
     expect(text).toContain('# TYPE awooop_stage_failures_total counter');
