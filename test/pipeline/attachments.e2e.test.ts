@@ -302,7 +302,14 @@ describe('API attachments', () => {
       },
       body: JSON.stringify(body),
     });
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
+    return {
+      status: res.status,
+      body: (await res.json()) as {
+        run_id?: string;
+        duplicate?: boolean;
+        error?: { code: string; message: string };
+      },
+    };
   }
 
   it('keeps references the client sends, past the cap marked, shown on the run and to the model', async () => {
@@ -326,7 +333,7 @@ describe('API attachments', () => {
       run_id: sent.body.run_id,
       duplicate: true,
     });
-    const runId = sent.body.run_id as string;
+    const runId = sent.body.run_id!;
     await waitFor(
       async () => {
         const { rows } = await owner.query<{ state: string }>(
@@ -383,8 +390,8 @@ describe('API attachments', () => {
       const before = await tableCounts(owner);
       const answer = await send(key, body);
       expect(answer.status).toBe(400);
-      expect(answer.body.error.code).toBe('BODY_INVALID');
-      expect(answer.body.error.message).toContain(field);
+      expect(answer.body.error?.code).toBe('BODY_INVALID');
+      expect(answer.body.error?.message).toContain(field);
       expect(await tableCounts(owner)).toEqual(before);
     }
   });
