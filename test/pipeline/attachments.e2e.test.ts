@@ -8,6 +8,7 @@ import { startLineServer } from '../fakes/lineServer.ts';
 import { startModelServer } from '../fakes/modelServer.ts';
 import { slackEventCallback, slackHeaders } from '../fakes/slackPayloads.ts';
 import { startSlackServer } from '../fakes/slackServer.ts';
+import { runCli } from '../helpers/runCli.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -292,6 +293,18 @@ describe('Slack files', () => {
 });
 
 describe('API attachments', () => {
+  const runDone = (runId: string) =>
+    waitFor(
+      async () => {
+        const { rows } = await owner.query<{ state: string }>(
+          'SELECT state FROM runs WHERE run_id = $1',
+          [runId],
+        );
+        return rows[0]?.state === 'COMPLETED' || undefined;
+      },
+      { what: `run ${runId} to complete` },
+    );
+
   async function send(key: string, body: unknown, idem?: string) {
     const res = await fetch(`${pipeline.url}/v1/projects/${PROJECT}/messages`, {
       method: 'POST',
@@ -324,7 +337,8 @@ describe('API attachments', () => {
           size_bytes: 5_000,
           name: 'a.png',
         },
-        { kind: 'file', ref: 'store:42', name: 'b.csv' },
+        // A terminal escape in a name: quoted wherever it is shown, never sent raw.
+        { kind: 'file', ref: 'store:42', name: 'b\u001b[2J.csv' },
       ],
     };
     const sent = await send(key, body, 'media-1');
@@ -334,16 +348,7 @@ describe('API attachments', () => {
       duplicate: true,
     });
     const runId = sent.body.run_id!;
-    await waitFor(
-      async () => {
-        const { rows } = await owner.query<{ state: string }>(
-          'SELECT state FROM runs WHERE run_id = $1',
-          [runId],
-        );
-        return rows[0]?.state === 'COMPLETED' || undefined;
-      },
-      { what: 'the API run' },
-    );
+    await runDone(runId);
     const view = await fetch(`${pipeline.url}/v1/projects/${PROJECT}/runs/${runId}`, {
       headers: { authorization: `Bearer ${key}` },
     });
@@ -361,18 +366,48 @@ describe('API attachments', () => {
         ref: 'store:42',
         mime_type: null,
         size_bytes: null,
-        name: 'b.csv',
+        name: 'b\u001b[2J.csv',
         omitted: 'too_many',
       },
     ]);
-    expect(promptWith('"b.csv"').at(-1)).toEqual({
+    expect(promptWith('"b\\u001b[2J.csv"').at(-1)).toEqual({
       role: 'user',
       content: [
         `[The user sent 2 attachments. ${NOTE_HEAD}`,
         '1. image, name "a.png", type image/png, 5.0 kB',
-        '2. file, name "b.csv", not kept: past the limit of attachments a message',
+        '2. file, name "b\\u001b[2J.csv", not kept: past the limit of attachments a message',
       ].join('\n'),
     });
+
+    const shown = await runCli(['runs', 'show', runId, '--project', PROJECT], {
+      DATABASE_URL: db().url,
+    });
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(
+      [
+        'attachments:',
+        '  image "a.png"  "image/png"  5000 bytes  ref "https://files.example.test/a.png"',
+        '  file "b\\u001b[2J.csv"  omitted: too_many  ref "store:42"',
+      ].join('\n'),
+    );
+    expect(shown.stdout).not.toContain('\u001b');
+  });
+
+  it("stores an attachment name without the project's credential values in it", async () => {
+    const key = await pipeline.createKey(PROJECT);
+    const secret = TEST_SECRETS['model-key'];
+    const sent = await send(key, {
+      text: 'see file',
+      attachments: [{ kind: 'file', ref: 'store:43', name: `keys ${secret}.txt` }],
+    });
+    expect(sent.status).toBe(202);
+    const { rows } = await owner.query<{ body: { message: { attachments: { name: string }[] } } }>(
+      'SELECT e.body FROM runs r JOIN conversation_events e USING (event_id) WHERE r.run_id = $1',
+      [sent.body.run_id],
+    );
+    expect(rows[0]!.body.message.attachments[0]!.name).toBe('keys [REDACTED].txt');
+    expect(JSON.stringify(rows[0]!.body)).not.toContain(secret);
+    await runDone(sent.body.run_id!);
   });
 
   it('refuses a bad attachment or an empty message with 400 naming the field, and writes nothing', async () => {
