@@ -1,6 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import type { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
+import { Attachment, type ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
 import { RUN_STATES, type RunState } from '../pipeline/contracts/runState.ts';
 import type { ErrorCode } from '../pipeline/errors.ts';
 
@@ -14,7 +14,12 @@ const BlockerRow = z.object({
   awaitingApproval: z.boolean(),
   deadlineAt: z.number(),
 });
-const HistoryRow = z.object({ input: z.string().nullable(), output: z.string().nullable() });
+const HistoryRow = z.object({
+  input: z.string().nullable(),
+  output: z.string().nullable(),
+  // Events stored before attachments existed have none.
+  attachments: z.array(Attachment).nullable(),
+});
 
 const RunRow = z.object({
   runId: z.string(),
@@ -305,16 +310,19 @@ export async function sessionHistory(
     beforeSeq: number;
     limit: number;
   },
-): Promise<readonly { input: string; output: string }[]> {
+): Promise<readonly { input: string; output: string; attachments: readonly Attachment[] }[]> {
   if (limit <= 0) return [];
   const rows = await db.any(sql.type(HistoryRow)`
-    SELECT e.body #>> '{message,text}' AS input, r.output ->> 'text' AS output
+    SELECT e.body #>> '{message,text}' AS input, r.output ->> 'text' AS output,
+           e.body #> '{message,attachments}' AS attachments
       FROM runs r JOIN conversation_events e USING (event_id)
      WHERE r.project_id = ${projectId} AND r.session_key = ${sessionKey}
        AND r.state = 'COMPLETED' AND r.run_seq < ${beforeSeq}
      ORDER BY r.run_seq DESC LIMIT ${limit}`);
   return rows.flatMap((r) =>
-    r.input !== null && r.output !== null ? [{ input: r.input, output: r.output }] : [],
+    r.input !== null && r.output !== null
+      ? [{ input: r.input, output: r.output, attachments: r.attachments ?? [] }]
+      : [],
   );
 }
 

@@ -10,6 +10,7 @@ import { canonicalJson, sha256Hex } from '../pipeline/contracts/canonicalJson.ts
 import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../pipeline/contracts/storableText.ts';
 import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
+import { capAttachments } from '../pipeline/channels/capAttachments.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
 import { apiAuth, type ApiCaller, type ApiState } from './apiAuth.ts';
@@ -25,19 +26,39 @@ import { traceIdFrom } from './traceIdFrom.ts';
  */
 const Storable = z.string().refine(isStorableText, UNSTORABLE_TEXT_MESSAGE);
 
-/** The body of `POST /v1/projects/:projectId/messages`. */
-export const ApiMessage = z.strictObject({
-  text: Storable.min(1, 'must not be empty').max(100_000),
-  /** Which conversation this continues; one session per conversation. Default: one per key. */
-  conversation_id: Storable.min(1).max(200).optional(),
-  /** Who says it, for bindings and rate limits. Default: the key. */
-  sender_id: Storable.min(1).max(200).optional(),
-  /** The project's API channel account. Default: its only one. */
-  account: z
-    .string()
-    .regex(/^[a-z][a-z0-9_-]{0,62}$/)
-    .optional(),
+/**
+ * Something sent with an API message: a reference the client holds (a URL, a file id in its
+ * own store), its kind, and what it says about it. AwoooP never fetches it.
+ */
+const ApiAttachment = z.strictObject({
+  kind: z.enum(['image', 'video', 'audio', 'file', 'sticker']),
+  ref: Storable.min(1).max(2000),
+  mime_type: Storable.min(1).max(200).optional(),
+  size_bytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  name: Storable.min(1).max(300).optional(),
 });
+
+/** The body of `POST /v1/projects/:projectId/messages`. */
+export const ApiMessage = z
+  .strictObject({
+    /** May be empty only when attachments are sent. */
+    text: Storable.max(100_000),
+    /** References, capped by the account's `media` limits (past them, mentioned only). */
+    attachments: z.array(ApiAttachment).max(100).optional(),
+    /** Which conversation this continues; one session per conversation. Default: one per key. */
+    conversation_id: Storable.min(1).max(200).optional(),
+    /** Who says it, for bindings and rate limits. Default: the key. */
+    sender_id: Storable.min(1).max(200).optional(),
+    /** The project's API channel account. Default: its only one. */
+    account: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,62}$/)
+      .optional(),
+  })
+  .refine((body) => body.text !== '' || (body.attachments ?? []).length > 0, {
+    path: ['text'],
+    message: 'must not be empty (unless attachments are sent)',
+  });
 
 const IdempotencyKey = z
   .string()
@@ -96,7 +117,7 @@ export function apiRoutes(deps: ApiDeps): Router<AppState> {
     }
     const body = parsed.data;
     const accountId = body.account ?? (await defaultAccount(projectId));
-    await deps.accounts(projectId, accountId, 'api');
+    const account = await deps.accounts(projectId, accountId, 'api');
     const [accepted] = await acceptInbound(
       deps,
       {
@@ -111,6 +132,9 @@ export function apiRoutes(deps: ApiDeps): Router<AppState> {
             conversation_id: body.conversation_id ?? null,
             sender_id: body.sender_id ?? null,
             account: body.account ?? null,
+            // Left out when absent, so a retry of a request made before attachments existed
+            // still hashes as it did.
+            ...(body.attachments === undefined ? {} : { attachments: body.attachments }),
           }),
         ),
       },
@@ -120,7 +144,19 @@ export function apiRoutes(deps: ApiDeps): Router<AppState> {
           externalEventId: idem ? `idem:${caller.keyId}:${sha256Hex(idem)}` : `req:${randomUUID()}`,
           sender: { id: body.sender_id ?? `key:${caller.keyId}`, isBot: false },
           conversation: { kind: 'dm', id: body.conversation_id ?? `key:${caller.keyId}` },
-          message: { text: body.text },
+          message: {
+            text: body.text,
+            attachments: capAttachments(
+              (body.attachments ?? []).map((a) => ({
+                kind: a.kind,
+                ref: a.ref,
+                ...(a.mime_type === undefined ? {} : { mimeType: a.mime_type }),
+                ...(a.size_bytes === undefined ? {} : { sizeBytes: a.size_bytes }),
+                ...(a.name === undefined ? {} : { name: a.name }),
+              })),
+              account.media,
+            ),
+          },
         },
       ],
     );

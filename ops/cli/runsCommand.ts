@@ -90,6 +90,14 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       ctx.print(
         `agent ${view.agent ?? '-'}  mode ${view.mode ?? '-'}${view.live === false ? ' (recorded only)' : ''}  session ${view.session_key ?? '-'}`,
       );
+      if (view.attachments.length > 0) {
+        ctx.print('attachments:');
+        // Names are the sender's: quoted, so no control character reaches the terminal.
+        for (const a of view.attachments)
+          ctx.print(
+            `  ${a.kind}${a.name === null ? '' : ` ${JSON.stringify(a.name)}`}${a.mime_type === null ? '' : `  ${JSON.stringify(a.mime_type)}`}${a.size_bytes === null ? '' : `  ${a.size_bytes} bytes`}${a.omitted === null ? '' : `  omitted: ${a.omitted}`}  ref ${JSON.stringify(a.ref)}`,
+          );
+      }
       ctx.print('timeline:');
       for (const t of view.timeline)
         ctx.print(

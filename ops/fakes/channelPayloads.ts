@@ -212,7 +212,7 @@ export function lineTextEvent(spec: LineTextEventSpec): Record<string, unknown> 
   };
 }
 
-/** A sticker message event as LINE sends it (a message the pipeline does not answer). */
+/** A sticker message event as LINE sends it (a run whose one attachment is the sticker). */
 export function lineStickerEvent(userId = `U${hex(16)}`): Record<string, unknown> {
   return {
     type: 'message',

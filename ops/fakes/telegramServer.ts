@@ -71,6 +71,11 @@ export type TelegramServer = {
   callbackAnswers: TelegramCallbackAnswer[];
   /** Every request, including refused ones. */
   requests: TelegramRequest[];
+  /**
+   * The path of every request that reached the fake, a method's or not (a file download,
+   * `/file/bot<token>/<file_path>`, is answered 404 and listed only here).
+   */
+  paths: string[];
   /** The next `n` matching calls answer with `failure` instead of succeeding. */
   failNext(n: number, failure: TelegramFailure): void;
   /** Stops the server and drops open connections. */
@@ -133,11 +138,13 @@ export async function startTelegramServer(
   const actions: TelegramChatAction[] = [];
   const callbackAnswers: TelegramCallbackAnswer[] = [];
   const requests: TelegramRequest[] = [];
+  const paths: string[] = [];
   const failures: TelegramFailure[] = [];
   let nextMessageId = 100;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    paths.push(url.pathname);
     const match = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(url.pathname);
     if (!match) return answer(res, 404, { ok: false, error_code: 404, description: 'Not Found' });
     const token = decodeURIComponent(match[1]!);
@@ -279,6 +286,7 @@ export async function startTelegramServer(
     actions,
     callbackAnswers,
     requests,
+    paths,
     failNext(n, failure) {
       for (let i = 0; i < n; i++) failures.push(failure);
     },

@@ -2,13 +2,20 @@ import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { listApprovals } from '../../db/approvals.ts';
 import { listApprovalNotices, listOutbound } from '../../db/outboundMessages.ts';
-import { getRun, listTransitions } from '../../db/runs.ts';
+import { getRunWithEvent, listTransitions } from '../../db/runs.ts';
 import { listToolCalls } from '../../db/toolCalls.ts';
 import { withProject } from '../../db/withProject.ts';
+import { Attachment } from '../contracts/conversationEvent.ts';
 import { NotFoundError } from '../errors.ts';
 
+/** The part of a stored event the view shows; an event from before attachments has none. */
+const EventAttachments = z.object({
+  message: z.object({ attachments: z.array(Attachment).default([]) }),
+});
+
 /**
- * A run as the API shows it: state, failure, output, timeline, the tool calls the gateway saw
+ * A run as the API shows it: state, failure, output, what the message carried besides its text
+ * (attachment references, with why one was not kept), timeline, the tool calls the gateway saw
  * (by digest: arguments stay in the `tool_calls` table), its approvals and the outbound ledger:
  * the answer's rows (status, reply, failure) in send order, then the approval notices, each
  * naming its approval and recipient.
@@ -17,8 +24,10 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
   if (!z.uuid().safeParse(runId).success)
     throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId.slice(0, 64)}"`);
   return withProject(pool, projectId, async (tx) => {
-    const run = await getRun(tx, runId);
-    if (!run) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId}"`);
+    const found = await getRunWithEvent(tx, runId);
+    if (!found) throw new NotFoundError('RUN_NOT_FOUND', `no run "${runId}"`);
+    const run = found.run;
+    const attachments = EventAttachments.safeParse(found.eventBody);
     const timeline = await listTransitions(tx, runId);
     const outbound = [
       ...(await listOutbound(tx, runId)),
@@ -40,6 +49,14 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
       output:
         run.state === 'COMPLETED' || run.state === 'SANITIZED' ? (output?.text ?? null) : null,
       failure: run.failureCode ? { code: run.failureCode, message: run.failureMessage } : null,
+      attachments: (attachments.success ? attachments.data.message.attachments : []).map((a) => ({
+        kind: a.kind,
+        ref: a.ref,
+        mime_type: a.mimeType ?? null,
+        size_bytes: a.sizeBytes ?? null,
+        name: a.name ?? null,
+        omitted: a.omitted ?? null,
+      })),
       created_at: new Date(run.createdAt).toISOString(),
       completed_at: run.completedAt ? new Date(run.completedAt).toISOString() : null,
       timeline: timeline.map((t) => ({

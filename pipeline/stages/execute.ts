@@ -11,6 +11,7 @@ import { RetryAfterError } from '../errors.ts';
 import { appendRunStep, listRunSteps } from '../../db/runSteps.ts';
 import type { ChatMessage } from '../agent/modelTypes.ts';
 import { runToolLoop, type Proposal } from '../agent/runToolLoop.ts';
+import { withAttachmentNote } from '../agent/withAttachmentNote.ts';
 import { notifyApprovers } from '../approvals/notifyApprovers.ts';
 import { startProgress } from '../channels/startProgress.ts';
 import type { RunJob } from '../contracts/runJob.ts';
@@ -101,11 +102,14 @@ export async function execute(
   const messages: ChatMessage[] = [{ role: 'system', content: prompt }];
   for (const turn of [...history].reverse()) {
     messages.push(
-      { role: 'user', content: turn.input },
+      { role: 'user', content: withAttachmentNote(turn.input, turn.attachments) },
       { role: 'assistant', content: turn.output },
     );
   }
-  messages.push({ role: 'user', content: event.message.text });
+  messages.push({
+    role: 'user',
+    content: withAttachmentNote(event.message.text, event.message.attachments),
+  });
 
   const progress = startProgress(ctx, { run, channel: contracts.channel, event });
   let outcome;

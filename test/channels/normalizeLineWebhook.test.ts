@@ -55,13 +55,23 @@ describe('normalizeLineWebhook', () => {
     ]);
   });
 
-  it('counts stickers, follows, postbacks and standby events as ignored', () => {
+  it('counts locations, follows, postbacks and standby events as ignored', () => {
     const standby = lineTextEvent({ text: 'another bot answers this' });
     standby.mode = 'standby';
     delete standby.replyToken;
     const batch = normalizeLineWebhook(
       parsed([
-        { raw: lineStickerEvent() },
+        {
+          raw: {
+            type: 'message',
+            mode: 'active',
+            timestamp: 1,
+            webhookEventId: 'A0',
+            source: { type: 'user', userId: 'U9' },
+            replyToken: 'r0',
+            message: { id: '3251', type: 'location', latitude: 35.68, longitude: 139.76 },
+          },
+        },
         {
           raw: {
             type: 'follow',

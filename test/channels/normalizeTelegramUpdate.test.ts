@@ -83,11 +83,11 @@ describe('normalizeTelegramUpdate', () => {
     expect(events[0]?.conversation.kind).toBe('group');
   });
 
-  it('counts a sticker, a member join and a button press as ignored', () => {
-    const sticker = telegramUpdate({ updateId: 13, chatId: 42, text: 'x' });
-    const message = sticker.message as Record<string, unknown>;
+  it('counts a location, a member join and a button press as ignored', () => {
+    const location = telegramUpdate({ updateId: 13, chatId: 42, text: 'x' });
+    const message = location.message as Record<string, unknown>;
     delete message.text;
-    message.sticker = { file_id: 'CAACAgIAAxkBAAE', emoji: '👍', is_animated: false };
+    message.location = { latitude: 52.52, longitude: 13.405 };
     const join = {
       update_id: 14,
       message: {
@@ -106,7 +106,7 @@ describe('normalizeTelegramUpdate', () => {
         data: 'approve',
       },
     };
-    for (const body of [sticker, join, callback]) {
+    for (const body of [location, join, callback]) {
       expect(normalizeTelegramUpdate(body)).toEqual({ events: [], ignored: 1 });
     }
   });

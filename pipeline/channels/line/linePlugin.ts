@@ -38,9 +38,9 @@ export const linePlugin: ChannelPlugin<'line'> = {
         request.headers['x-line-signature'] || undefined,
       );
     },
-    normalize: (body, _account, request) => ({
+    normalize: (body, account, request) => ({
       kind: 'messages',
-      batch: normalizeLineWebhook(body, request.receivedAt),
+      batch: normalizeLineWebhook(body, request.receivedAt, account.media),
     }),
   },
   credentials: (account) => [account.channelAccessToken],

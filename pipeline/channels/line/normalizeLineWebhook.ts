@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { formatIssues, parseContract } from '../../contracts/formatIssues.ts';
 import { toStorable } from '../../contracts/storableText.ts';
+import type { Attachment } from '../../contracts/conversationEvent.ts';
 import { ContractViolationError } from '../../errors.ts';
+import { capAttachments, type MediaCaps } from '../capAttachments.ts';
 import { NormalizedInbound, type InboundBatch } from '../inboundTypes.ts';
 
 /**
@@ -37,51 +39,88 @@ const LineSource = z.discriminatedUnion('type', [
   }),
 ]);
 
-/** A text message event: the one kind the pipeline answers. */
-export const LineTextMessageEvent = z.looseObject({
+/** What each message type the pipeline answers is, as an attachment (text is none). */
+const ATTACHMENT_KINDS = {
+  text: null,
+  image: 'image',
+  video: 'video',
+  audio: 'audio',
+  file: 'file',
+  sticker: 'sticker',
+} as const satisfies Record<string, Attachment['kind'] | null>;
+type AnsweredType = keyof typeof ATTACHMENT_KINDS;
+const isAnsweredType = (type: string | undefined): type is AnsweredType =>
+  type !== undefined && Object.hasOwn(ATTACHMENT_KINDS, type);
+
+/** A message event of a type the pipeline answers: text, or media kept as a reference. */
+export const LineMessageEvent = z.looseObject({
   type: z.literal('message'),
   webhookEventId: z.string().min(1).max(200),
   timestamp: z.number(),
   mode: z.enum(['active', 'standby']).optional(),
   replyToken: z.string().min(1).optional(),
   source: LineSource,
-  message: z.looseObject({
-    type: z.literal('text'),
-    id: z.string().min(1),
-    text: z.string(),
-    quotedMessageId: z.string().min(1).optional(),
-  }),
+  message: z.discriminatedUnion('type', [
+    z.looseObject({
+      type: z.literal('text'),
+      id: z.string().min(1),
+      text: z.string(),
+      quotedMessageId: z.string().min(1).optional(),
+    }),
+    z.looseObject({ type: z.enum(['image', 'video', 'audio']), id: z.string().min(1) }),
+    z.looseObject({
+      type: z.literal('file'),
+      id: z.string().min(1),
+      fileName: z.string().optional(),
+      fileSize: z.int().min(0).optional(),
+    }),
+    z.looseObject({
+      type: z.literal('sticker'),
+      id: z.string().min(1),
+      /** What a message sticker says, if it says anything. */
+      text: z.string().optional(),
+      keywords: z.array(z.string()).optional(),
+    }),
+  ]),
 });
-type LineTextMessageEvent = z.infer<typeof LineTextMessageEvent>;
+type LineMessageEvent = z.infer<typeof LineMessageEvent>;
 
 /**
- * Reads a LINE webhook body (after its signature was checked). Each text message event in
- * `active` mode becomes one event keyed by `webhookEventId`, with its reply token good until
- * `receivedAt` + 50 s; every other event (stickers, follows, joins, postbacks, events seen in
- * `standby` mode, which another channel answers) is counted as ignored. An empty `events` list
+ * Reads a LINE webhook body (after its signature was checked). Each message event in `active`
+ * mode that is text, an image, a video, an audio message, a file or a sticker becomes one
+ * event keyed by `webhookEventId`, with its reply token good until `receivedAt` + 50 s. Media
+ * are kept as {@link Attachment} references (the message id, a file's name and size; LINE
+ * gives no size for the rest, and nothing is fetched from its content API) under the
+ * account's `media` caps, with an empty text; a sticker's name is its text or first keywords.
+ * Every other event (locations, follows, joins, postbacks, events seen in `standby` mode,
+ * which another channel answers) is counted as ignored. An empty `events` list
  * is LINE's endpoint verification call and is valid. Throws {@link ContractViolationError}
  * naming the bad field, e.g. `events[0].source.userId: required`. Each NUL and unpaired
  * surrogate in a string it reads is U+FFFD in the event.
  */
-export function normalizeLineWebhook(body: unknown, receivedAt: Date): InboundBatch {
+export function normalizeLineWebhook(
+  body: unknown,
+  receivedAt: Date,
+  media?: MediaCaps,
+): InboundBatch {
   const webhook = parseContract(LineWebhook, body);
   const batch: InboundBatch = { events: [], ignored: 0 };
   for (const [index, envelope] of webhook.events.entries()) {
-    const isText =
+    const answered =
       envelope.type === 'message' &&
-      envelope.message?.type === 'text' &&
+      isAnsweredType(envelope.message?.type) &&
       envelope.mode !== 'standby';
-    if (!isText) {
+    if (!answered) {
       batch.ignored += 1;
       continue;
     }
-    batch.events.push(toInbound(parseEvent(index, envelope), receivedAt));
+    batch.events.push(toInbound(parseEvent(index, envelope), receivedAt, media));
   }
   return batch;
 }
 
-function parseEvent(index: number, raw: unknown): LineTextMessageEvent {
-  const result = LineTextMessageEvent.safeParse(raw);
+function parseEvent(index: number, raw: unknown): LineMessageEvent {
+  const result = LineMessageEvent.safeParse(raw);
   if (result.success) return result.data;
   const issues = result.error.issues.map((issue) => ({
     ...issue,
@@ -90,7 +129,32 @@ function parseEvent(index: number, raw: unknown): LineTextMessageEvent {
   throw new ContractViolationError(formatIssues(new z.ZodError(issues)));
 }
 
-function toInbound(event: LineTextMessageEvent, receivedAt: Date): NormalizedInbound {
+/** The message as an attachment, or none for text. */
+function attachmentOf(message: LineMessageEvent['message']): Attachment[] {
+  const kind = ATTACHMENT_KINDS[message.type];
+  if (kind === null) return [];
+  const base = { kind, ref: message.id };
+  if (message.type === 'file') {
+    return [
+      {
+        ...base,
+        ...(message.fileName ? { name: message.fileName.slice(0, 300) } : {}),
+        ...(message.fileSize === undefined ? {} : { sizeBytes: message.fileSize }),
+      },
+    ];
+  }
+  if (message.type === 'sticker') {
+    const said = message.text || message.keywords?.slice(0, 3).join(', ');
+    return [{ ...base, ...(said ? { name: said.slice(0, 300) } : {}) }];
+  }
+  return [base];
+}
+
+function toInbound(
+  event: LineMessageEvent,
+  receivedAt: Date,
+  media: MediaCaps | undefined,
+): NormalizedInbound {
   const { source, message } = event;
   const conversation =
     source.type === 'user'
@@ -101,12 +165,15 @@ function toInbound(event: LineTextMessageEvent, receivedAt: Date): NormalizedInb
     // A group member who has not agreed to LINE's terms is sent without a userId.
     sender: { id: source.userId ?? conversation.id, isBot: false },
     conversation,
-    message: {
-      text: message.text,
-      ...(message.quotedMessageId === undefined
-        ? {}
-        : { replyToExternalId: message.quotedMessageId }),
-    },
+    message:
+      message.type === 'text'
+        ? {
+            text: message.text,
+            ...(message.quotedMessageId === undefined
+              ? {}
+              : { replyToExternalId: message.quotedMessageId }),
+          }
+        : { text: '', attachments: capAttachments(attachmentOf(message), media) },
     ...(event.replyToken === undefined
       ? {}
       : {

@@ -66,7 +66,7 @@ export const slackPlugin: ChannelPlugin<'slack'> = {
           ? { kind: 'approval', answer }
           : { kind: 'messages', batch: { events: [], ignored: 1 } };
       }
-      const read = normalizeSlackEvent(body);
+      const read = normalizeSlackEvent(body, account.media);
       return read.kind === 'challenge'
         ? { kind: 'answer', body: { challenge: read.challenge } }
         : { kind: 'messages', batch: read.batch };

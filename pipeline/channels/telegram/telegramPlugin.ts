@@ -52,7 +52,10 @@ export const telegramPlugin: ChannelPlugin<'telegram'> = {
         };
       }
       // An edit of a message already answered is not a new question: acknowledged, no run.
-      return { kind: 'messages', batch: normalizeTelegramUpdate(body, { edits: 'ignore' }) };
+      return {
+        kind: 'messages',
+        batch: normalizeTelegramUpdate(body, { edits: 'ignore', media: account.media }),
+      };
     },
     responseBody: ({ runs, duplicate }) => ({ ok: true, runs, duplicate }),
   },
