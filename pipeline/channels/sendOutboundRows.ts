@@ -14,6 +14,8 @@ import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 import type { ChannelContext } from './ChannelContext.ts';
 import type { AccountSender, ChannelSender, SendResult, SendTarget } from './ChannelPlugin.ts';
+import { assertAccountRunning } from './manager/accountGate.ts';
+import { countChannel } from './manager/channelStats.ts';
 
 /**
  * How long a claimed chunk is held before another worker may take it over: well past the
@@ -53,6 +55,8 @@ export async function sendOutboundRows(
   target: Target,
   rows: readonly OutboundRow[],
 ): Promise<SendReport> {
+  // A stopped account's rows stay queued: the job waits without spending an attempt.
+  await assertAccountRunning(target.ctx, target.run);
   const pending = rows.filter((r) => r.status === 'queued' || r.status === 'sending');
   const report: SendReport = { sent: 0, uncertain: 0, failed: null };
   const size = Math.max(
@@ -64,6 +68,11 @@ export async function sendOutboundRows(
     i += batch.length;
     await sendBatch(target, batch, report);
   }
+  const { redis, redisPrefix } = target.ctx;
+  await countChannel(redis, redisPrefix, target.run, {
+    outbound: report.sent,
+    ...(report.failed ? { error: report.failed.code } : {}),
+  });
   return report;
 }
 
