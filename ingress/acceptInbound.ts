@@ -128,7 +128,8 @@ export async function acceptInbound(
     }
   }
   const created = accepted.filter((a) => a.created).length;
-  await countChannel(deps.redis, deps.redisPrefix, source, { inbound: created });
+  // Not awaited: a statistic never holds the answer up while Redis is slow (it never throws).
+  void countChannel(deps.redis, deps.redisPrefix, source, { inbound: created });
   return accepted;
 }
 

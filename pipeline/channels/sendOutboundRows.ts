@@ -69,7 +69,7 @@ export async function sendOutboundRows(
     await sendBatch(target, batch, report);
   }
   const { redis, redisPrefix } = target.ctx;
-  await countChannel(redis, redisPrefix, target.run, {
+  void countChannel(redis, redisPrefix, target.run, {
     outbound: report.sent,
     ...(report.failed ? { error: report.failed.code } : {}),
   });

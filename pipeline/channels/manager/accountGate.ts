@@ -10,6 +10,8 @@ export const STOPPED_SEND_WAIT_MS = 30_000;
 export const STOPPED_RETRY_AFTER_S = 60;
 /** How long the cached flag stands before Postgres is read again. */
 const FLAG_TTL_S = 5;
+/** How long the flag's read may take before Postgres answers instead (Redis slow or away). */
+const FLAG_READ_MS = 250;
 
 /** What the gate reads: Postgres (the truth) and Redis (the cached flag). */
 export type AccountGateDeps = { pool: DatabasePool; redis: Redis; redisPrefix: string };
@@ -25,16 +27,20 @@ const flagKey = (prefix: string, { projectId, accountId }: AccountKey) =>
  * seconds, else a read of the snapshot in Postgres (an account without one runs). The flag is
  * written by {@link publishDesiredState} right after each start or stop commits, and only set
  * here when absent, so a read that raced a stop never overwrites it with the older answer.
- * With Redis away, Postgres answers.
+ * With Redis away or slow (over 250 ms), Postgres answers; the flag write is not awaited.
  */
 export async function isAccountStopped(deps: AccountGateDeps, key: AccountKey): Promise<boolean> {
   const redisKey = flagKey(deps.redisPrefix, key);
-  const cached = await deps.redis.get(redisKey).catch(() => null);
+  let timer: NodeJS.Timeout | undefined;
+  const cached = await Promise.race([
+    deps.redis.get(redisKey).catch(() => null),
+    new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), FLAG_READ_MS))),
+  ]).finally(() => clearTimeout(timer));
   if (cached === 'running' || cached === 'stopped') return cached === 'stopped';
   const state = await withProject(deps.pool, key.projectId, (tx) =>
     readDesiredState(tx, key.accountId),
   );
-  await deps.redis.set(redisKey, state, 'EX', FLAG_TTL_S, 'NX').catch(() => null);
+  void deps.redis.set(redisKey, state, 'EX', FLAG_TTL_S, 'NX').catch(() => null);
   return state === 'stopped';
 }
 

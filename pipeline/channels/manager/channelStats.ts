@@ -26,13 +26,13 @@ export async function countChannel(
   what: { inbound?: number; outbound?: number; error?: string },
   now = Date.now(),
 ): Promise<void> {
+  if (!what.inbound && !what.outbound && !what.error) return;
   const m = redis.multi();
   const k = statsKey(prefix, key);
   if (what.inbound) m.hincrby(k, 'inbound', what.inbound).hset(k, 'last_inbound', now);
   if (what.outbound) m.hincrby(k, 'outbound', what.outbound).hset(k, 'last_outbound', now);
   if (what.error)
     m.hincrby(k, 'errors', 1).hset(k, 'last_error_code', what.error, 'last_error_at', now);
-  if (!what.inbound && !what.outbound && !what.error) return;
   await m.exec().catch(() => null);
 }
 
