@@ -1,12 +1,12 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { withProject } from '../db/withProject.ts';
-import { describeChannelAccounts } from '../pipeline/channels/manager/describeChannelAccounts.ts';
+import { describeChannelAccounts } from '../pipeline/channelManager/describeChannelAccounts.ts';
 import {
   ACCOUNT_ACTIONS,
   requestAccountState,
   type AccountRequestDeps,
-} from '../pipeline/channels/manager/requestAccountState.ts';
+} from '../pipeline/channelManager/requestAccountState.ts';
 import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { ContractViolationError } from '../pipeline/errors.ts';
 import { apiAuth, type ApiState } from './apiAuth.ts';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { ChannelManager } from '../pipeline/channels/manager/createChannelManager.ts';
+import type { ChannelManager } from '../pipeline/channelManager/createChannelManager.ts';
 
 /** The advisory lock that makes one `channels` process the one holding connections. */
 const LEADER_LOCK = 0x61776f6f; // 'awoo'

@@ -5,7 +5,7 @@ import { decideFromChannel } from '../pipeline/approvals/decideFromChannel.ts';
 import {
   createChannelManager,
   type ChannelManager,
-} from '../pipeline/channels/manager/createChannelManager.ts';
+} from '../pipeline/channelManager/createChannelManager.ts';
 import type { Enqueue } from '../pipeline/Enqueue.ts';
 import type { StageContext } from '../pipeline/StageContext.ts';
 import { resumeDeliveries } from '../workers/resumeDeliveries.ts';

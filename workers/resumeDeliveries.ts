@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { stageJobId } from '../pipeline/contracts/runState.ts';
-import type { WaitingDelivery } from '../pipeline/channels/manager/createChannelManager.ts';
+import type { WaitingDelivery } from '../pipeline/channelManager/createChannelManager.ts';
 import type { Enqueue } from '../pipeline/Enqueue.ts';
 
 /**

@@ -3,8 +3,8 @@ import { withProject } from '../../db/withProject.ts';
 import {
   describeChannelAccounts,
   type ChannelAccountView,
-} from '../../pipeline/channels/manager/describeChannelAccounts.ts';
-import { requestAccountState } from '../../pipeline/channels/manager/requestAccountState.ts';
+} from '../../pipeline/channelManager/describeChannelAccounts.ts';
+import { requestAccountState } from '../../pipeline/channelManager/requestAccountState.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import type { CliContext } from './CliContext.ts';
 import { connectCliRedis } from './connectCliRedis.ts';

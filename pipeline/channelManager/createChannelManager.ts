@@ -7,22 +7,22 @@ import {
   scanChannelAccounts,
   setActualState,
   type ActualState,
-} from '../../../db/channelAccounts.ts';
-import { withProject } from '../../../db/withProject.ts';
-import { withSweeper } from '../../../db/withSweeper.ts';
-import type { ChannelContract } from '../../contracts/channelContract.ts';
-import { AppError } from '../../errors.ts';
-import type { ContractReader } from '../../runs/createContractReader.ts';
-import type { ChannelContext } from '../ChannelContext.ts';
+} from '../../db/channelAccounts.ts';
+import { withProject } from '../../db/withProject.ts';
+import { withSweeper } from '../../db/withSweeper.ts';
+import type { ChannelContract } from '../contracts/channelContract.ts';
+import { AppError } from '../errors.ts';
+import type { ContractReader } from '../runs/createContractReader.ts';
+import type { ChannelContext } from '../channels/ChannelContext.ts';
 import type {
   ApproverAnswer,
   ChannelPlugin,
   ConnectionSink,
   HeldConnection,
-} from '../ChannelPlugin.ts';
-import type { InboundBatch } from '../inboundTypes.ts';
-import type { AccountKey } from './accountGate.ts';
-import { takeChannelStats } from './channelStats.ts';
+} from '../channels/ChannelPlugin.ts';
+import type { InboundBatch } from '../channels/inboundTypes.ts';
+import type { AccountKey } from '../channels/manager/accountGate.ts';
+import { takeChannelStats } from '../channels/manager/channelStats.ts';
 
 /** An account and the channel type its contract has. */
 export type ManagedAccount = AccountKey & { channel: ChannelContract };

@@ -5,8 +5,8 @@ import {
   listChannelAccounts,
   type ChannelAccountRow,
   type ChannelAccountTransition,
-} from '../../../db/channelAccounts.ts';
-import { listActive } from '../../../db/contractRevisions.ts';
+} from '../../db/channelAccounts.ts';
+import { listActive } from '../../db/contractRevisions.ts';
 
 /** One account as the API and the CLI show it. */
 export type ChannelAccountView = {

@@ -1,15 +1,15 @@
 import type { Redis } from 'ioredis';
 import type { DatabasePool } from 'slonik';
-import { appendAudit } from '../../../db/auditEvents.ts';
+import { appendAudit } from '../../db/auditEvents.ts';
 import {
   getChannelAccount,
   requestDesiredState,
   requestRestart,
-} from '../../../db/channelAccounts.ts';
-import { withProject } from '../../../db/withProject.ts';
-import { NotFoundError } from '../../errors.ts';
-import type { ContractReader } from '../../runs/createContractReader.ts';
-import { publishDesiredState } from './accountGate.ts';
+} from '../../db/channelAccounts.ts';
+import { withProject } from '../../db/withProject.ts';
+import { NotFoundError } from '../errors.ts';
+import type { ContractReader } from '../runs/createContractReader.ts';
+import { publishDesiredState } from '../channels/manager/accountGate.ts';
 import { describeChannelAccounts, type ChannelAccountView } from './describeChannelAccounts.ts';
 
 /** What an operator can ask of one account. */
