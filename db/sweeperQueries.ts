@@ -15,7 +15,8 @@ const StalledRun = z.object({
 });
 /**
  * A run the sweep looks at; `overdue` when it is past its deadline; `answerInFlight` when what
- * is left of it is deliver's: a chunk of its answer is being sent, or none is left queued.
+ * is left of it is deliver's: a chunk of its answer is being sent, or none is left queued, or
+ * its answer waits on an account an operator stopped (no timeout for the operator's wait).
  */
 export type StalledRun = z.infer<typeof StalledRun>;
 
@@ -42,7 +43,13 @@ export async function listStalledRuns(
                            WHERE o.run_id = runs.run_id AND o.kind = 'reply')
                   AND NOT EXISTS (SELECT 1 FROM outbound_messages o
                                    WHERE o.run_id = runs.run_id AND o.kind = 'reply'
-                                     AND o.status = 'queued'))) AS "answerInFlight"
+                                     AND o.status = 'queued'))
+              -- an answer waiting on an account an operator stopped is waiting on them
+              OR (state = 'SANITIZED'
+                  AND EXISTS (SELECT 1 FROM channel_accounts ca
+                               WHERE ca.project_id = runs.project_id
+                                 AND ca.account_id = runs.account_id
+                                 AND ca.desired_state = 'stopped'))) AS "answerInFlight"
         FROM runs
        WHERE state NOT IN ('COMPLETED', 'FAILED')
          AND updated_at < now() - make_interval(secs => ${stallMs / 1000})

@@ -1,9 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { acceptEvent } from '../db/runs.ts';
 import { withProject } from '../db/withProject.ts';
 import type { NormalizedInbound } from '../pipeline/channels/inboundTypes.ts';
+import { countChannel } from '../pipeline/channels/manager/channelStats.ts';
 import type { ChannelType } from '../pipeline/contracts/common.ts';
 import { ConversationEvent } from '../pipeline/contracts/conversationEvent.ts';
 import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
@@ -20,6 +22,9 @@ export type AcceptDeps = {
   /** The project's known credential values, removed from what a user typed before it is stored. */
   secrets: Pick<SecretResolver, 'knownValues'>;
   runTimeoutMs?: number;
+  /** Where each account's inbound count is kept until the ChannelManager flushes it. */
+  redis: Redis;
+  redisPrefix: string;
 };
 
 /** Where a batch of inbound events came from. */
@@ -122,6 +127,9 @@ export async function acceptInbound(
       );
     }
   }
+  const created = accepted.filter((a) => a.created).length;
+  // Not awaited: a statistic never holds the answer up while Redis is slow (it never throws).
+  void countChannel(deps.redis, deps.redisPrefix, source, { inbound: created });
   return accepted;
 }
 

@@ -13,6 +13,7 @@ import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
 import { capAttachments } from '../pipeline/channels/capAttachments.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
+import { refuseIfStopped } from './webhookRoutes.ts';
 import { apiAuth, type ApiCaller, type ApiState } from './apiAuth.ts';
 import type { AppState } from './AppState.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
@@ -118,6 +119,7 @@ export function apiRoutes(deps: ApiDeps): Router<AppState> {
     const body = parsed.data;
     const accountId = body.account ?? (await defaultAccount(projectId));
     const account = await deps.accounts(projectId, accountId, 'api');
+    if (await refuseIfStopped(deps, projectId, accountId, ctx)) return;
     const [accepted] = await acceptInbound(
       deps,
       {

@@ -1,6 +1,10 @@
 import Router from '@koa/router';
 import { decideFromChannel } from '../pipeline/approvals/decideFromChannel.ts';
 import type { ChannelRegistry, InboundRequest } from '../pipeline/channels/ChannelPlugin.ts';
+import {
+  isAccountStopped,
+  STOPPED_RETRY_AFTER_S,
+} from '../pipeline/channels/manager/accountGate.ts';
 import { AppError } from '../pipeline/errors.ts';
 import type { ContractReader } from '../pipeline/runs/createContractReader.ts';
 import type { SecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
@@ -60,6 +64,9 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
           { status: 401 },
         );
       }
+      // A stopped account takes nothing in: 503 with Retry-After is what makes Telegram, LINE
+      // and Slack deliver the update again later, and nothing is written.
+      if (await refuseIfStopped(deps, projectId, accountId, ctx)) return;
       const raw = await request.rawBody();
       const body = inbound.parse ? inbound.parse(raw, request) : parseJson(raw);
       const result = inbound.normalize(body, account, request);
@@ -98,4 +105,31 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
   }
 
   return router;
+}
+
+/**
+ * Answers 503 `CHANNEL_ACCOUNT_STOPPED` with `Retry-After` when an operator has stopped the
+ * account (the API's messages route asks the same); true when it did, and the route stops.
+ * Logged as a refusal, like the 4xx answers.
+ */
+export async function refuseIfStopped(
+  deps: Pick<WebhookDeps, 'pool' | 'redis' | 'redisPrefix' | 'logger'>,
+  projectId: string,
+  accountId: string,
+  ctx: { set(name: string, value: string): void; status: number; body: unknown },
+): Promise<boolean> {
+  if (!(await isAccountStopped(deps, { projectId, accountId }))) return false;
+  ctx.set('Retry-After', String(STOPPED_RETRY_AFTER_S));
+  ctx.status = 503;
+  ctx.body = {
+    error: {
+      code: 'CHANNEL_ACCOUNT_STOPPED',
+      message: `channel account "${accountId}" is stopped; try again later`,
+    },
+  };
+  deps.logger.warn(
+    { status: 503, code: 'CHANNEL_ACCOUNT_STOPPED', projectId, accountId },
+    'request refused',
+  );
+  return true;
 }

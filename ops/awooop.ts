@@ -8,6 +8,7 @@ import { applyCommand } from './cli/applyCommand.ts';
 import { approvalsCommand } from './cli/approvalsCommand.ts';
 import { auditCommand } from './cli/auditCommand.ts';
 import { createCliContext, type CliContext } from './cli/CliContext.ts';
+import { channelsCommand } from './cli/channelsCommand.ts';
 import { contractsCommand } from './cli/contractsCommand.ts';
 import { jobsCommand } from './cli/jobsCommand.ts';
 import { keysCommand } from './cli/keysCommand.ts';
@@ -33,6 +34,8 @@ usage: awooop [--actor WHO] <command> ...
   web                          run the HTTP process (webhooks, API, /admin/queues, /metrics, health)
   worker STAGE|all             run a stage worker (resolve, policy, execute, sanitize, deliver)
   sweeper                      re-enqueue runs whose job was lost; end runs past their deadline
+  channels                     run the ChannelManager (account snapshots, registrations, held connections)
+  channels status|start|stop|restart --project P [--account A]   channel accounts and their state
   dev                          migrate, then run every Procfile process under one supervisor
 
 environment: see README (DATABASE_URL, REDIS_URL, PORT, HOST, LOG_LEVEL, AWOOOP_* ...)`;
@@ -75,6 +78,13 @@ const COMMANDS: Record<string, Command> = {
         `worker: expected a stage (resolve, policy, execute, sanitize, deliver) or all, got ${JSON.stringify(stage ?? '')}`,
       );
     return runWorker(ctx.config, stages);
+  },
+  channels: async (ctx, args) => {
+    if (args.length === 0) {
+      const { runChannels } = await import('./runChannels.ts');
+      return runChannels(ctx.config);
+    }
+    return channelsCommand(ctx, args);
   },
   sweeper: async (ctx) => {
     const { runSweeper } = await import('./runSweeper.ts');

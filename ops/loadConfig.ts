@@ -70,6 +70,8 @@ const EnvSchema = z.object({
   AWOOOP_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   AWOOOP_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
   AWOOOP_SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  /** How often the channels process reconciles and flushes counts without a notification. */
+  AWOOOP_CHANNELS_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
   AWOOOP_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   AWOOOP_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   /** Failed credential attempts per source address per window before 429. */

@@ -31,6 +31,7 @@ export async function runWeb(config: Config): Promise<number> {
   const app = createApp({
     pool: ctx.pool,
     redis: ctx.redis,
+    redisPrefix: config.AWOOOP_REDIS_PREFIX,
     codeMigration,
     logger,
     enqueue: queues.enqueue,

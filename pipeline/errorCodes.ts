@@ -132,6 +132,10 @@ export const ERROR_CODES = {
   CHANNEL_REJECTED: 'A channel refused the message (4xx); it is not retried.',
   CHANNEL_QUOTA_EXCEEDED: "The channel's message quota is used up (LINE's monthly limit).",
   CHANNEL_NOT_SUPPORTED: 'Sending on this channel type is not built yet.',
+  CHANNEL_ACCOUNT_STOPPED:
+    'The channel account is stopped by an operator: its webhook answers 503 with `Retry-After` and its sends wait until it is started again.',
+  CHANNEL_CONNECTION_FAILED:
+    "The ChannelManager could not open or keep an account's connection (or register its webhook); the snapshot's last error says why.",
   LINE_BATCH_INVALID: 'LINE takes 1 to 5 messages per call; the batch was outside that.',
   LINE_REPLY_TOKEN_INVALID:
     'The LINE reply token was used or expired; the row falls back to a push.',

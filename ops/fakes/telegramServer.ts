@@ -30,6 +30,13 @@ export type TelegramChatAction = {
   message_thread_id: number | undefined;
 };
 
+/** One `setWebhook` the fake accepted. */
+export type TelegramWebhookSet = {
+  token: string;
+  url: string;
+  secret_token: string | undefined;
+};
+
 /** Any request that reached the fake, failed or not. */
 export type TelegramRequest = {
   /** Bot API method from the path, e.g. `sendMessage`. */
@@ -69,6 +76,8 @@ export type TelegramServer = {
   actions: TelegramChatAction[];
   /** Every accepted `answerCallbackQuery`, in order. */
   callbackAnswers: TelegramCallbackAnswer[];
+  /** Every accepted `setWebhook`, in order. */
+  webhooks: TelegramWebhookSet[];
   /** Every request, including refused ones. */
   requests: TelegramRequest[];
   /**
@@ -139,6 +148,7 @@ export async function startTelegramServer(
   const callbackAnswers: TelegramCallbackAnswer[] = [];
   const requests: TelegramRequest[] = [];
   const paths: string[] = [];
+  const webhooks: TelegramWebhookSet[] = [];
   const failures: TelegramFailure[] = [];
   let nextMessageId = 100;
 
@@ -197,7 +207,19 @@ export async function startTelegramServer(
     switch (method) {
       case 'getMe':
         return ok({ ...BOT, can_join_groups: true, can_read_all_group_messages: false });
-      case 'setWebhook':
+      case 'setWebhook': {
+        const url = typeof params.url === 'string' ? params.url : '';
+        if (!url.startsWith('https://'))
+          return bad('Bad Request: bad webhook: HTTPS url must be provided for webhook');
+        const secret = params.secret_token;
+        if (
+          secret !== undefined &&
+          (typeof secret !== 'string' || !/^[A-Za-z0-9_-]{1,256}$/.test(secret))
+        )
+          return bad('Bad Request: secret token contains unallowed characters');
+        webhooks.push({ token, url, secret_token: secret });
+        return ok(true);
+      }
       case 'deleteWebhook':
         return ok(true);
       case 'sendChatAction': {
@@ -285,6 +307,7 @@ export async function startTelegramServer(
     sent,
     actions,
     callbackAnswers,
+    webhooks,
     requests,
     paths,
     failNext(n, failure) {

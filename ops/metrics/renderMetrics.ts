@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
+import { ACTUAL_STATES } from '../../db/channelAccounts.ts';
 import { withSweeper } from '../../db/withSweeper.ts';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
 import {
@@ -35,31 +36,50 @@ export async function renderMetrics({
       .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
       .join(',')}}`;
 
-  const { runs, failures, outbound, toolCalls, approvals } = await withSweeper(pool, async (tx) => {
-    const runs = await tx.any(sql.type(
-      z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
-    )`
+  const { runs, failures, outbound, toolCalls, approvals, accounts } = await withSweeper(
+    pool,
+    async (tx) => {
+      const runs = await tx.any(sql.type(
+        z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", state, count(*) AS n FROM runs GROUP BY 1, 2 ORDER BY 1, 2`);
-    const failures = await tx.any(sql.type(
-      z.object({ projectId: z.string(), code: z.string(), n: z.number() }),
-    )`
+      const failures = await tx.any(sql.type(
+        z.object({ projectId: z.string(), code: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", failure_code AS code, count(*) AS n FROM runs
        WHERE failure_code IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2`);
-    const outbound = await tx.any(sql.type(
-      z.object({ projectId: z.string(), kind: z.string(), status: z.string(), n: z.number() }),
-    )`
+      const outbound = await tx.any(sql.type(
+        z.object({ projectId: z.string(), kind: z.string(), status: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", kind, status, count(*) AS n FROM outbound_messages
        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`);
-    const toolCalls = await tx.any(sql.type(
-      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
-    )`
+      const toolCalls = await tx.any(sql.type(
+        z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM tool_calls GROUP BY 1, 2 ORDER BY 1, 2`);
-    const approvals = await tx.any(sql.type(
-      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
-    )`
+      const approvals = await tx.any(sql.type(
+        z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM approvals GROUP BY 1, 2 ORDER BY 1, 2`);
-    return { runs, failures, outbound, toolCalls, approvals };
-  });
+      const accounts = await tx.any(sql.type(
+        z.object({
+          projectId: z.string(),
+          accountId: z.string(),
+          channel: z.string(),
+          desired: z.string(),
+          actual: z.string(),
+          inbound: z.number(),
+          outbound: z.number(),
+          errors: z.number(),
+        }),
+      )`
+      SELECT project_id AS "projectId", account_id AS "accountId", channel,
+             desired_state AS desired, actual_state AS actual, inbound_count AS inbound,
+             outbound_count AS outbound, error_count AS errors
+        FROM channel_accounts ORDER BY 1, 2`);
+      return { runs, failures, outbound, toolCalls, approvals, accounts };
+    },
+  );
   // Counts of rows now, not events since start: they go down (a message is sent, retention
   // deletes), so they are gauges.
   metric('awooop_runs', 'gauge', 'Runs by project and state.');
@@ -83,6 +103,39 @@ export async function renderMetrics({
   metric('awooop_approvals', 'gauge', 'Approvals by project and status (pending: waiting now).');
   for (const r of approvals)
     out.push(`awooop_approvals${label({ project: r.projectId, status: r.status })} ${r.n}`);
+
+  metric(
+    'awooop_channel_account_state',
+    'gauge',
+    'Channel accounts by state (1 for the state the channels process last reported).',
+  );
+  for (const a of accounts)
+    for (const state of ACTUAL_STATES)
+      out.push(
+        `awooop_channel_account_state${label({ project: a.projectId, account: a.accountId, channel: a.channel, state })} ${a.actual === state ? 1 : 0}`,
+      );
+  metric(
+    'awooop_channel_account_stopped',
+    'gauge',
+    'Whether an operator has stopped the channel account (1) or wants it running (0).',
+  );
+  for (const a of accounts)
+    out.push(
+      `awooop_channel_account_stopped${label({ project: a.projectId, account: a.accountId })} ${a.desired === 'stopped' ? 1 : 0}`,
+    );
+  for (const [name, help, field] of [
+    ['awooop_channel_inbound_total', 'Messages a channel account took in (new runs).', 'inbound'],
+    ['awooop_channel_outbound_total', 'Messages a channel account sent.', 'outbound'],
+    [
+      'awooop_channel_errors_total',
+      'Errors of a channel account (refused sends, failed starts).',
+      'errors',
+    ],
+  ] as const) {
+    metric(name, 'counter', `${help} Flushed from Redis every few seconds.`);
+    for (const a of accounts)
+      out.push(`${name}${label({ project: a.projectId, account: a.accountId })} ${a[field]}`);
+  }
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {

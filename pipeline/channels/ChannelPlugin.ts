@@ -219,6 +219,14 @@ export type ConnectionAdapter<T extends ChannelType> = {
   ): Promise<HeldConnection>;
 };
 
+/** Where an account's webhook is, as {@link ChannelPlugin.register} is told. */
+export type RegisterTarget = {
+  projectId: string;
+  accountId: string;
+  /** The path of the account's webhook route (`/webhooks/<type>/<project>/<account>`). */
+  webhookPath: string;
+};
+
 /** Asking approvers through the channel: a capability a plugin may lack. */
 export type ApprovalAdapter = {
   /**
@@ -269,6 +277,17 @@ export type ChannelPlugin<T extends ChannelType = ChannelType> = {
   approvals?: ApprovalAdapter;
   /** Present when messages arrive over a connection the ChannelManager holds. */
   connection?: ConnectionAdapter<T>;
+  /**
+   * Registers with the channel what the platform needs when the account starts (Telegram's
+   * `setWebhook` with the webhook's URL and secret token), only when the account's contract
+   * asks for it; resolves to the URL registered, or null when it asks for nothing. The
+   * ChannelManager calls it on every start, so it must be harmless twice.
+   */
+  register?(
+    account: AccountOf<T>,
+    secret: ResolveSecret,
+    target: RegisterTarget,
+  ): Promise<{ url: string } | null>;
 };
 
 /** A plugin whose `type` is not known statically (what the registry hands out). */

@@ -13,6 +13,7 @@ import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 import type { ChannelContext } from './ChannelContext.ts';
 import type { ChannelSender, PaceKey, SendMethod, SendResult } from './ChannelPlugin.ts';
+import { assertAccountRunning } from './manager/accountGate.ts';
 
 /**
  * How a claimed chunk is held before another sender may take it over: well past the longest
@@ -83,6 +84,8 @@ export async function sendLedgerBatch(
   batch: readonly OutboundRow[],
 ): Promise<BatchOutcome> {
   const { ctx } = outlet;
+  // A stopped account's rows stay queued: the job waits without spending an attempt.
+  await assertAccountRunning(ctx, { projectId: outlet.projectId, accountId: outlet.accountId });
   // Credentials are looked up before anything is claimed: a lookup that fails for a while
   // (the database away) leaves the rows queued and untouched, with no claim spent (a LINE
   // reply token may only be used by a row's first claim). One that can never succeed is a

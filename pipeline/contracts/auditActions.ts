@@ -25,6 +25,11 @@ export const AUDIT_ACTIONS = {
   'secret.removed': 'A sealed secret was removed (`awooop secrets rm`).',
   'api_key.created': 'A project API key was created (its id and roles, never the key).',
   'api_key.revoked': 'A project API key was revoked.',
+  'channel.start': 'An operator asked for a stopped channel account to run again (API or CLI).',
+  'channel.stop':
+    'An operator stopped a channel account: its intake answers 503 and its sends wait (API or CLI).',
+  'channel.restart':
+    "An operator asked for a channel account's connection and registration to be redone.",
 
   // Runs: creation and each transition of the run state machine
   'run.received': 'Ingress accepted an event and created its run (RECEIVED).',

@@ -12,6 +12,12 @@ export const CHANNEL_TEXT_LIMITS = {
   api: null,
 } as const;
 
+/** An https:// origin Telegram can call: scheme and host (and port), nothing after. */
+const PublicBaseUrl = z
+  .url({ protocol: /^https$/, error: 'must be an https:// URL' })
+  .refine((u) => /^https:\/\/[^/?#]+\/?$/.test(u), 'must be a base URL: no path, query or fragment')
+  .transform((u) => u.replace(/\/$/, ''));
+
 const common = {
   formatting: z.strictObject({ maxChunkChars: z.int().min(1).optional() }).prefault({}),
   progress: z
@@ -48,6 +54,17 @@ export const ChannelContract = z
       botToken: SecretRef,
       webhookSecret: SecretRef,
       apiRoot: HttpUrl.optional(),
+      /**
+       * Whether the ChannelManager registers the webhook with Telegram (`setWebhook` with the
+       * route's URL under `publicUrl` and the webhook secret) each time the account starts.
+       */
+      webhook: z
+        .strictObject({
+          register: z.boolean(),
+          /** The public HTTPS base that reaches the web process (no path, query or fragment). */
+          publicUrl: PublicBaseUrl,
+        })
+        .optional(),
       parseMode: z.enum(['MarkdownV2', 'HTML', 'plain']).default('HTML'),
       ...common,
     }),

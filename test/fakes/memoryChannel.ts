@@ -1,6 +1,10 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { ChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
+import type {
+  ChannelPlugin,
+  ConnectionSink,
+  AccountOf,
+} from '../../pipeline/channels/ChannelPlugin.ts';
 import { parseContract } from '../../pipeline/contracts/formatIssues.ts';
 import { formatForChannel } from '../../pipeline/sanitize/formatForChannel.ts';
 
@@ -13,6 +17,19 @@ export type MemorySent = {
   token: string;
   messageId: string;
 };
+
+/** One connection the toy channel's "server" holds open for the manager. */
+export type MemoryConnection = {
+  accountId: string;
+  projectId: string;
+  token: string;
+  account: AccountOf<'slack'>;
+  sink: ConnectionSink;
+  open: boolean;
+};
+
+/** What a test pushes into an open connection, as the channel's server would. */
+export type MemoryPush = { id: string; from: string; chat: string; text: string };
 
 /** The toy channel's webhook body. */
 const MemoryWebhook = z.strictObject({
@@ -37,8 +54,16 @@ export function createMemoryChannel(): {
   plugin: ChannelPlugin<'slack'>;
   outbox: MemorySent[];
   built: () => number;
+  /** Every connection the manager opened, in order (closed ones say `open: false`). */
+  connections: MemoryConnection[];
+  /**
+   * Pushes a message into the account's open connection, as the channel's server would, and
+   * resolves once the sink took it durably (throws when no connection is open or it refused).
+   */
+  push(accountId: string, message: MemoryPush): Promise<{ runs: string[]; duplicate: boolean }>;
 } {
   const outbox: MemorySent[] = [];
+  const connections: MemoryConnection[] = [];
   const seen = new Set<string>();
   let built = 0;
   const plugin: ChannelPlugin<'slack'> = {
@@ -87,6 +112,19 @@ export function createMemoryChannel(): {
         };
       },
     },
+    connection: {
+      credentials: (account) => [account.botToken],
+      async open(account, [token], sink, key) {
+        const held: MemoryConnection = { ...key, token: token ?? '', account, sink, open: true };
+        connections.push(held);
+        sink.state('running');
+        return {
+          async stop() {
+            held.open = false;
+          },
+        };
+      },
+    },
     credentials: (account) => [account.botToken],
     createSender(_account, [token]) {
       built += 1;
@@ -110,5 +148,20 @@ export function createMemoryChannel(): {
       };
     },
   };
-  return { plugin, outbox, built: () => built };
+  const push = async (accountId: string, m: MemoryPush) => {
+    const held = connections.find((c) => c.accountId === accountId && c.open);
+    if (!held) throw new Error(`no open memory connection for ${accountId}`);
+    return held.sink.messages({
+      events: [
+        {
+          externalEventId: m.id,
+          sender: { id: m.from, isBot: false },
+          conversation: { kind: 'dm', id: m.chat },
+          message: { text: m.text },
+        },
+      ],
+      ignored: 0,
+    });
+  };
+  return { plugin, outbox, built: () => built, connections, push };
 }

@@ -114,6 +114,7 @@ export async function startPipeline({
   const app = createApp({
     pool,
     redis: ingressRedis,
+    redisPrefix: prefix,
     logger,
     codeMigration: (await readMigrations()).at(-1)?.version ?? 0,
     enqueue: ingressQueues.enqueue,

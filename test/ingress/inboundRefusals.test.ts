@@ -90,6 +90,8 @@ describe('acceptInbound', () => {
       acceptInbound(
         {
           pool: db().pool,
+          redis: pipeline.ctx.redis,
+          redisPrefix: pipeline.ctx.redisPrefix,
           enqueue: pipeline.queues.enqueue,
           logger: pino({ level: 'silent' }),
           secrets: pipeline.ctx.secrets,

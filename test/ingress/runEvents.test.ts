@@ -28,6 +28,7 @@ async function serve(streamMaxMs?: number): Promise<{ app: App; server: Server; 
   const app = createApp({
     pool: db().pool,
     redis: pipeline.ctx.redis,
+    redisPrefix: prefix,
     logger: pipeline.ctx.logger,
     codeMigration: (await readMigrations()).at(-1)?.version ?? 0,
     enqueue: pipeline.queues.enqueue,

@@ -77,7 +77,7 @@ describe('awooop dev', () => {
     expect(said[0]?.msg).toMatch(/^AwoooP is starting/);
     const line = said.find((s) => s.msg.startsWith('AwoooP is running'));
     expect(line).toEqual({
-      msg: `AwoooP is running: http://${HOST}:${port} (web, resolve, policy, execute, sanitize, deliver, sweeper)`,
+      msg: `AwoooP is running: http://${HOST}:${port} (web, resolve, policy, execute, sanitize, deliver, sweeper, channels)`,
       readyz: 200,
     });
   }, 240_000);

@@ -67,6 +67,7 @@ beforeAll(async () => {
   appDeps = {
     pool: db().pool,
     redis: pipeline.ctx.redis,
+    redisPrefix: prefix,
     logger: pipeline.ctx.logger,
     codeMigration: (await readMigrations()).at(-1)?.version ?? 0,
     enqueue: pipeline.queues.enqueue,

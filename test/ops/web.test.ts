@@ -27,6 +27,7 @@ async function serve(codeMigration: number, redisClient: Redis) {
   const server = createApp({
     pool,
     redis: redisClient,
+    redisPrefix: prefix,
     codeMigration,
     logger,
     enqueue: queues.enqueue,

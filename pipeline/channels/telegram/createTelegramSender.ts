@@ -28,6 +28,8 @@ export type TelegramSender = {
   sendTyping(chatId: string, threadId?: string): Promise<void>;
   /** `answerCallbackQuery`: `text` shows to the user who pressed the button. */
   answerCallback(callbackQueryId: string, text: string): Promise<void>;
+  /** `setWebhook`: Telegram posts updates to `url`, with `secretToken` in its secret header. */
+  setWebhook(url: string, secretToken: string): Promise<void>;
 };
 
 /** Options of {@link createTelegramSender}. */
@@ -104,6 +106,11 @@ export function createTelegramSender({
           { callback_query_id: callbackQueryId, text: text.slice(0, 200) },
           { signal },
         ),
+      );
+    },
+    async setWebhook(url, secretToken) {
+      await call('setWebhook', (signal) =>
+        telegram.callApi('setWebhook', { url, secret_token: secretToken }, { signal }),
       );
     },
   };

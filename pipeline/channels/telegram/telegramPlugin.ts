@@ -102,4 +102,15 @@ export const telegramPlugin: ChannelPlugin<'telegram'> = {
     };
   },
   approvals: { subjectPrefix: 'telegram', via: 'telegram' },
+  // Harmless twice: setWebhook replaces the bot's webhook with the same URL and secret.
+  async register(account, secret, { webhookPath }) {
+    if (!account.webhook?.register) return null;
+    const url = `${account.webhook.publicUrl}${webhookPath}`;
+    const bot = createTelegramSender({
+      token: await secret(account.botToken),
+      ...(account.apiRoot ? { apiRoot: account.apiRoot } : {}),
+    });
+    await bot.setWebhook(url, await secret(account.webhookSecret));
+    return { url };
+  },
 };
