@@ -81,7 +81,7 @@ async function press(userId: string, customId: string, privateKey = keys.private
     headers: discordHeaders(body, privateKey),
     body,
   });
-  return { status: res.status, body: (await res.json()) as unknown };
+  return { status: res.status, body: await res.json() };
 }
 async function stateOf(runId: string, approvalId: string) {
   const run = await owner.query<{ state: string }>('SELECT state FROM runs WHERE run_id = $1', [
