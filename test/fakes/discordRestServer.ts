@@ -32,6 +32,8 @@ export type DiscordRestServer = {
   requests: DiscordRestRequest[];
   /** DM channels opened (`POST /users/@me/channels`), by recipient. */
   dms: Map<string, string>;
+  /** Channels a typing indicator was triggered in (`POST /channels/:id/typing`), in order. */
+  typing: string[];
   /** What `GET /gateway/bot` names as the Gateway's URL. */
   setGatewayUrl(url: string): void;
   /** The next `n` message creations (or DM openings) answer with `failure`. */
@@ -51,7 +53,7 @@ export function snowflake(): string {
  * `setGatewayUrl`, one shard), `POST /api/v10/channels/:id/messages` (records the message and
  * answers a message object; a repeat `nonce` with `enforce_nonce` gets the first message back
  * and makes no second, as Discord does), `POST /api/v10/users/@me/channels` (one DM channel per
- * recipient). Every call needs `Authorization: Bot <token>` (401 otherwise). Answers carry
+ * recipient), `POST /api/v10/channels/:id/typing` (204). Every call needs `Authorization: Bot <token>` (401 otherwise). Answers carry
  * `X-RateLimit-*` bucket headers; a scripted 429 carries `Retry-After` and `retry_after`.
  */
 export async function startDiscordRestServer({
@@ -65,6 +67,7 @@ export async function startDiscordRestServer({
   const requests: DiscordRestRequest[] = [];
   const failures: DiscordRestFailure[] = [];
   const dms = new Map<string, string>();
+  const typing: string[] = [];
   const byNonce = new Map<string, DiscordPost>();
   let gatewayUrl = 'ws://127.0.0.1:9';
 
@@ -120,6 +123,11 @@ export async function startDiscordRestServer({
       } catch {
         record(400);
         return answer(res, 400, { message: '400: Bad Request', code: 50109 });
+      }
+      if (method === 'POST' && /^\/api\/v10\/channels\/\d+\/typing$/.test(path)) {
+        record(204);
+        typing.push(path.split('/')[4]!);
+        return answer(res, 204, null);
       }
       const messages = /^\/api\/v10\/channels\/(\d+)\/messages$/.exec(path);
       const isDm = method === 'POST' && path === '/api/v10/users/@me/channels';
@@ -220,6 +228,7 @@ export async function startDiscordRestServer({
     posts,
     requests,
     dms,
+    typing,
     setGatewayUrl: (url) => void (gatewayUrl = url),
     failNext(n, failure) {
       for (let i = 0; i < n; i += 1) failures.push(failure);

@@ -180,6 +180,8 @@ describe('Discord messages over the Gateway', () => {
       enforce_nonce: true,
     });
     expect(posts[0]!.token).toBe(TOKEN);
+    // The typing indicator went up in the same channel while the run executed.
+    expect(rest.typing).toContain(String(d.channel_id));
     expect(await ledger(run.run_id)).toEqual([
       { kind: 'reply', status: 'sent', format: 'discord' },
     ]);

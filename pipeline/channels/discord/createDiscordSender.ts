@@ -25,6 +25,8 @@ export type DiscordSender = {
     channelId: string,
     body: DiscordMessageBody,
   ): Promise<{ externalMessageId: string }>;
+  /** Shows "typing…" in a channel (Discord clears it after 10 s or at the bot's next message). */
+  typing(channelId: string): Promise<void>;
   /** The DM channel with a user (`POST /users/@me/channels`; Discord gives the same one again). */
   openDm(userId: string): Promise<string>;
   /** `GET /gateway/bot`: where to connect and how many shards Discord recommends. */
@@ -105,6 +107,9 @@ export function createDiscordSender({
         }),
       );
       return { externalMessageId: message.id };
+    },
+    async typing(channelId) {
+      await call('typing', () => rest.post(Routes.channelTyping(channelId)));
     },
     async openDm(userId) {
       const channel = await call<{ id: string }>('openDm', () =>

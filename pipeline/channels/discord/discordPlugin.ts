@@ -36,8 +36,8 @@ export const discordPlugin: ChannelPlugin<'discord'> = {
     threads: false,
     // An edit is a MESSAGE_UPDATE, which is never read: no run.
     edits: false,
-    // POST /channels/{id}/typing exists but lasts 10 s; the status note is what is sent.
-    typing: false,
+    // POST /channels/{id}/typing, shown for up to 10 s; the status note follows a slow run.
+    typing: true,
     statusNote: true,
     buttons: true,
     maxMessageChars: CHANNEL_TEXT_LIMITS.discord,
@@ -82,6 +82,9 @@ export const discordPlugin: ChannelPlugin<'discord'> = {
           nonce: nonceOf(row.messageId),
         });
         return { method: 'createMessage', externalMessageId: sent.externalMessageId };
+      },
+      async typing({ event }) {
+        await discord.typing(event.conversation.id);
       },
       async askApprover(recipient, prompt) {
         const channelId = await discord.openDm(recipient);
