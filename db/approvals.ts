@@ -4,7 +4,7 @@ import { z } from 'zod';
 export const APPROVAL_STATUSES = ['pending', 'approved', 'rejected', 'expired'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
 export type ApprovalDecision = 'approved' | 'rejected' | 'expired';
-export type DecidedVia = 'api' | 'telegram' | 'slack' | 'cli' | 'sweeper';
+export type DecidedVia = 'api' | 'telegram' | 'slack' | 'discord' | 'cli' | 'sweeper';
 
 const ApprovalRow = z.object({
   approvalId: z.string(),

@@ -11,7 +11,7 @@ const OutboundRow = z.object({
   chunkIndex: z.number(),
   chunkCount: z.number(),
   text: z.string(),
-  format: z.enum(['plain', 'HTML', 'MarkdownV2', 'mrkdwn']),
+  format: z.enum(['plain', 'HTML', 'MarkdownV2', 'mrkdwn', 'discord']),
   status: z.enum(['queued', 'sending', 'sent', 'uncertain', 'failed', 'suppressed']),
   method: z.string().nullable(),
   attempts: z.number(),

@@ -31,7 +31,7 @@ export type WebhookDeps = AcceptDeps & {
  * answer (200) comes after the durable write, so the channel's retry covers anything lost
  * before it. A button press the plugin reads as an approver's answer (an account with
  * `approvals: true`) decides its approval (decideFromChannel) and is answered 200 whatever the
- * outcome; it starts no run. A handshake (Slack's `url_verification`) is answered with the
+ * outcome (with the plugin's body where it gives one); it starts no run. A handshake (Slack's `url_verification`) is answered with the
  * body the plugin gives and writes nothing.
  */
 export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
@@ -85,7 +85,7 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
           answer: result.answer,
         });
         ctx.status = 200;
-        ctx.body = { ok: true, runs: [], approval: outcome };
+        ctx.body = result.body ?? { ok: true, runs: [], approval: outcome };
         return;
       }
       // Harmless twice: acceptInbound keys each event on its external id, so a retried

@@ -57,13 +57,14 @@ export type InboundRequest = {
 export type ResolveSecret = (ref: SecretRef) => Promise<string>;
 
 /**
- * What a webhook call turned out to be: messages to run, an approver's button press, or a
+ * What a webhook call turned out to be: messages to run, an approver's button press (answered
+ * with `body` when the channel needs a particular answer: Discord's deferred update), or a
  * handshake the route answers with `body` as JSON and nothing else (Slack's
- * `url_verification` challenge).
+ * `url_verification` challenge, Discord's PING).
  */
 export type InboundResult =
   | { kind: 'messages'; batch: InboundBatch }
-  | { kind: 'approval'; answer: ApproverAnswer }
+  | { kind: 'approval'; answer: ApproverAnswer; body?: Record<string, unknown> }
   | { kind: 'answer'; body: Record<string, unknown> };
 
 /** The inbound half of a plugin: what its webhook route calls. */

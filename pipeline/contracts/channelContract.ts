@@ -9,6 +9,7 @@ export const CHANNEL_TEXT_LIMITS = {
   telegram: 4096,
   line: 5000,
   slack: 4000,
+  discord: 2000,
   api: null,
 } as const;
 
@@ -83,6 +84,25 @@ export const ChannelContract = z
       botToken: SecretRef,
       /** Web API root, `https://slack.com/api/` unless set (a local fake in tests). */
       apiBaseUrl: HttpUrl.optional(),
+      ...common,
+    }),
+    z.strictObject({
+      type: z.literal('discord'),
+      /** The bot's token: the Gateway connection and every REST call are made with it. */
+      botToken: SecretRef,
+      /** The application's id (a snowflake): an interaction naming another one is refused. */
+      applicationId: z.string().regex(/^\d{15,25}$/, 'must be a Discord snowflake (digits)'),
+      /**
+       * The application's public key (64 hex characters): checks the Ed25519 signature of
+       * every request to the Interactions endpoint.
+       */
+      publicKey: z
+        .string()
+        .regex(/^[0-9a-fA-F]{64}$/, 'must be the 64 hex characters of an Ed25519 public key'),
+      /** REST API root without its version, `https://discord.com/api` unless set (a fake in tests). */
+      apiBaseUrl: HttpUrl.optional(),
+      /** The Gateway's WebSocket URL, else the one `GET /gateway/bot` names (a fake in tests). */
+      gatewayUrl: z.url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' }).optional(),
       ...common,
     }),
     z.strictObject({ type: z.literal('api'), callbackUrl: HttpUrl.optional(), ...common }),

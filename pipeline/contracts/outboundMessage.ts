@@ -15,7 +15,7 @@ export const OutboundMessage = z
     chunkIndex: z.int().min(0),
     chunkCount: z.int().min(1),
     text: z.string().min(1),
-    format: z.enum(['plain', 'MarkdownV2', 'HTML', 'mrkdwn']),
+    format: z.enum(['plain', 'MarkdownV2', 'HTML', 'mrkdwn', 'discord']),
     /** Sent to the channel where it supports one (LINE `X-Line-Retry-Key`), so a resend is recognised. */
     idempotencyKey: z.string().min(1).max(200),
   })

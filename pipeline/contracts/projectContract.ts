@@ -7,8 +7,8 @@ const Role = z.enum(['admin', 'operator', 'viewer']);
 export const AclSubject = z
   .string()
   .regex(
-    /^(email|telegram|line|slack|api):\S+$/,
-    'must be email:, telegram:, line:, slack: or api: followed by an id',
+    /^(email|telegram|line|slack|discord|api):\S+$/,
+    'must be email:, telegram:, line:, slack:, discord: or api: followed by an id',
   );
 
 /** A route from where a message comes from to the agent that answers it; most specific wins. */

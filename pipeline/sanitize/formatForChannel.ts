@@ -134,8 +134,8 @@ function fitEnd(
  * Escapes text for a channel's format and splits it into messages of at most `limit`
  * characters each, in UTF-16 code units (string `.length`), counted as the channel counts
  * them: for `HTML` and `MarkdownV2` on the text Telegram shows after parsing entities (an
- * `&amp;` or a `\.` is one character, `<code>` none), for `plain` (LINE, say) and `mrkdwn`
- * (Slack) the text as sent; `null` means one message, unsplit.
+ * `&amp;` or a `\.` is one character, `<code>` none), for `plain` (LINE, say), `mrkdwn`
+ * (Slack) and `discord` the text as sent; `null` means one message, unsplit.
  *
  * - `plain`: the text as is.
  * - `HTML` (Telegram): `<`, `>` and `&` become entities; a fenced block (```lang … ```)
@@ -144,6 +144,10 @@ function fitEnd(
  * - `mrkdwn` (Slack): `&`, `<` and `>` become `&amp;`, `&lt;`, `&gt;` everywhere, code included
  *   (so no text can form a `<@U…>` mention, a `<!channel>` or a link); fences and inline code
  *   stay (a fence without its language, which Slack would show as text). Counted as sent.
+ * - `discord` (Discord markdown): every one of `` \*_~`|><#-[]@ `` is backslash-escaped outside
+ *   code (so no text can form emphasis, a masked link, a `<@…>` mention or `@everyone`);
+ *   fences (with their language) and inline code stay, a backtick inside them shown as `ˋ`.
+ *   Counted as sent.
  * - `MarkdownV2` (Telegram): every one of `` _*[]()~`>#+-=|{}.!\ `` is backslash-escaped outside
  *   code; inside code blocks and inline code only `` ` `` and `\` are, and the fences stay.
  *

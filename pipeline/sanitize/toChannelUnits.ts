@@ -1,7 +1,7 @@
 import { splitCodeSegments, type CodeSegment } from './splitCodeSegments.ts';
 
-/** How a channel marks up text: Telegram's two parse modes, Slack's mrkdwn, or none. */
-export type ChannelFormat = 'plain' | 'HTML' | 'MarkdownV2' | 'mrkdwn';
+/** How a channel marks up text: Telegram's two parse modes, Slack's mrkdwn, Discord's markdown, or none. */
+export type ChannelFormat = 'plain' | 'HTML' | 'MarkdownV2' | 'mrkdwn' | 'discord';
 
 /** A code block or inline code span: the markup that opens and closes it in the output. */
 export interface Wrapper {
@@ -44,6 +44,14 @@ function* codePoints(text: string): Generator<{ ch: string; joined: boolean }> {
 }
 
 const MARKDOWN_V2_SPECIAL = new Set('_*[]()~`>#+-=|{}.!\\');
+/**
+ * What Discord's markdown reads as markup outside code: emphasis, strike, spoilers, quotes,
+ * headings and lists, masked links, and `<@…>` / `<#…>` / `<t:…>` mentions and `@everyone`.
+ * Discord takes a backslash before any punctuation as "this character as is".
+ */
+const DISCORD_SPECIAL = new Set('\\*_~`|><#-[]@');
+/** A backtick inside Discord code would close it (Discord has no escape there): shown as ˋ. */
+const DISCORD_CODE_BACKTICK = '\u02cb';
 
 function escapeHtml(ch: string): string {
   return ch === '&' ? '&amp;' : ch === '<' ? '&lt;' : ch === '>' ? '&gt;' : ch;
@@ -52,6 +60,7 @@ function escapeHtml(ch: string): string {
 function escapeText(ch: string, format: ChannelFormat): string {
   if (format === 'HTML' || format === 'mrkdwn') return escapeHtml(ch);
   if (format === 'MarkdownV2') return MARKDOWN_V2_SPECIAL.has(ch) ? `\\${ch}` : ch;
+  if (format === 'discord') return DISCORD_SPECIAL.has(ch) ? `\\${ch}` : ch;
   return ch;
 }
 
@@ -59,6 +68,7 @@ function escapeCode(ch: string, format: ChannelFormat): string {
   // Slack reads `&`, `<` and `>` as control characters inside code too.
   if (format === 'HTML' || format === 'mrkdwn') return escapeHtml(ch);
   if (format === 'MarkdownV2') return ch === '`' || ch === '\\' ? `\\${ch}` : ch;
+  if (format === 'discord') return ch === '`' ? DISCORD_CODE_BACKTICK : ch;
   return ch;
 }
 
@@ -71,6 +81,12 @@ function wrapperFor(
     return segment.kind === 'pre'
       ? { open: '```\n', close: '\n```', size: 8 }
       : { open: '`', close: '`', size: 2 };
+  }
+  if (format === 'discord') {
+    // Discord counts the markup as text, and shows a fence's language as its highlighting.
+    if (segment.kind === 'code') return { open: '`', close: '`', size: 2 };
+    const open = `\`\`\`${segment.lang}\n`;
+    return { open, close: '\n```', size: open.length + 4 };
   }
   if (segment.kind === 'pre') {
     if (format === 'HTML') {
@@ -87,10 +103,11 @@ function wrapperFor(
 
 /**
  * What a unit weighs: Telegram counts text after parsing entities (the character itself);
- * Slack's limit is on the text as sent, so an `&amp;` weighs its five characters there.
+ * Slack's and Discord's limits are on the text as sent, so an `&amp;` weighs its five
+ * characters on Slack and a `\*` its two on Discord.
  */
 function sizeOf(ch: string, out: string, format: ChannelFormat): number {
-  return format === 'mrkdwn' ? out.length : ch.length;
+  return format === 'mrkdwn' || format === 'discord' ? out.length : ch.length;
 }
 
 /**

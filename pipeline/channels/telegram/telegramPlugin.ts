@@ -72,8 +72,9 @@ export const telegramPlugin: ChannelPlugin<'telegram'> = {
         const row = rows[0]!;
         const conversation = event.conversation;
         const sent = await bot.sendText(conversation.id, row.text, {
-          // A Telegram row is never mrkdwn (that is Slack's); were one, it would go out unparsed.
-          parseMode: row.format === 'mrkdwn' ? 'plain' : row.format,
+          // A Telegram row is never mrkdwn or discord (Slack's, Discord's); were one, it would
+          // go out unparsed.
+          parseMode: row.format === 'mrkdwn' || row.format === 'discord' ? 'plain' : row.format,
           ...(conversation.threadId ? { threadId: conversation.threadId } : {}),
         });
         return { method: 'sendMessage', externalMessageId: sent.externalMessageId };
