@@ -1,5 +1,6 @@
 import { apiPlugin } from './api/apiPlugin.ts';
 import type { AnyChannelPlugin } from './ChannelPlugin.ts';
+import { emailPlugin } from './email/emailPlugin.ts';
 import { linePlugin } from './line/linePlugin.ts';
 import { slackPlugin } from './slack/slackPlugin.ts';
 import { telegramPlugin } from './telegram/telegramPlugin.ts';
@@ -9,5 +10,6 @@ export const BUILTIN_CHANNEL_PLUGINS: readonly AnyChannelPlugin[] = [
   telegramPlugin,
   linePlugin,
   slackPlugin,
+  emailPlugin,
   apiPlugin,
 ];
