@@ -351,6 +351,28 @@ describe('email in and out', () => {
     expect(answer?.parsed.inReplyTo).toBeUndefined();
   });
 
+  // Regression: a credential typed into the subject was stored and sent back as is; ingress
+  // redacted only the text and the sender's name.
+  it("removes the project's credentials from the subject as from the text before storing it", async () => {
+    const id = messageId('leak');
+    const mail = plainQuestion({
+      messageId: id,
+      subject: `is ${RELAY_AUTH.password} still valid?`,
+      text: `the relay password is ${RELAY_AUTH.password}`,
+    });
+    expect((await deliver(mail)).code).toBe(250);
+    await finished(bare(id));
+    const { rows } = await owner.query<{ body: ConversationEvent }>(
+      'SELECT body FROM conversation_events WHERE external_event_id = $1',
+      [bare(id)],
+    );
+    expect(rows[0]!.body.message).toMatchObject({
+      subject: 'is [REDACTED] still valid?',
+      text: 'the relay password is [REDACTED]',
+    });
+    expect(answersTo(id)[0]?.parsed.subject).toBe('Re: is [REDACTED] still valid?');
+  });
+
   it('takes automatic mail (Auto-Submitted) with 250 and makes no run', async () => {
     const mail = {
       ...plainQuestion({ messageId: messageId('ooo'), subject: 'Out of office' }),
