@@ -110,9 +110,9 @@ export async function openEmailListener(
   }
 
   const server = new SMTPServer(options);
-  server.on('error', (error) => {
-    sink.state('error', { code: 'EMAIL_LISTENER_ERROR', message: error.message });
-  });
+  // smtp-server emits each client connection's own failures (a reset, a timeout) here too:
+  // they end that delivery, which the relay retries, and say nothing about the listener.
+  server.on('error', () => {});
   await new Promise<void>((resolve, reject) => {
     const failed = (error: Error) => reject(error);
     server.server.once('error', failed);
@@ -120,6 +120,9 @@ export async function openEmailListener(
       server.server.off('error', failed);
       resolve();
     });
+  });
+  server.server.on('error', (error) => {
+    sink.state('error', { code: 'CHANNEL_UNAVAILABLE', message: error.message });
   });
   sink.state('running');
 
