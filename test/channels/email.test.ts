@@ -142,6 +142,22 @@ describe('readInboundEmail', () => {
     });
   });
 
+  it('refuses for good (554) a message mailparser cannot read, so the relay stops retrying it', async () => {
+    const parts = Array.from(
+      { length: 1001 },
+      (_, i) => `--b\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`,
+    );
+    const raw = Buffer.from(
+      `From: alice@customer.test\r\nTo: agent@acme.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n${parts.join('')}--b--\r\n`,
+    );
+    expect(
+      await readInboundEmail(raw, { mailFrom: 'alice@customer.test' }, account()),
+    ).toMatchObject({
+      kind: 'refused',
+      responseCode: 554,
+    });
+  });
+
   it('lists attachments past maxAttachments as too_many', async () => {
     const got = await read(
       {

@@ -33,7 +33,18 @@ export async function readInboundEmail(
   envelope: { mailFrom: string },
   account: AccountOf<'email'>,
 ): Promise<InboundEmail> {
-  const mail = await simpleParser(raw, { skipTextToHtml: true, keepCidLinks: true });
+  let mail: ParsedMail;
+  try {
+    mail = await simpleParser(raw, { skipTextToHtml: true, keepCidLinks: true });
+  } catch (error) {
+    // Permanent: the same bytes fail the same way on every redelivery.
+    const reason = error instanceof Error ? error.message : String(error);
+    return {
+      kind: 'refused',
+      responseCode: 554,
+      message: `5.6.0 unreadable message: ${reason}`.slice(0, 300),
+    };
+  }
   const from = mail.from?.value.find((a) => a.address)?.address?.toLowerCase();
   if (!from)
     return { kind: 'refused', responseCode: 550, message: '5.1.7 the message has no From address' };
