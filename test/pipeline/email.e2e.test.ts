@@ -453,6 +453,12 @@ describe('the outbound relay', () => {
     await deliver(plainQuestion({ messageId: id, text: 'refused' }));
     const run = await finished(bare(id));
     expect(run).toMatchObject({ state: 'FAILED', failure_code: 'CHANNEL_REJECTED' });
+    // The failure notice goes out after the run failed: wait for it, then count.
+    await waitFor(
+      async () =>
+        (await ledger(run.run_id)).some((r) => r.kind === 'failure' && r.status === 'sent'),
+      { what: 'the failure notice to be sent' },
+    );
     await new Promise((r) => setTimeout(r, 500));
     expect(relay.replies.slice(before).map((r) => r.code)).toEqual([554, 250]);
     expect(answersTo(id).map((m) => m.parsed.text?.trim())).toEqual([
