@@ -55,8 +55,8 @@ export type Accepted = { runId: string; created: boolean };
  * An event that does not
  * fit the {@link ConversationEvent} schema is a 400 naming the field; nothing is written.
  * A credential of the project's that the user typed (any of its secrets, as the sanitize
- * stage knows them) is replaced by `[REDACTED]` in the message text, the sender's name and
- * attachment names before the event is stored, so neither `conversation_events`, the model nor the history
+ * stage knows them) is replaced by `[REDACTED]` in the message text, its subject, the sender's
+ * name and attachment names before the event is stored, so neither `conversation_events`, the model nor the history
  * later runs send it ever holds the value. The Idempotency-Key's request hash is of the body
  * as sent, so a retry of it still finds its run.
  */
@@ -149,15 +149,28 @@ function redactEvent(
     fileRedactions += redacted.redactions;
     return { ...a, name: redacted.text };
   });
+  const subject =
+    event.message.subject === undefined
+      ? undefined
+      : redactKnownValues(event.message.subject, known);
   return {
     event: {
       ...event,
-      message: { ...event.message, text: text.text, attachments },
+      message: {
+        ...event.message,
+        text: text.text,
+        attachments,
+        ...(subject === undefined ? {} : { subject: subject.text }),
+      },
       sender: {
         ...event.sender,
         ...(displayName === undefined ? {} : { displayName: displayName.text }),
       },
     },
-    redactions: text.redactions + (displayName?.redactions ?? 0) + fileRedactions,
+    redactions:
+      text.redactions +
+      (displayName?.redactions ?? 0) +
+      (subject?.redactions ?? 0) +
+      fileRedactions,
   };
 }

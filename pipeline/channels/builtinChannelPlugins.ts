@@ -1,6 +1,7 @@
 import { apiPlugin } from './api/apiPlugin.ts';
 import type { AnyChannelPlugin } from './ChannelPlugin.ts';
 import { discordPlugin } from './discord/discordPlugin.ts';
+import { emailPlugin } from './email/emailPlugin.ts';
 import { linePlugin } from './line/linePlugin.ts';
 import { slackPlugin } from './slack/slackPlugin.ts';
 import { telegramPlugin } from './telegram/telegramPlugin.ts';
@@ -11,5 +12,6 @@ export const BUILTIN_CHANNEL_PLUGINS: readonly AnyChannelPlugin[] = [
   linePlugin,
   slackPlugin,
   discordPlugin,
+  emailPlugin,
   apiPlugin,
 ];

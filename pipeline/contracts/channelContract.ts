@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HttpUrl, SecretRef } from './common.ts';
+import { emailChannelFields, refineEmailChannel } from './emailChannel.ts';
 
 /**
  * The most characters one message may carry on each channel (null: no limit), in UTF-16 code
@@ -10,6 +11,8 @@ export const CHANNEL_TEXT_LIMITS = {
   line: 5000,
   slack: 4000,
   discord: 2000,
+  // Email carries megabytes: one answer is one message, however long the model's text.
+  email: null,
   api: null,
 } as const;
 
@@ -105,9 +108,12 @@ export const ChannelContract = z
       gatewayUrl: z.url({ protocol: /^wss?$/, error: 'must be a ws:// or wss:// URL' }).optional(),
       ...common,
     }),
+    // `approvals` comes after `common`: an email account may not ask approvers.
+    z.strictObject({ ...common, ...emailChannelFields }),
     z.strictObject({ type: z.literal('api'), callbackUrl: HttpUrl.optional(), ...common }),
   ])
   .superRefine((channel, ctx) => {
+    if (channel.type === 'email') refineEmailChannel(channel, ctx);
     const limit = CHANNEL_TEXT_LIMITS[channel.type];
     const chunk = channel.formatting.maxChunkChars;
     if (limit !== null && chunk !== undefined && chunk > limit) {

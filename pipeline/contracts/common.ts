@@ -76,7 +76,7 @@ export const MigrationMode = z.enum(['shadow', 'canary', 'read_only', 'suggest',
 export type MigrationMode = z.infer<typeof MigrationMode>;
 
 /** The channels a run can arrive on and answer to. */
-export const ChannelType = z.enum(['telegram', 'line', 'slack', 'discord', 'api']);
+export const ChannelType = z.enum(['telegram', 'line', 'slack', 'discord', 'email', 'api']);
 export type ChannelType = z.infer<typeof ChannelType>;
 
 /** A gateway tool as `<server>.<tool>`. */

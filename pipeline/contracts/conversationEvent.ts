@@ -46,6 +46,8 @@ export const ConversationEvent = z.strictObject({
   conversation: Conversation,
   message: z.strictObject({
     text: z.string().max(100_000),
+    /** The message's subject, where the channel has one (email): an answer keeps it (`Re: …`). */
+    subject: z.string().max(998).optional(),
     replyToExternalId: z.string().max(200).optional(),
     /** What came with the text, as references (see {@link Attachment}); capped per account. */
     attachments: z.array(Attachment).max(100).default([]),
