@@ -13,6 +13,7 @@ import { answerClientError } from './answerClientError.ts';
 import { apiRoutes, type OpenStream } from './apiRoutes.ts';
 import type { AppState } from './AppState.ts';
 import { approvalRoutes } from './approvalRoutes.ts';
+import { usageRoutes } from './usageRoutes.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
 import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
@@ -96,6 +97,7 @@ export function createApp(deps: AppDeps): App {
     webhookRoutes(deps),
     apiRoutes({ ...deps, streams }),
     approvalRoutes(deps),
+    usageRoutes(deps),
     mcpEndpoint(deps),
   ];
   if (deps.metrics) {

@@ -35,30 +35,38 @@ export async function renderMetrics({
       .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
       .join(',')}}`;
 
-  const { runs, failures, outbound, toolCalls, approvals } = await withSweeper(pool, async (tx) => {
-    const runs = await tx.any(sql.type(
-      z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
-    )`
+  const { runs, failures, outbound, toolCalls, approvals, alerts } = await withSweeper(
+    pool,
+    async (tx) => {
+      const runs = await tx.any(sql.type(
+        z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", state, count(*) AS n FROM runs GROUP BY 1, 2 ORDER BY 1, 2`);
-    const failures = await tx.any(sql.type(
-      z.object({ projectId: z.string(), code: z.string(), n: z.number() }),
-    )`
+      const failures = await tx.any(sql.type(
+        z.object({ projectId: z.string(), code: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", failure_code AS code, count(*) AS n FROM runs
        WHERE failure_code IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2`);
-    const outbound = await tx.any(sql.type(
-      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
-    )`
+      const outbound = await tx.any(sql.type(
+        z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM outbound_messages GROUP BY 1, 2 ORDER BY 1, 2`);
-    const toolCalls = await tx.any(sql.type(
-      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
-    )`
+      const toolCalls = await tx.any(sql.type(
+        z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM tool_calls GROUP BY 1, 2 ORDER BY 1, 2`);
-    const approvals = await tx.any(sql.type(
-      z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
-    )`
+      const approvals = await tx.any(sql.type(
+        z.object({ projectId: z.string(), status: z.string(), n: z.number() }),
+      )`
       SELECT project_id AS "projectId", status, count(*) AS n FROM approvals GROUP BY 1, 2 ORDER BY 1, 2`);
-    return { runs, failures, outbound, toolCalls, approvals };
-  });
+      const alerts = await tx.any(sql.type(
+        z.object({ projectId: z.string(), limitName: z.string(), n: z.number() }),
+      )`
+      SELECT project_id AS "projectId", limit_name AS "limitName", count(*) AS n FROM budget_alerts
+       GROUP BY 1, 2 ORDER BY 1, 2`);
+      return { runs, failures, outbound, toolCalls, approvals, alerts };
+    },
+  );
   // Counts of rows now, not events since start: they go down (a message is sent, retention
   // deletes), so they are gauges.
   metric('awooop_runs', 'gauge', 'Runs by project and state.');
@@ -76,6 +84,14 @@ export async function renderMetrics({
   metric('awooop_approvals', 'gauge', 'Approvals by project and status (pending: waiting now).');
   for (const r of approvals)
     out.push(`awooop_approvals${label({ project: r.projectId, status: r.status })} ${r.n}`);
+
+  metric(
+    'awooop_budget_alerts',
+    'gauge',
+    'Budget alerts raised (one per period and limit), by project and limit.',
+  );
+  for (const r of alerts)
+    out.push(`awooop_budget_alerts${label({ project: r.projectId, limit: r.limitName })} ${r.n}`);
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {
