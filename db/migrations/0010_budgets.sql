@@ -70,8 +70,8 @@ CREATE POLICY sweeper_scan ON budget_alerts FOR SELECT TO awooop_sweeper USING (
 
 -- Reserves one step. Limits are passed by the caller from the run's pinned contracts (null:
 -- no such limit). Returns one row: `outcome` is `reserved` (new hold), `held` (this step's
--- earlier hold, reused: a retried or resumed step), `settled` / `released` (this step's row
--- is final already), or `exceeded` with `limit_name` the limit it would pass (nothing
+-- earlier hold, reused: a retried or resumed step), `settled` (this step's row is final
+-- already; a released one is reserved anew), or `exceeded` with `limit_name` the limit it would pass (nothing
 -- written). Everything happens under the project's day and month row locks (taken in that
 -- order by every caller, so two reservations never deadlock), so concurrent runs see each
 -- other's holds.
@@ -96,7 +96,11 @@ BEGIN
   SELECT * INTO m FROM budget_periods WHERE project_id = p_project AND period = v_month FOR UPDATE;
   -- Read after the locks: a twin of this call that held them has committed its row by now.
   SELECT status INTO v_status FROM budget_reservations WHERE run_id = p_run AND step_key = p_key;
-  IF FOUND THEN
+  IF FOUND AND v_status = 'released' THEN
+    -- The run ended holding this step and was retried (`runs retry`): the step holds, and is
+    -- checked, again. A released row carries no spend, so nothing is lost with it.
+    DELETE FROM budget_reservations WHERE run_id = p_run AND step_key = p_key;
+  ELSIF FOUND THEN
     RETURN QUERY SELECT CASE v_status WHEN 'reserved' THEN 'held' ELSE v_status END, NULL::text;
     RETURN;
   END IF;
