@@ -14,6 +14,7 @@ import { apiRoutes, type OpenStream } from './apiRoutes.ts';
 import type { AppState } from './AppState.ts';
 import { approvalRoutes } from './approvalRoutes.ts';
 import { channelRoutes } from './channelRoutes.ts';
+import { usageRoutes } from './usageRoutes.ts';
 import type { AccountLookup } from './createAccountLookup.ts';
 import { errorMiddleware } from './errorMiddleware.ts';
 import { healthRoutes, type HealthDeps } from './healthRoutes.ts';
@@ -98,6 +99,7 @@ export function createApp(deps: AppDeps): App {
     apiRoutes({ ...deps, streams }),
     approvalRoutes(deps),
     channelRoutes(deps),
+    usageRoutes(deps),
     mcpEndpoint(deps),
   ];
   if (deps.metrics) {

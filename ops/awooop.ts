@@ -14,6 +14,7 @@ import { jobsCommand } from './cli/jobsCommand.ts';
 import { keysCommand } from './cli/keysCommand.ts';
 import { runsCommand } from './cli/runsCommand.ts';
 import { secretsCommand } from './cli/secretsCommand.ts';
+import { usageCommand } from './cli/usageCommand.ts';
 import { UsageError } from './cli/UsageError.ts';
 import { ConfigError, loadConfig } from './loadConfig.ts';
 
@@ -27,6 +28,7 @@ usage: awooop [--actor WHO] <command> ...
   audit verify|checkpoint ...
   runs list|show|retry ...      runs and their timelines; a failed run again
   approvals list|approve|reject tool calls waiting for a human's decision
+  usage --project P [--by ...]  spend: tokens, USD, tool calls, runs (today, this month, a range)
   jobs failed|retry|inspect ... failed stage jobs
   keys create|list|revoke ...   API keys of a project
   secrets set|list|rm ...       encrypted channel and provider credentials of a project
@@ -58,6 +60,7 @@ const COMMANDS: Record<string, Command> = {
   audit: auditCommand,
   runs: runsCommand,
   approvals: approvalsCommand,
+  usage: usageCommand,
   jobs: jobsCommand,
   keys: keysCommand,
   secrets: secretsCommand,

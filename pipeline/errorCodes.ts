@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   RUNTIME_NOT_CONFIGURED: 'The project has no active runtime contract.',
   MODE_NOT_CONFIGURED: 'The flow has no migration mode (`project_migration_state`).',
   RATE_LIMITED: "The policy's rate gate refused the run: too many runs in the window.",
+  BUDGET_EXCEEDED:
+    "A model step or tool call would pass a budget (the run's, or the project's day or month); the run ends and spends no more.",
   MODE_FORBIDS:
     'The migration mode forbids this: in shadow, read_only or suggest mode only read tools are called.',
 

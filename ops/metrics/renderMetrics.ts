@@ -36,7 +36,7 @@ export async function renderMetrics({
       .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
       .join(',')}}`;
 
-  const { runs, failures, outbound, toolCalls, approvals, accounts } = await withSweeper(
+  const { runs, failures, outbound, toolCalls, approvals, accounts, alerts } = await withSweeper(
     pool,
     async (tx) => {
       const runs = await tx.any(sql.type(
@@ -77,7 +77,12 @@ export async function renderMetrics({
              desired_state AS desired, actual_state AS actual, inbound_count AS inbound,
              outbound_count AS outbound, error_count AS errors
         FROM channel_accounts ORDER BY 1, 2`);
-      return { runs, failures, outbound, toolCalls, approvals, accounts };
+      const alerts = await tx.any(sql.type(
+        z.object({ projectId: z.string(), limitName: z.string(), n: z.number() }),
+      )`
+      SELECT project_id AS "projectId", limit_name AS "limitName", count(*) AS n FROM budget_alerts
+       GROUP BY 1, 2 ORDER BY 1, 2`);
+      return { runs, failures, outbound, toolCalls, approvals, accounts, alerts };
     },
   );
   // Counts of rows now, not events since start: they go down (a message is sent, retention
@@ -136,6 +141,13 @@ export async function renderMetrics({
     for (const a of accounts)
       out.push(`${name}${label({ project: a.projectId, account: a.accountId })} ${a[field]}`);
   }
+  metric(
+    'awooop_budget_alerts',
+    'gauge',
+    'Budget alerts raised (one per period and limit), by project and limit.',
+  );
+  for (const r of alerts)
+    out.push(`awooop_budget_alerts${label({ project: r.projectId, limit: r.limitName })} ${r.n}`);
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {

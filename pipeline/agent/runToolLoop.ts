@@ -22,6 +22,7 @@ import { capModelTimeout } from './capModelTimeout.ts';
 import { handleToolCall } from './handleToolCall.ts';
 import type { ChatMessage, ToolSpec } from './modelTypes.ts';
 import { NonRetryableError, RetryAfterError } from '../errors.ts';
+import { createRunBudget } from '../budgets/createRunBudget.ts';
 
 /** A write call suggest mode did not make, for the reply. */
 export type Proposal = { tool: string; arguments: Record<string, unknown> };
@@ -38,6 +39,8 @@ export type LoopOutcome =
        * caller writes it in the transaction that stores the output (one commit, not two).
        */
       unsaved: RunStep | null;
+      /** Settles the budget of `unsaved` in the transaction that writes it (no-op when null). */
+      settle: (tx: CommonQueryMethods) => Promise<void>;
       modelSteps: number;
       toolCalls: number;
       usage: { inputTokens: number; outputTokens: number };
@@ -70,6 +73,9 @@ export type LoopInput = {
  * reads; any other is recorded `uncertain` and the model is told its outcome is unknown.
  * Every call goes through the gateway's checks ({@link authorizeToolCall}) and leaves a
  * `tool_calls` row and an audit row; the model is offered only tools a call could reach.
+ * Each model step and tool call reserves its budget first ({@link createRunBudget}), keyed by
+ * its place in the run, so a replayed or retried step never reserves twice; a step past a
+ * budget ends the run `BUDGET_EXCEEDED` before anything is sent.
  */
 export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<LoopOutcome> {
   const { run, contracts, signal } = input;
@@ -86,6 +92,11 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
   const offered = await offeredSpecs(ctx, scope);
   const toolIdOf = toolIdResolver(offered.map((o) => o.toolId));
   const known = await ctx.secrets.knownValues(run.projectId);
+  const budget = createRunBudget(ctx, {
+    run,
+    project: contracts.project,
+    policy: contracts.policy,
+  });
 
   const base = [...input.messages];
   // Also on a resume whose servers are down now: the replayed results still need the notice.
@@ -115,6 +126,7 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
 
     if (lastModel?.kind === 'model' && pending.length > 0) {
       const { call, callIndex } = pending[0]!;
+      await budget.reserveToolCall(lastModel.stepIndex, callIndex, call.toolId ?? call.name);
       const tainted =
         input.historyTainted === true || steps.some((s) => s.kind === 'tool' && s.body.untrusted);
       const result = await handleToolCall(ctx, {
@@ -138,18 +150,30 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       lastModel?.kind === 'model' &&
       (lastModel.body.toolCalls.length === 0 || modelSteps >= contracts.agent.maxSteps)
     ) {
-      return answer(steps, null);
+      return answer(steps, null, async () => {});
     }
 
     // The last step the agent may take is offered no tools, so it answers in text.
     const tools: ToolSpec[] =
       modelSteps + 1 >= contracts.agent.maxSteps ? [] : offered.map((o) => o.spec);
+    const messages = [...base, ...replay(steps)];
+    const stepIndex = steps.length;
+    await budget.reserveModelStep(
+      stepIndex,
+      Buffer.byteLength(JSON.stringify({ messages, tools }), 'utf8'),
+    );
+    // A wall-time budget cuts off a call in flight as well as refusing the next one.
+    const wallLeft = budget.wallMsLeft();
+    const modelMs =
+      wallLeft === null
+        ? contracts.runtime.timeouts.modelMs
+        : Math.max(1, Math.min(contracts.runtime.timeouts.modelMs, wallLeft));
     const result = await callModelRoute(
       [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks].map(
-        (target) => capModelTimeout(target, contracts.runtime.timeouts.modelMs),
+        (target) => capModelTimeout(target, modelMs),
       ),
       {
-        messages: [...base, ...replay(steps)],
+        messages,
         responseFormat: contracts.agent.outputSchema ? 'json' : 'text',
         traceId: run.traceId,
         ...(tools.length > 0 ? { tools } : {}),
@@ -157,6 +181,7 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       },
       { resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref), logger: ctx.logger },
     ).catch((error: unknown) => {
+      budget.checkWallTime();
       throw pastDeadline(error, run.deadlineAt - ctx.now());
     });
     const body: ModelStepBody = {
@@ -177,14 +202,28 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       latencyMs: result.latencyMs,
       attempts: result.attempts,
     };
-    const step: RunStep = { stepIndex: steps.length, kind: 'model', body };
-    if (body.toolCalls.length === 0) return answer([...steps, step], step);
-    await withProject(ctx.pool, run.projectId, (tx) => checkpoint(tx, step));
+    const step: RunStep = { stepIndex, kind: 'model', body };
+    const settle = (tx: CommonQueryMethods) =>
+      budget.settleModelStep(tx, stepIndex, {
+        provider: result.provider,
+        model: result.model,
+        ...result.usage,
+      });
+    if (body.toolCalls.length === 0) return answer([...steps, step], step, settle);
+    // The spend settles with the checkpoint: a step is either both or neither.
+    await withProject(ctx.pool, run.projectId, async (tx) => {
+      await checkpoint(tx, step);
+      await settle(tx);
+    });
   }
 }
 
 /** The loop's answer: the last model step's text, with what the whole run did. */
-function answer(steps: readonly RunStep[], unsaved: RunStep | null): LoopOutcome {
+function answer(
+  steps: readonly RunStep[],
+  unsaved: RunStep | null,
+  settle: (tx: CommonQueryMethods) => Promise<void>,
+): LoopOutcome {
   const models = steps.flatMap((s) => (s.kind === 'model' ? [s.body] : []));
   const last = models.at(-1)!;
   return {
@@ -193,6 +232,7 @@ function answer(steps: readonly RunStep[], unsaved: RunStep | null): LoopOutcome
     proposals: proposalsFrom(steps),
     last,
     unsaved,
+    settle,
     modelSteps: models.length,
     toolCalls: steps.filter((s) => s.kind === 'tool').length,
     usage: {

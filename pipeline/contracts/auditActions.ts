@@ -43,6 +43,10 @@ export const AUDIT_ACTIONS = {
   'run.requeued': "The sweeper enqueued a run's stage job again (Redis lost it, or it stalled).",
   'run.retried': '`awooop runs retry` put a failed run back in the state it failed from.',
 
+  // Budgets
+  'budget.alert':
+    "A project's spend passed its budget's `alertAtPercent` for a day or month (once per period and limit).",
+
   // Tools and approvals
   'tool.call': 'A tool call started or settled; `detail.status` says which (never the arguments).',
   'approval.requested': 'A tool call asked for a human approval.',

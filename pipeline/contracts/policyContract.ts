@@ -37,6 +37,35 @@ export function isExternalTarget(target: ModelTarget): boolean {
   return true;
 }
 
+/** A model's price, USD per million tokens. */
+export const ModelPrice = z.strictObject({
+  inputUsdPerMTok: z.number().min(0).max(10_000),
+  outputUsdPerMTok: z.number().min(0).max(10_000),
+});
+export type ModelPrice = z.infer<typeof ModelPrice>;
+
+/** A policy's budget: what one run may spend, and caps on the project's day. */
+export const PolicyBudget = z.strictObject({
+  /** Tokens (input + output, every model step) one run may spend. */
+  perRunTokens: z.int().positive().optional(),
+  /** USD one run may spend, at the policy's prices. */
+  perRunUsd: z.number().positive().optional(),
+  /** Tool calls one run may make (0: none). */
+  perRunToolCalls: z.int().min(0).optional(),
+  /**
+   * Milliseconds from the run's acceptance after which it starts no model step or tool call
+   * (and a model call in flight is cut off when it runs out). The runtime contract's
+   * `timeouts.runMs` is the run's deadline as a whole (queues and delivery included); this
+   * bounds only the spending part, so it is meant to be shorter.
+   */
+  perRunWallMs: z.int().min(100).max(86_400_000).optional(),
+  /** The project's day spend (USD, UTC day) past which runs of this policy are refused. */
+  dailyUsd: z.number().positive().optional(),
+  /** The project's day spend in tokens past which runs of this policy are refused. */
+  dailyTokens: z.int().positive().optional(),
+});
+export type PolicyBudget = z.infer<typeof PolicyBudget>;
+
 /** Policy / Routing: the model route and fallbacks, budget and rate gates, privacy. */
 export const PolicyContract = z
   .strictObject({
@@ -44,14 +73,17 @@ export const PolicyContract = z
       primary: ModelTarget,
       fallbacks: z.array(ModelTarget).max(5).default([]),
     }),
-    /** Refused by apply (not supported yet); read only in revisions stored before. */
-    budget: z
-      .strictObject({
-        perRunUsd: z.number().positive().optional(),
-        dailyUsd: z.number().positive().optional(),
-        dailyTokens: z.int().positive().optional(),
-      })
-      .optional(),
+    /**
+     * Per-run limits, and caps on the project's day totals for runs under this policy (the
+     * project contract's `budget` holds the project's own day and month limits; the lower of
+     * the two applies). A step is refused when its reservation would pass one.
+     */
+    budget: PolicyBudget.optional(),
+    /**
+     * USD per million tokens, by model id (a target's `model`). Every target of a policy
+     * under a money budget (its own or the project's) must have a price; `echo` costs nothing.
+     */
+    prices: z.record(z.string().min(1).max(200), ModelPrice).optional(),
     rate: z
       .strictObject({
         perPeerPerMinute: z.int().positive().default(20),

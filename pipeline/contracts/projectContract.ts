@@ -27,12 +27,52 @@ export const Binding = z
   });
 export type Binding = z.infer<typeof Binding>;
 
+/**
+ * A project's budget. `monthlyLimitUsd` was once required; a revision stored then still
+ * reads. At least one limit is needed.
+ */
+export const ProjectBudget = z
+  .strictObject({
+    currency: z.literal('USD').default('USD'),
+    monthlyLimitUsd: z.number().min(0).optional(),
+    dailyLimitUsd: z.number().min(0).optional(),
+    monthlyLimitTokens: z.int().min(0).optional(),
+    dailyLimitTokens: z.int().min(0).optional(),
+    /** Owners are told once per period and limit when its spend passes this share. */
+    alertAtPercent: z.int().min(1).max(100).default(80),
+  })
+  .refine(
+    (b) =>
+      b.dailyLimitUsd === undefined ||
+      b.monthlyLimitUsd === undefined ||
+      b.dailyLimitUsd <= b.monthlyLimitUsd,
+    { message: 'must not exceed monthlyLimitUsd', path: ['dailyLimitUsd'] },
+  )
+  .refine(
+    (b) =>
+      b.dailyLimitTokens === undefined ||
+      b.monthlyLimitTokens === undefined ||
+      b.dailyLimitTokens <= b.monthlyLimitTokens,
+    { message: 'must not exceed monthlyLimitTokens', path: ['dailyLimitTokens'] },
+  )
+  .refine(
+    (b) =>
+      [b.monthlyLimitUsd, b.dailyLimitUsd, b.monthlyLimitTokens, b.dailyLimitTokens].some(
+        (v) => v !== undefined,
+      ),
+    {
+      message:
+        'needs at least one of dailyLimitUsd, monthlyLimitUsd, dailyLimitTokens, monthlyLimitTokens',
+    },
+  );
+export type ProjectBudget = z.infer<typeof ProjectBudget>;
+
 /** Project / Tenant: identity, data boundary, budget, ACL, approval gates, bindings. */
 export const ProjectContract = z.strictObject({
   displayName: z.string().min(1).max(120),
   description: z.string().max(2000).optional(),
-  // owners, dataBoundary and budget: refused by apply (not supported yet); read only in
-  // revisions stored before.
+  // owners and dataBoundary: refused by apply (not supported yet); read only in revisions
+  // stored before.
   owners: z.array(z.string().min(1).max(200)).min(1, 'needs at least one owner').optional(),
   dataBoundary: z
     .strictObject({
@@ -41,18 +81,8 @@ export const ProjectContract = z.strictObject({
       piiClasses: z.array(PiiClass).default([]),
     })
     .optional(),
-  budget: z
-    .strictObject({
-      currency: z.literal('USD').default('USD'),
-      monthlyLimitUsd: z.number().min(0),
-      dailyLimitUsd: z.number().min(0).optional(),
-      alertAtPercent: z.int().min(1).max(100).default(80),
-    })
-    .refine((b) => b.dailyLimitUsd === undefined || b.dailyLimitUsd <= b.monthlyLimitUsd, {
-      message: 'must not exceed monthlyLimitUsd',
-      path: ['dailyLimitUsd'],
-    })
-    .optional(),
+  /** The project's own limits, per UTC day and month, in USD and tokens, for all its runs. */
+  budget: ProjectBudget.optional(),
   acl: z.strictObject({
     members: z.array(
       z.strictObject({

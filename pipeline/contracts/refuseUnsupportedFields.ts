@@ -7,7 +7,6 @@ import type { RuntimeContract } from './runtimeContract.ts';
 type Path = (string | number)[];
 
 const notYet = (why: string) => `not supported yet: ${why}; remove it`;
-const NO_BUDGETS = notYet('budgets are not enforced');
 const noPlugin = (type: string, registered: readonly string[]) =>
   `"${type}" is not supported yet: no channel plugin receives or sends it (supported: ${registered.join(', ')})`;
 
@@ -40,7 +39,6 @@ export function refuseUnsupportedFields(
       notYet('no region, retention or PII-class boundary is enforced'),
     );
   }
-  if (project.budget !== undefined) issue(['project', 'budget'], NO_BUDGETS);
   project.acl.members.forEach((member, i) =>
     member.roles.forEach((role, j) => {
       if (role === 'viewer') {
@@ -65,7 +63,6 @@ export function refuseUnsupportedFields(
     }
   }
   for (const [name, policy] of Object.entries(tenant.policies)) {
-    if (policy.budget !== undefined) issue(['policies', name, 'budget'], NO_BUDGETS);
     if (policy.privacy.storeTranscripts !== undefined) {
       issue(
         ['policies', name, 'privacy', 'storeTranscripts'],

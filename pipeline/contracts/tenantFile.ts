@@ -148,6 +148,32 @@ export function tenantFileSchema(channelTypes: readonly ChannelType[]) {
           checkTool(agent, toolId, path);
         });
       });
+      // A money budget is kept by pricing each step before it is made: a model with no price
+      // would spend unseen, so it is refused here rather than counted as free.
+      const projectMoney =
+        project.budget?.dailyLimitUsd !== undefined ||
+        project.budget?.monthlyLimitUsd !== undefined;
+      for (const [name, policy] of Object.entries(policies)) {
+        const money =
+          projectMoney ||
+          policy.budget?.perRunUsd !== undefined ||
+          policy.budget?.dailyUsd !== undefined;
+        if (!money) continue;
+        const targets = [
+          { target: policy.modelRoute.primary, path: ['modelRoute', 'primary'] as Path },
+          ...policy.modelRoute.fallbacks.map((target, i) => ({
+            target,
+            path: ['modelRoute', 'fallbacks', i] as Path,
+          })),
+        ];
+        for (const { target, path } of targets) {
+          if (target.provider === 'echo' || policy.prices?.[target.model] !== undefined) continue;
+          issue(
+            ['policies', name, ...path, 'model'],
+            `model "${target.model}" has no price in policies.${name}.prices, and a money budget applies (set inputUsdPerMTok and outputUsdPerMTok)`,
+          );
+        }
+      }
       refuseUnsupportedFields(tenant, issue, channelTypes);
     });
 }

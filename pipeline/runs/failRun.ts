@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { CommonQueryMethods } from 'slonik';
 import { enqueueOutbound, requeueOutbound, withdrawOutbound } from '../../db/outboundMessages.ts';
+import { releaseRunBudget } from '../../db/budgets.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import type { ChannelRegistry } from '../channels/ChannelPlugin.ts';
 import type { ChannelContract } from '../contracts/channelContract.ts';
@@ -12,7 +13,8 @@ import type { ErrorCode } from '../errorCodes.ts';
  * Ends a run with a failure code: the detail stays on the run and in the audit; the user gets
  * the channel's short failure message, only if the policy stage had already let the run speak
  * (`live`) — a shadow run, or one that failed before policy decided, stays silent. Unsent
- * answer chunks and progress notes are withdrawn, so a failed run never answers as well.
+ * answer chunks and progress notes are withdrawn, so a failed run never answers as well, and
+ * budget holds of steps that never settled are given back.
  * `from` is the state the caller saw: a run that has moved on since is left alone (the
  * caller's view is stale), so a late timeout cannot fail a run that is being delivered.
  * Harmless twice: the transition only applies to a run still in `from`, and the notice's
@@ -51,6 +53,8 @@ export async function failRun(
     changes: { failure },
   });
   if (!moved) return false;
+  // A step reserved and never settled (the run ended first) gives its hold back.
+  await releaseRunBudget(db, run);
   ctx.logger?.warn(
     { runId: run.runId, projectId: run.projectId, traceId: run.traceId, stage, code: failure.code },
     'run failed',

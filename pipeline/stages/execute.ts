@@ -163,7 +163,10 @@ export async function execute(
       },
     });
     // The answering step's checkpoint commits with the output, never on its own.
-    if (executed && outcome.unsaved) await appendRunStep(tx, run, outcome.unsaved);
+    if (executed && outcome.unsaved) {
+      await appendRunStep(tx, run, outcome.unsaved);
+      await outcome.settle(tx);
+    }
     return executed;
   });
   return { next: moved ? 'sanitize' : null };

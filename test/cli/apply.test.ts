@@ -182,9 +182,7 @@ describe('awooop apply', () => {
     for (const field of [
       'project.owners',
       'project.dataBoundary',
-      'project.budget',
       'project.acl.members[1].roles[1]',
-      'policies.default.budget',
       'policies.default.privacy.storeTranscripts',
       'runtime.timeouts.stageMs',
       'runtime.retry.attempts',
@@ -194,7 +192,42 @@ describe('awooop apply', () => {
         new RegExp(`${field.replace(/[.[\]]/g, '\\$&')}: .*not supported yet`),
       );
     }
+    // Budgets are enforced now (issue 15): the same file's budget blocks are not refused.
+    expect(result.stderr).not.toMatch(/budget/);
     expect(await tableCounts(owner)).toEqual(before);
+  });
+
+  it('refuses a money budget over a model with no price, naming the model, and writes nothing', async () => {
+    const owner = await db().owner();
+    const before = await tableCounts(owner);
+    const path = await editedAwoooi('unpriced', (y) =>
+      y
+        .replace('  acl:\n', '  budget: { monthlyLimitUsd: 200, alertAtPercent: 90 }\n  acl:\n')
+        .replace(
+          '      primary: { provider: echo }\n',
+          '      primary: { provider: openai_compatible, model: local-7b, baseUrl: "http://127.0.0.1:11434/v1" }\n',
+        ),
+    );
+    const result = await awooop('apply', '-f', path);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('nothing was written');
+    expect(result.stderr).toMatch(
+      /policies\.default\.modelRoute\.primary\.model: model "local-7b" has no price in policies\.default\.prices/,
+    );
+    expect(await tableCounts(owner)).toEqual(before);
+
+    const priced = await editedAwoooi('priced', (y) =>
+      y
+        .replace('  acl:\n', '  budget: { monthlyLimitUsd: 200, alertAtPercent: 90 }\n  acl:\n')
+        .replace(
+          '      primary: { provider: echo }\n',
+          '      primary: { provider: openai_compatible, model: local-7b, baseUrl: "http://127.0.0.1:11434/v1" }\n' +
+            '    prices:\n      local-7b: { inputUsdPerMTok: 0.2, outputUsdPerMTok: 0.6 }\n',
+        ),
+    );
+    const applied = await awooop('apply', '-f', priced, '--dry-run');
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
   });
 
   it('a dry run reports what would change and writes nothing', async () => {
