@@ -19,8 +19,12 @@ export type ChannelsLoop = {
  * counters — the poll catches a notification sent while the listener was reconnecting.
  * Only the process holding a session advisory lock on its listening connection manages
  * accounts, so a second `channels` process stands by instead of opening a second connection
- * per account; when the leader's connection drops, its lock goes with it and a standby takes
- * over at its next tick.
+ * per account. When the leader's listening connection drops, its lock goes with it, but its
+ * accounts' connections stay open while it reconnects and asks for the lock again at once:
+ * only if another process took the lock meanwhile does it close them. Closing on every blip
+ * would lose messages — Discord replays nothing sent between two sessions — while two
+ * processes holding one account for a moment is harmless: intake is deduped on each message's
+ * own id. While the lock is not held, nothing is reconciled (nothing opened or closed).
  */
 export async function startChannels({
   manager,
@@ -36,11 +40,14 @@ export async function startChannels({
 }): Promise<ChannelsLoop> {
   let client: pg.Client | null = null;
   let leader = false;
+  /** Leading, but the lock went with a lost connection and is not held again yet. */
+  let lockLost = false;
+  let ticking: Promise<void> | null = null;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
 
   const reconcile = async (why: string) => {
-    if (!leader || closed) return;
+    if (!leader || lockLost || closed) return;
     try {
       const report = await manager.reconcile();
       logger.debug({ why, ...report }, 'channels reconciled');
@@ -58,9 +65,10 @@ export async function startChannels({
       if (client !== c) return;
       client = null;
       if (leader) {
-        // The lock went with the connection: another process may lead now.
-        leader = false;
-        void manager.stopAll('listener connection lost').catch(() => undefined);
+        // The lock went with the connection: take it again before anyone else does, and keep
+        // the accounts' connections open meanwhile.
+        lockLost = true;
+        void tick();
       }
     });
     await c.connect();
@@ -69,17 +77,35 @@ export async function startChannels({
     client = c;
   };
 
-  const tick = async () => {
+  // One at a time: a lost connection asks for a tick at once, beside the interval's.
+  const tick = () =>
+    (ticking ??= (async () => {
+      try {
+        await tickOnce();
+      } finally {
+        ticking = null;
+      }
+    })());
+  const tickOnce = async () => {
     if (closed) return;
     try {
       if (!client) await connect();
-      if (!leader && client) {
+      if ((!leader || lockLost) && client) {
         const { rows } = await client.query<{ got: boolean }>(
           'SELECT pg_try_advisory_lock($1) AS got',
           [LEADER_LOCK],
         );
-        leader = rows[0]?.got === true;
-        if (leader) logger.info('channels: this process manages the channel accounts');
+        const got = rows[0]?.got === true;
+        if (got && !leader) logger.info('channels: this process manages the channel accounts');
+        if (got && lockLost) logger.info('channels: the lock is held again; connections kept');
+        if (!got && lockLost) {
+          // Another process leads now: its connections take over from ours.
+          logger.warn('channels: another process took the lock; closing the connections');
+          leader = false;
+          await manager.stopAll('another channels process leads').catch(() => undefined);
+        }
+        if (got) leader = true;
+        lockLost = false;
       }
     } catch (error) {
       logger.warn({ err: (error as Error).message }, 'channels listener could not connect');
@@ -102,6 +128,7 @@ export async function startChannels({
       clearTimeout(timer);
       const c = client;
       client = null;
+      await ticking;
       if (leader) await manager.stopAll('channels process stopped');
       leader = false;
       await c?.end().catch(() => undefined);

@@ -300,6 +300,42 @@ describe('the ChannelManager', () => {
     expect((await account(MEM)).desired).toBe('running');
   });
 
+  it('keeps its connections open when its listening connection is cut, and takes the lock again', async () => {
+    // Regression: a cut listener closed every held connection until the next tick opened them
+    // anew, and a Discord account lost what its Gateway sent in between (a new session
+    // replays nothing).
+    const listener = () =>
+      owner.query<{ pid: number; locked: boolean }>(
+        `SELECT a.pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory'
+                 AND l.granted) AS locked
+           FROM pg_stat_activity a
+          WHERE a.application_name = 'awooop-channels' AND a.datname = current_database()`,
+      );
+    const before = (await listener()).rows;
+    expect(before).toHaveLength(1);
+    expect(before[0]!.locked).toBe(true);
+    const opened = memory.connections.length;
+    await owner.query('SELECT pg_terminate_backend($1)', [before[0]!.pid]);
+    const after = await waitFor(
+      async () => {
+        const { rows } = await listener();
+        return rows.length === 1 && rows[0]!.pid !== before[0]!.pid && rows[0]!.locked && rows;
+      },
+      { what: 'a new listener holding the lock' },
+    );
+    expect(after).toHaveLength(1);
+    expect(loop.leading()).toBe(true);
+    expect(memory.connections.length).toBe(opened);
+    expect(openConnections()).toHaveLength(1);
+    const pushed = await memory.push(MEM, {
+      id: 'c-cut',
+      from: 'u1',
+      chat: 'chat-cut',
+      text: 'hi',
+    });
+    expect(pushed.runs).toHaveLength(1);
+  });
+
   it('switches the held connection when a contract revision is activated or rolled back, without a restart', async () => {
     const opened = memory.connections.length;
     await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, tenant(300));
