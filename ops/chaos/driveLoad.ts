@@ -1,12 +1,19 @@
 import { z } from 'zod';
 import { telegramUpdate } from '../fakes/channelPayloads.ts';
+import { messageCreate } from '../fakes/discordPayloads.ts';
 import { slackEventCallback, slackHeaders } from '../fakes/slackPayloads.ts';
 
 /** Private chat ids start here: one fresh chat per Telegram update. */
 export const CHAT_BASE = 5_000_000;
 
-/** The channels the load speaks: webhooks of two platforms and the HTTP API. */
-export type LoadChannel = 'api' | 'telegram' | 'slack';
+/** Discord DM channel ids start here (snowflake-shaped): one fresh channel per message. */
+const DISCORD_CHANNEL_BASE = 1_500_000_000_000_000_000n;
+
+/**
+ * The channels the load speaks: webhooks of two platforms, messages dispatched on Discord's
+ * Gateway (which the platform's `channels` process holds), and the HTTP API.
+ */
+export type LoadChannel = 'api' | 'telegram' | 'slack' | 'discord';
 
 /** One message the load sent (however many times), and what the platform said to it. */
 export type LoadItem = {
@@ -63,8 +70,16 @@ export type LoadOptions = {
   durationMs: number;
   /** Share sent through the Telegram webhook. */
   telegramShare: number;
-  /** Share sent through the Slack Events API webhook (the rest, after Telegram's, is API). */
+  /** Share sent through the Slack Events API webhook. */
   slackShare: number;
+  /** Share dispatched on the Discord Gateway (the rest, after the others', is API). */
+  discordShare: number;
+  /**
+   * Dispatches a MESSAGE_CREATE on the fake Gateway (kept in its session, so a RESUME
+   * replays it). Discord answers nothing back: a dispatched message counts as accepted, and
+   * its run is found by its channel once the load is over.
+   */
+  dispatchDiscord: (message: Record<string, unknown>) => void;
   /** Share of webhooks sent again: half at the same moment, half 1-5 s later. */
   duplicateShare: number;
   /** A failed request is retried (as Telegram does) until this long after the load ends. */
@@ -82,7 +97,8 @@ const WebhookAnswer = z.object({ ok: z.literal(true), runs: z.array(z.string()) 
  * per message so a retry cannot make a second run), Telegram webhooks (a real update with a
  * fresh `update_id` and chat) and Slack Events API callbacks (a direct message with a fresh
  * `event_id` and channel, signed again on every try as Slack does, its retries numbered in
- * `X-Slack-Retry-Num`). A request that fails (5xx, connection refused, timeout) is not
+ * `X-Slack-Retry-Num`), and Discord direct messages dispatched on the Gateway (a fresh message
+ * id and channel; a duplicate is the same dispatch again). A request that fails (5xx, connection refused, timeout) is not
  * accepted and is retried with backoff; a share of webhooks is sent twice on purpose.
  */
 export function driveLoad(o: LoadOptions): LoadDriver {
@@ -212,7 +228,13 @@ export function driveLoad(o: LoadOptions): LoadDriver {
   const start = (seq: number) => {
     const roll = o.random();
     const channel: LoadChannel =
-      roll < o.telegramShare ? 'telegram' : roll < o.telegramShare + o.slackShare ? 'slack' : 'api';
+      roll < o.telegramShare
+        ? 'telegram'
+        : roll < o.telegramShare + o.slackShare
+          ? 'slack'
+          : roll < o.telegramShare + o.slackShare + o.discordShare
+            ? 'discord'
+            : 'api';
     const item: LoadItem = {
       seq,
       channel,
@@ -221,12 +243,41 @@ export function driveLoad(o: LoadOptions): LoadDriver {
           ? String(CHAT_BASE + seq)
           : channel === 'slack'
             ? `DCHAOS${seq}`
-            : `chaos-${seq}`,
+            : channel === 'discord'
+              ? String(DISCORD_CHANNEL_BASE + BigInt(seq))
+              : `chaos-${seq}`,
       runIds: new Set(),
       attempts: 0,
       accepted: false,
     };
     items.push(item);
+    if (channel === 'discord') {
+      // A direct message from a person in a channel of its own; a duplicate is the same
+      // dispatch again (as a replay after RESUME is), with the same message id.
+      const message = messageCreate({
+        id: String(DISCORD_CHANNEL_BASE + BigInt(seq) + 7n),
+        channelId: item.conversation,
+        content: `chaos ${item.seq}`,
+      });
+      const send = () => {
+        item.attempts += 1;
+        counts.requests += 1;
+        o.dispatchDiscord(message);
+      };
+      send();
+      item.accepted = true;
+      const dup = o.random();
+      if (dup < o.duplicateShare / 2) {
+        item.duplicate = 'concurrent';
+        counts.duplicatesConcurrent += 1;
+        send();
+      } else if (dup < o.duplicateShare) {
+        item.duplicate = 'late';
+        counts.duplicatesLate += 1;
+        later(1000 + o.random() * 4000, () => Promise.resolve(send()));
+      }
+      return;
+    }
     track(deliver(item));
     if (channel === 'api') return;
     const dup = o.random();

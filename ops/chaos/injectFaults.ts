@@ -8,7 +8,12 @@ import type { Supervisor } from './startSupervisor.ts';
 export type FaultRecord = {
   /** Seconds since the faults started. */
   atS: number;
-  kind: 'worker_killed' | 'redis_restarted' | 'redis_flushed' | 'pg_connections_killed';
+  kind:
+    | 'worker_killed'
+    | 'redis_restarted'
+    | 'redis_flushed'
+    | 'pg_connections_killed'
+    | 'gateway_dropped';
   detail: string;
   /** Set when the fault could not be injected. */
   error?: string;
@@ -29,6 +34,11 @@ export type FaultOptions = {
   /** Restart Redis, FLUSHALL it and kill the Postgres connections, once each. */
   infra: boolean;
   random: () => number;
+  /**
+   * Cuts the Discord Gateway's connection without a close frame (a network drop), so the
+   * channels process must RESUME and the Gateway replays what followed its last sequence.
+   */
+  dropGateway?: () => string;
   log: (line: string) => void;
 };
 
@@ -38,7 +48,8 @@ const STAGES = new Set<string>(Stage.options);
  * While the load runs: SIGKILLs a random stage worker every `killEveryMs` (the supervisor
  * restarts it), and once each restarts Redis (at a quarter of the run; no persistence, so
  * everything in it is gone), runs FLUSHALL (at half) and terminates every Postgres backend of
- * the chaos database (at 70 %). Postgres itself is shared and never restarted.
+ * the chaos database (at 70 %); with `dropGateway`, cuts the Discord Gateway's connection
+ * three times (at 15, 40 and 85 %). Postgres itself is shared and never restarted.
  */
 export function injectFaults(o: FaultOptions): FaultInjector {
   const faults: FaultRecord[] = [];
@@ -89,6 +100,12 @@ export function injectFaults(o: FaultOptions): FaultInjector {
       await o.redis.flushAll();
       return 'FLUSHALL';
     });
+    if (o.dropGateway) {
+      const drop = o.dropGateway;
+      for (const fraction of [0.15, 0.4, 0.85]) {
+        at(fraction, 'gateway_dropped', () => Promise.resolve(drop()));
+      }
+    }
     at(0.7, 'pg_connections_killed', async () => {
       const n = await terminateBackends(o.database);
       return `${n} backends of ${o.database} terminated`;

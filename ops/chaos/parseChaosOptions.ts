@@ -16,13 +16,15 @@ export const ChaosOptions = z
     drain: z.coerce.number().positive().max(3600).default(150),
     /** How long no new message must arrive before the platform counts as quiet, in seconds. @defaultValue 5 */
     quiet: z.coerce.number().positive().max(600).default(5),
-    /** Share of runs sent through the Telegram webhook. @defaultValue 0.4 */
-    telegram: z.coerce.number().min(0).max(1).default(0.4),
+    /** Share of runs sent through the Telegram webhook. @defaultValue 0.3 */
+    telegram: z.coerce.number().min(0).max(1).default(0.3),
+    /** Share of runs sent through the Slack Events API webhook. @defaultValue 0.2 */
+    slack: z.coerce.number().min(0).max(1).default(0.2),
     /**
-     * Share of runs sent through the Slack Events API webhook; the rest, after Telegram's and
-     * Slack's, go through the API. @defaultValue 0.3
+     * Share of runs dispatched on the Discord Gateway; the rest, after Telegram's, Slack's and
+     * Discord's, go through the API. @defaultValue 0.2
      */
-    slack: z.coerce.number().min(0).max(1).default(0.3),
+    discord: z.coerce.number().min(0).max(1).default(0.2),
     /** Share of webhooks sent again as duplicates (half at once, half later). @defaultValue 0.1 */
     duplicates: z.coerce.number().min(0).max(1).default(0.1),
     /**
@@ -48,9 +50,9 @@ export const ChaosOptions = z
     json: z.boolean().default(false),
     help: z.boolean().default(false),
   })
-  .refine((o) => o.telegram + o.slack <= 1, {
-    path: ['slack'],
-    message: 'the Telegram and Slack shares add up to more than 1',
+  .refine((o) => o.telegram + o.slack + o.discord <= 1, {
+    path: ['discord'],
+    message: 'the Telegram, Slack and Discord shares add up to more than 1',
   });
 export type ChaosOptions = z.infer<typeof ChaosOptions>;
 
@@ -61,9 +63,10 @@ export const CHAOS_USAGE = `npm run chaos -- [options]
   --duration S        seconds of load and faults (default 120)
   --drain S           longest wait for quiescence after the load (default 150)
   --quiet S           seconds without a new message that count as quiet (default 5)
-  --telegram F        share of runs sent through the Telegram webhook (default 0.4)
-  --slack F           share sent through the Slack Events API webhook (default 0.3; the
-                      rest go through the HTTP API)
+  --telegram F        share of runs sent through the Telegram webhook (default 0.3)
+  --slack F           share sent through the Slack Events API webhook (default 0.2)
+  --discord F         share dispatched on the Discord Gateway (default 0.2; the rest go
+                      through the HTTP API)
   --duplicates F      share of webhooks re-sent as duplicates (default 0.1)
   --concurrency N     AWOOOP_WORKER_CONCURRENCY of each stage worker (default 8)
   --kill-every S      seconds between worker kills, 0 for none (default 4)
@@ -85,6 +88,7 @@ export function parseChaosOptions(argv: readonly string[]): ChaosOptions {
       quiet: { type: 'string' },
       telegram: { type: 'string' },
       slack: { type: 'string' },
+      discord: { type: 'string' },
       duplicates: { type: 'string' },
       concurrency: { type: 'string' },
       'kill-every': { type: 'string' },

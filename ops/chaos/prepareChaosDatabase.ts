@@ -7,6 +7,7 @@ import { ensureDatabase, migrate } from '../../db/migrate.ts';
 import { putSecret } from '../../db/secrets.ts';
 import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
+import { DISCORD_APP_ID } from '../fakes/discordPayloads.ts';
 import { withProject } from '../../db/withProject.ts';
 import { applyTestTenant, pipelineTenant, TEST_SECRETS } from '../fakes/pipelineTenant.ts';
 
@@ -20,6 +21,9 @@ const SLACK = {
   botToken: 'xoxb-chaos-0000000000-0000000000000-abcdefghijklmnopqrstuvwx',
 };
 export const SLACK_BOT_TOKEN = SLACK.botToken;
+
+/** The chaos project's Discord account: its bot token, as the fake Gateway and REST API expect. */
+export const DISCORD_BOT_TOKEN = 'MTEwMDAwMDAwMDAwMDAwMDAwMQ.chaos.discord-bot-token-0123456789';
 
 /** A migrated chaos database with its tenant applied. */
 export type ChaosDatabase = {
@@ -57,7 +61,8 @@ export async function dropDatabase(database: string): Promise<void> {
 /**
  * Creates `database` fresh (dropping any earlier one of that name), migrates it, and applies
  * the chaos tenant: a Telegram account talking to `telegramApiRoot`, a Slack account talking
- * to `slackApiBaseUrl`, an API account, the echo
+ * to `slackApiBaseUrl`, a Discord account on `discord` (its Gateway and REST API), an API
+ * account, the echo
  * model, in `read_only` mode (live: every run answers). Secrets are sealed with `secretKey`,
  * the AWOOOP_SECRET_KEY the platform's processes get.
  */
@@ -65,11 +70,13 @@ export async function prepareChaosDatabase({
   database,
   telegramApiRoot,
   slackApiBaseUrl,
+  discord,
   secretKey,
 }: {
   database: string;
   telegramApiRoot: string;
   slackApiBaseUrl: string;
+  discord: { apiBaseUrl: string; gatewayUrl: string };
   secretKey: Buffer;
 }): Promise<ChaosDatabase> {
   const url = databaseUrl(database);
@@ -94,11 +101,22 @@ export async function prepareChaosDatabase({
     apiBaseUrl: slackApiBaseUrl,
     progress: { statusAfterMs: 600_000 },
   });
+  input.tenant.channels.dc = ChannelContract.parse({
+    type: 'discord',
+    botToken: 'secret:discord-bot',
+    applicationId: DISCORD_APP_ID,
+    // Interactions are not sent by the chaos load: any well-formed key will do.
+    publicKey: 'ab'.repeat(32),
+    apiBaseUrl: discord.apiBaseUrl,
+    gatewayUrl: discord.gatewayUrl,
+    progress: { statusAfterMs: 600_000 },
+  });
   await applyTestTenant({ pool, logger }, input);
   const secrets = {
     ...TEST_SECRETS,
     'slack-signing': SLACK.signingSecret,
     'slack-bot': SLACK.botToken,
+    'discord-bot': DISCORD_BOT_TOKEN,
   };
   for (const [name, value] of Object.entries(secrets)) {
     await withProject(pool, CHAOS_PROJECT, (tx) =>

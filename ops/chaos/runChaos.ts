@@ -3,11 +3,13 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { startDiscordGateway } from '../fakes/discordGateway.ts';
+import { startDiscordRestServer } from '../fakes/discordRestServer.ts';
 import { startSlackServer } from '../fakes/slackServer.ts';
 import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { awaitQuiescence } from './awaitQuiescence.ts';
 import { chaosReport, detailLine, summaryLine } from './chaosReport.ts';
-import { driveLoad } from './driveLoad.ts';
+import { driveLoad, type LoadItem } from './driveLoad.ts';
 import { freePort } from '../freePort.ts';
 import { injectFaults } from './injectFaults.ts';
 import { CHAOS_USAGE, parseChaosOptions, type ChaosOptions } from './parseChaosOptions.ts';
@@ -15,9 +17,10 @@ import {
   CHAOS_PROJECT,
   dropDatabase,
   prepareChaosDatabase,
+  DISCORD_BOT_TOKEN,
   SLACK_BOT_TOKEN,
 } from './prepareChaosDatabase.ts';
-import { readChaosRuns } from './readChaosRuns.ts';
+import { readChaosRuns, type ChaosRun } from './readChaosRuns.ts';
 import { startPrivateRedis } from './startPrivateRedis.ts';
 import { startSupervisor } from './startSupervisor.ts';
 import { tallyChaos } from './tallyChaos.ts';
@@ -41,6 +44,22 @@ const cleanUp = () =>
     }
   })());
 
+/**
+ * Names each Discord message's runs: those of its channel (a message per channel, so more
+ * than one is a duplicate run). A webhook's answer names its run; a Gateway dispatch gets none.
+ */
+function nameDiscordRuns(items: readonly LoadItem[], runs: readonly ChaosRun[]): void {
+  const byChannel = new Map<string, string[]>();
+  for (const r of runs) {
+    const id = r.conversationKey.split('/')[3] ?? '';
+    byChannel.set(id, [...(byChannel.get(id) ?? []), r.runId]);
+  }
+  for (const item of items) {
+    if (item.channel !== 'discord') continue;
+    for (const id of byChannel.get(item.conversation) ?? []) item.runIds.add(id);
+  }
+}
+
 /** mulberry32: a small seeded generator, so a run's choices can be replayed with --seed. */
 function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
@@ -63,7 +82,12 @@ async function main(options: ChaosOptions): Promise<number> {
   cleanups.push(() => telegram.close());
   const slack = await startSlackServer({ token: SLACK_BOT_TOKEN });
   cleanups.push(() => slack.close());
-  const sent = () => telegram.sent.length + slack.posts.length;
+  const discordRest = await startDiscordRestServer({ token: DISCORD_BOT_TOKEN });
+  cleanups.push(() => discordRest.close());
+  const gateway = await startDiscordGateway({ token: DISCORD_BOT_TOKEN });
+  cleanups.push(() => gateway.close());
+  discordRest.setGatewayUrl(gateway.url);
+  const sent = () => telegram.sent.length + slack.posts.length + discordRest.posts.length;
   const redis = await startPrivateRedis();
   cleanups.push(() => redis.stop());
   const secretKey = randomBytes(32);
@@ -71,6 +95,7 @@ async function main(options: ChaosOptions): Promise<number> {
     database: options.database,
     telegramApiRoot: telegram.apiRoot,
     slackApiBaseUrl: slack.apiBaseUrl,
+    discord: { apiBaseUrl: discordRest.apiBaseUrl, gatewayUrl: gateway.url },
     secretKey,
   });
   cleanups.push(async () => {
@@ -112,6 +137,10 @@ async function main(options: ChaosOptions): Promise<number> {
     killEveryMs: options['kill-every'] * 1000,
     infra: !options['no-infra-faults'],
     random,
+    dropGateway: () => {
+      gateway.drop();
+      return `${gateway.connections()} connections so far`;
+    },
     log,
   });
   const load = driveLoad({
@@ -126,6 +155,8 @@ async function main(options: ChaosOptions): Promise<number> {
     durationMs,
     telegramShare: options.telegram,
     slackShare: options.slack,
+    discordShare: options.discord,
+    dispatchDiscord: (message) => void gateway.dispatch('MESSAGE_CREATE', message),
     duplicateShare: options.duplicates,
     retryForMs: 30_000,
     requestTimeoutMs: 15_000,
@@ -138,7 +169,7 @@ async function main(options: ChaosOptions): Promise<number> {
     log(
       `load: ${load.items.length} sent, ${load.items.filter((i) => i.accepted).length} accepted, ` +
         `${failed} failed requests, ${load.inFlight()} in flight, ` +
-        `${sent()} messages (${slack.posts.length} on Slack)`,
+        `${sent()} messages (${slack.posts.length} on Slack, ${discordRest.posts.length} on Discord)`,
     );
   }, 10_000);
   await load.done;
@@ -147,6 +178,18 @@ async function main(options: ChaosOptions): Promise<number> {
   const loadMs = Date.now() - loadStart;
   log(`load over: ${load.items.length} messages, ${load.counts.requests} requests`);
 
+  // Discord answers a dispatch with nothing: its runs are found by their channels, first
+  // once every dispatched message has one (or the drain runs out), so quiescence waits on them.
+  const discordItems = load.items.filter((i) => i.channel === 'discord');
+  const drainUntil = Date.now() + options.drain * 1000;
+  while (Date.now() < drainUntil) {
+    nameDiscordRuns(load.items, await readChaosRuns(db.pool, CHAOS_PROJECT));
+    if (discordItems.every((i) => i.runIds.size > 0)) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  log(
+    `${discordItems.filter((i) => i.runIds.size > 0).length}/${discordItems.length} Discord messages have a run`,
+  );
   const acceptedRunIds = () => load.items.flatMap((i) => (i.accepted ? [...i.runIds] : []));
   const quiescence = await awaitQuiescence({
     pool: db.pool,
@@ -159,10 +202,16 @@ async function main(options: ChaosOptions): Promise<number> {
   });
   log(quiescence.quiet ? 'quiet' : `not quiet after ${options.drain}s`);
 
+  const runs = await readChaosRuns(db.pool, CHAOS_PROJECT);
+  nameDiscordRuns(load.items, runs);
   const tally = tallyChaos({
     items: load.items,
-    runs: await readChaosRuns(db.pool, CHAOS_PROJECT),
-    received: [...telegram.sent, ...slack.posts.map((p) => ({ chat_id: p.channel, text: p.text }))],
+    runs,
+    received: [
+      ...telegram.sent,
+      ...slack.posts.map((p) => ({ chat_id: p.channel, text: p.text })),
+      ...discordRest.posts.map((p) => ({ chat_id: p.channelId, text: String(p.body.content) })),
+    ],
     replyPrefix: 'echo: ',
     statusText: 'Working on it',
   });

@@ -22,7 +22,7 @@ export type Supervisor = {
   stop(graceMs: number): Promise<void>;
 };
 
-const TYPE_OF = /ops\/awooop\.ts (web|sweeper|worker (\w+))\s*$/;
+const TYPE_OF = /ops\/awooop\.ts (web|sweeper|channels|worker (\w+))\s*$/;
 
 /**
  * Spawns the dev supervisor with `env` (its own database, Redis, port), its output and its

@@ -14,8 +14,11 @@ import {
   DISCORD_APP_ID,
   discordHeaders,
   discordKeyPair,
-} from '../fakes/discordPayloads.ts';
-import { startDiscordRestServer, type DiscordRestServer } from '../fakes/discordRestServer.ts';
+} from '../../ops/fakes/discordPayloads.ts';
+import {
+  startDiscordRestServer,
+  type DiscordRestServer,
+} from '../../ops/fakes/discordRestServer.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

@@ -23,9 +23,12 @@ import {
   discordKeyPair,
   interactionPing,
   messageCreate,
-} from '../fakes/discordPayloads.ts';
-import { startDiscordGateway, type FakeDiscordGateway } from '../fakes/discordGateway.ts';
-import { startDiscordRestServer, type DiscordRestServer } from '../fakes/discordRestServer.ts';
+} from '../../ops/fakes/discordPayloads.ts';
+import { startDiscordGateway, type FakeDiscordGateway } from '../../ops/fakes/discordGateway.ts';
+import {
+  startDiscordRestServer,
+  type DiscordRestServer,
+} from '../../ops/fakes/discordRestServer.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
 const TOKEN = 'MTEwMDAwMDAwMDAwMDAwMDAwMQ.GhZxyz.discord-test-bot-token-0123456789';

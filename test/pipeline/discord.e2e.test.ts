@@ -16,13 +16,13 @@ import {
   discordKeyPair,
   interactionPing,
   messageCreate,
-} from '../fakes/discordPayloads.ts';
-import { startDiscordGateway, type FakeDiscordGateway } from '../fakes/discordGateway.ts';
+} from '../../ops/fakes/discordPayloads.ts';
+import { startDiscordGateway, type FakeDiscordGateway } from '../../ops/fakes/discordGateway.ts';
 import {
   snowflake,
   startDiscordRestServer,
   type DiscordRestServer,
-} from '../fakes/discordRestServer.ts';
+} from '../../ops/fakes/discordRestServer.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { tableCounts } from '../helpers/tableCounts.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';

@@ -77,8 +77,9 @@ export async function startDiscordRestServer({
     body: unknown,
     headers: Record<string, string> = {},
   ) => {
+    // A 204 carries no body and, as Discord sends it, no content type.
     res.writeHead(status, {
-      'content-type': 'application/json',
+      ...(status === 204 ? {} : { 'content-type': 'application/json' }),
       'x-ratelimit-limit': '5',
       'x-ratelimit-remaining': '4',
       'x-ratelimit-reset': String(Date.now() / 1000 + 5),
