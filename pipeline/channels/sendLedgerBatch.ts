@@ -14,6 +14,7 @@ import type { ErrorCode } from '../errorCodes.ts';
 import type { ChannelContext } from './ChannelContext.ts';
 import type { ChannelSender, PaceKey, SendMethod, SendResult } from './ChannelPlugin.ts';
 import { assertAccountRunning } from './manager/accountGate.ts';
+import { countChannel } from './manager/channelStats.ts';
 
 /**
  * How a claimed chunk is held before another sender may take it over: well past the longest
@@ -83,9 +84,24 @@ export async function sendLedgerBatch(
   outlet: Outlet,
   batch: readonly OutboundRow[],
 ): Promise<BatchOutcome> {
-  const { ctx } = outlet;
+  const key = { projectId: outlet.projectId, accountId: outlet.accountId };
   // A stopped account's rows stay queued: the job waits without spending an attempt.
-  await assertAccountRunning(ctx, { projectId: outlet.projectId, accountId: outlet.accountId });
+  await assertAccountRunning(outlet.ctx, key);
+  const outcome = await sendUnlessHeld(outlet, batch);
+  // Every row an account sends counts on it, answers and approval notices alike.
+  void countChannel(outlet.ctx.redis, outlet.ctx.redisPrefix, key, {
+    outbound: outcome.status === 'sent' ? outcome.rows : 0,
+    ...(outcome.status === 'failed' ? { error: outcome.code } : {}),
+  });
+  return outcome;
+}
+
+/** One batch's claim → send → settle, once the account is known to be running. */
+async function sendUnlessHeld(
+  outlet: Outlet,
+  batch: readonly OutboundRow[],
+): Promise<BatchOutcome> {
+  const { ctx } = outlet;
   // Credentials are looked up before anything is claimed: a lookup that fails for a while
   // (the database away) leaves the rows queued and untouched, with no claim spent (a LINE
   // reply token may only be used by a row's first claim). One that can never succeed is a

@@ -5,7 +5,6 @@ import type { ConversationEvent } from '../contracts/conversationEvent.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 import type { ChannelContext } from './ChannelContext.ts';
 import type { AccountSender, SendTarget } from './ChannelPlugin.ts';
-import { countChannel } from './manager/channelStats.ts';
 import { sendLedgerBatch, type Outlet } from './sendLedgerBatch.ts';
 
 /** What a send is for: the run, its pinned account contract and the event it answers. */
@@ -55,11 +54,6 @@ export async function sendOutboundRows(
     if (outcome.status === 'failed')
       report.failed = { code: outcome.code, chunkIndex: outcome.chunkIndex };
   }
-  const { redis, redisPrefix } = target.ctx;
-  void countChannel(redis, redisPrefix, target.run, {
-    outbound: report.sent,
-    ...(report.failed ? { error: report.failed.code } : {}),
-  });
   return report;
 }
 

@@ -4,6 +4,7 @@ import { listApprovalNotices } from '../../db/outboundMessages.ts';
 import { withProject } from '../../db/withProject.ts';
 import { notifyApprovers } from '../../pipeline/approvals/notifyApprovers.ts';
 import { queueApprovalNotices } from '../../pipeline/approvals/queueApprovalNotices.ts';
+import { takeChannelStats } from '../../pipeline/channels/manager/channelStats.ts';
 import { slackPlugin } from '../../pipeline/channels/slack/slackPlugin.ts';
 import type { ProjectContract } from '../../pipeline/contracts/projectContract.ts';
 import { ChannelContract } from '../../pipeline/contracts/channelContract.ts';
@@ -180,6 +181,12 @@ describe('Slack approval buttons', () => {
         )
       ).map((r) => [r.status, r.method]),
     ).toEqual([['sent', 'askApprover']]);
+    // The notice counts as a message the approvals account sent, as an answer does.
+    const stats = await takeChannelStats(pipeline.ctx.redis, pipeline.ctx.redisPrefix, {
+      projectId: PROJECT,
+      accountId: 'sl',
+    });
+    expect(stats?.outbound).toBe(1);
     const buttons = (prompt[0]!.blocks as { elements?: { value: string }[] }[])[1]!.elements!;
     expect((await press(APPROVER, buttons[0]!.value)).body.approval).toBe('approved');
     expect(await stateOf(run.runId, approval.approvalId)).toEqual({
