@@ -32,6 +32,9 @@ class DiscordGatewayManager extends WebSocketManager {
   }
 }
 
+/** The longest a stop waits for the Gateway library to close its shards. */
+const STOP_WAIT_MS = 5000;
+
 /**
  * Opens a Discord account's Gateway connection with `@discordjs/ws` (IDENTIFY, heartbeats,
  * RESUME after a drop or a RECONNECT, a new IDENTIFY after an INVALID_SESSION: the library's
@@ -184,7 +187,13 @@ export async function openDiscordGateway(
       (stopping ??= (async () => {
         stopped = true;
         for (const done of [...wake]) done();
-        await manager.destroy({ reason: 'account stopped' });
+        // Bounded: the library's destroy can wait on a shard still connecting (an IDENTIFY
+        // held back by its throttle); nothing reaches the sink once `stopped` is set.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.resolve(manager.destroy({ reason: 'account stopped' })).catch(() => undefined),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS))),
+        ]).finally(() => clearTimeout(timer));
         await chain;
       })()),
   };
