@@ -43,9 +43,10 @@ export const ApprovalDecisionBody = z.strictObject({
  */
 export function approvalRoutes(deps: DecideDeps): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/v1/projects/:projectId/approvals' });
-  const operator = apiAuth({ pool: deps.pool, roles: ['operator', 'admin'] });
+  const read = apiAuth({ pool: deps.pool, action: 'approvals.read' });
+  const decide = apiAuth({ pool: deps.pool, action: 'approvals.decide' });
 
-  router.get<ApiState>('/', operator, async (ctx) => {
+  router.get<ApiState>('/', read, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const parsed = ApprovalQuery.safeParse(ctx.query);
     if (!parsed.success)
@@ -68,7 +69,7 @@ export function approvalRoutes(deps: DecideDeps): Router<AppState> {
     ['reject', 'rejected'],
   ] as const) {
     // Harmless twice: decideApproval decides a pending approval once; a repeat is 409.
-    router.post<ApiState>(`/:approvalId/${action}`, operator, async (ctx) => {
+    router.post<ApiState>(`/:approvalId/${action}`, decide, async (ctx) => {
       const projectId = ctx.params.projectId!;
       const approvalId = approvalIdOf(ctx);
       const raw = await readRawBody(ctx);

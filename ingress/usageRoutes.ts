@@ -14,10 +14,10 @@ import type { AppState } from './AppState.ts';
  */
 export function usageRoutes(deps: { pool: DatabasePool; now?: () => number }): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/v1/projects/:projectId' });
-  const operator = apiAuth({ pool: deps.pool, roles: ['operator', 'admin'] });
+  const read = apiAuth({ pool: deps.pool, action: 'usage.read' });
   const now = deps.now ?? Date.now;
 
-  router.get<ApiState>('/usage', operator, async (ctx) => {
+  router.get<ApiState>('/usage', read, async (ctx) => {
     const parsed = UsageQuery.safeParse(ctx.query);
     if (!parsed.success)
       throw new ContractViolationError(formatIssues(parsed.error), undefined, {
