@@ -23,9 +23,9 @@ const USAGE = `awooop — multi-tenant agent platform
 
 usage: awooop [--actor WHO | --key KEY] <command> ...
 
-  Without a key the CLI is the platform operator (it holds the platform's database login)
-  and may run every command. --key KEY (or AWOOOP_API_KEY) acts as a project API key
-  instead: only the commands its roles grant, in its project (see README, Roles).
+    Without a key the CLI is the platform operator (it holds the platform's database
+    login) and may run every command. --key KEY (or AWOOOP_API_KEY) acts as a project API
+    key instead: only the commands its roles grant, in its project (README: Roles).
 
   migrate                      create the database if needed and apply pending migrations
   apply -f FILE [--dry-run]    validate a tenant YAML file, then draft, publish and activate what changed

@@ -32,6 +32,8 @@ import { TEST_REDIS_URL } from './useRedisPrefix.ts';
 /** The whole pipeline in this test process: ingress on a local port and a worker per stage. */
 export type Pipeline = {
   url: string;
+  /** The ingress app's Koa middleware, its routers' dispatchers among them (`.router`). */
+  middleware: readonly unknown[];
   ctx: StageContext;
   queues: StageQueues;
   secretKey: Buffer;
@@ -193,6 +195,7 @@ export async function startPipeline({
 
   return {
     url,
+    middleware: app.middleware,
     ctx,
     queues,
     secretKey,
