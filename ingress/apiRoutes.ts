@@ -90,8 +90,9 @@ export type ApiDeps = AcceptDeps & {
  * The API channel: send a message (202 with the run id, durable before the answer; an
  * `Idempotency-Key` makes a retry with the same body return the same run, and is refused with
  * 422 for a different body), read a run with its timeline and output, and follow a run's
- * progress as server-sent events. A `client` key reads only the runs it sent; `operator` and
- * `admin` keys read every run of the project. A run that may not be read is 404, like one that
+ * progress as server-sent events. Who may is the permission table's (`messages.send`,
+ * `runs.read`): a `client` key reads only the runs it sent; a key whose roles grant
+ * `runs.read_any` (viewer, operator, admin) reads every run of the project. A run that may not be read is 404, like one that
  * does not exist.
  */
 export function apiRoutes(deps: ApiDeps): Router<AppState> {

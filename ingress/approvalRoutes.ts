@@ -34,7 +34,8 @@ export const ApprovalDecisionBody = z.strictObject({
 });
 
 /**
- * The approvals API, for `operator` and `admin` keys (a `client` key is 403): list a
+ * The approvals API, as the permission table says (`approvals.read`: viewer, operator,
+ * approver, admin; `approvals.decide`: approver, admin; any other key is 403): list a
  * project's approvals (`?status=pending|approved|rejected|expired&run=<uuid>&limit=N`,
  * newest first), and approve or reject one (200 with the approval as it now is; decided by
  * `api:<key id>`, which must also be an approver in the project's ACL, else 403

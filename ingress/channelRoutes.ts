@@ -27,7 +27,8 @@ export const ChannelsQuery = z.strictObject({
 export const AccountActionBody = z.strictObject({});
 
 /**
- * The channel accounts API, for `operator` and `admin` keys: `GET /channels` lists every
+ * The channel accounts API, as the permission table says (`channels.read`: viewer, operator,
+ * admin; `channels.manage`: operator, admin): `GET /channels` lists every
  * account of the project with its snapshot (desired and actual state, revision, last
  * inbound / outbound / error, counts, its newest `?history=N` changes, 20 by default), and
  * `POST /channels/:accountId/start|stop|restart` asks for a change (200 with the account as
