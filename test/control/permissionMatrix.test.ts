@@ -221,7 +221,7 @@ describe('every CLI command × every role', () => {
 
   const cliContext = (): CliContext => ({
     config: {} as Config,
-    logger: pipeline.ctx.logger as CliContext['logger'],
+    logger: pipeline.ctx.logger,
     actor: 'cli:test',
     caller: { kind: 'platform' },
     print: () => {},
