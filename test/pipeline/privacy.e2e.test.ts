@@ -13,6 +13,8 @@ import { verifyAudit } from '../../db/auditEvents.ts';
 import { withProject } from '../../db/withProject.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { applyRetention } from '../../pipeline/sweeper/applyRetention.ts';
+import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
+import { startMcpHttpServer, type McpHttpServer } from '../fakes/mcpHttpServer.ts';
 import { startModelServer, type ModelServer } from '../fakes/modelServer.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -22,12 +24,16 @@ import { waitFor } from '../helpers/waitFor.ts';
 const db = useTestDatabase();
 const prefix = useRedisPrefix();
 const NOTICE = 'Sorry, I could not finish that. The team has been told.';
+const MCP_TOKEN = 'privacy-http-mcp-token-7e2a91c4';
+/** The Telegram user id of the approver of the approval tenant. */
+const APPROVER = 880_077;
 
 let telegram: Awaited<ReturnType<typeof startTelegramServer>>;
 /** A provider that may see no personal data. */
 let publicModel: ModelServer;
 /** A provider the policy lets see e-mail addresses and phone numbers. */
 let privateModel: ModelServer;
+let mcp: McpHttpServer;
 let pipeline: Pipeline;
 let nextUpdateId = 1;
 let nextChat = 90_000;
@@ -36,12 +42,13 @@ beforeAll(async () => {
   telegram = await startTelegramServer();
   publicModel = await startModelServer();
   privateModel = await startModelServer();
+  mcp = await startMcpHttpServer({ token: MCP_TOKEN });
   pipeline = await startPipeline({ pool: db().pool, sweeperPool: db().sweeperPool, prefix });
 });
 
 afterAll(async () => {
   await pipeline?.close();
-  await Promise.all([telegram?.close(), publicModel?.close(), privateModel?.close()]);
+  await Promise.all([telegram?.close(), publicModel?.close(), privateModel?.close(), mcp?.close()]);
 });
 
 type Privacy = {
@@ -51,6 +58,13 @@ type Privacy = {
   storeTranscripts?: boolean;
   /** The route: `public` (primary) then `private`, or only one of them. */
   route?: 'public-then-private' | 'public' | 'private';
+  /** Give the agent the fake MCP server's read tool `web.lookup`. */
+  tools?: boolean;
+  /**
+   * Also its write tool `web.restart`, granted only with an approval, in auto_remediate mode
+   * with write tools on; `APPROVER` decides.
+   */
+  approval?: boolean;
 };
 
 /** Applies a test tenant whose route is the two fake providers, with the given privacy. */
@@ -59,7 +73,9 @@ async function applyPrivacyTenant(projectId: string, p: Privacy) {
     projectId,
     telegramApiRoot: telegram.apiRoot,
     lineBaseUrl: telegram.apiRoot,
+    ...(p.approval ? { mode: 'auto_remediate' as const, approvers: [String(APPROVER)] } : {}),
   });
+  const tools = p.tools === true || p.approval === true;
   const target = (which: 'public' | 'private') => ({
     provider: 'openai_compatible',
     model: `${which}-model`,
@@ -78,6 +94,52 @@ async function applyPrivacyTenant(projectId: string, p: Privacy) {
       ...base.tenant.project,
       ...(Object.keys(boundary).length > 0 ? { dataBoundary: boundary } : {}),
     },
+    ...(tools
+      ? {
+          agents: {
+            helper: {
+              ...base.tenant.agents.helper,
+              maxSteps: 4,
+              safetyCeiling: p.approval ? 'write' : 'read',
+              tools: p.approval ? ['web.lookup', 'web.restart'] : ['web.lookup'],
+            },
+          },
+          mcpGateway: {
+            servers: [
+              {
+                name: 'web',
+                contextDomain: 'general',
+                environment: 'prod',
+                transport: {
+                  type: 'streamable_http',
+                  url: mcp.url,
+                  headers: { Authorization: 'secret:mcp-http' },
+                },
+                tools: [
+                  { name: 'lookup', risk: 'read' },
+                  ...(p.approval ? [{ name: 'restart', risk: 'write' }] : []),
+                ],
+              },
+            ],
+            grants: [
+              { agent: 'helper', tools: ['web.lookup'], environments: ['prod'] },
+              ...(p.approval
+                ? [
+                    {
+                      agent: 'helper',
+                      tools: ['web.restart'],
+                      environments: ['prod'],
+                      requireApproval: true,
+                    },
+                  ]
+                : []),
+            ],
+          },
+          ...(p.approval
+            ? { runtime: { ...base.tenant.runtime, features: { writeTools: true } } }
+            : {}),
+        }
+      : {}),
     policies: {
       default: {
         ...policy,
@@ -99,6 +161,7 @@ async function applyPrivacyTenant(projectId: string, p: Privacy) {
   );
   for (const [name, value] of Object.entries(TEST_SECRETS))
     await pipeline.setSecret(projectId, name, value);
+  if (tools) await pipeline.setSecret(projectId, 'mcp-http', `Bearer ${MCP_TOKEN}`);
 }
 
 /** Sends `text` on the tenant's Telegram account from a new chat; returns the chat id. */
@@ -274,6 +337,96 @@ describe('privacy.storeTranscripts: false', () => {
     expect(
       await withProject(db().pool, 'nostore', (tx) => verifyAudit(tx)).then((v) => v.problems),
     ).toEqual([]);
+  });
+
+  it('leaves none in checkpoints or tool calls either, when the model called a tool with it', async () => {
+    await applyPrivacyTenant('nostore-tools', {
+      storeTranscripts: false,
+      route: 'public',
+      tools: true,
+    });
+    const marker = 'kumquat-tool-argument';
+    publicModel.setBehaviour((request) =>
+      request.rawBody.includes(marker) && !request.body.messages.some((m) => m.role === 'tool')
+        ? { toolCalls: [{ name: 'web__lookup', arguments: { key: marker } }] }
+        : undefined,
+    );
+    try {
+      const chat = await post('nostore-tools', `look up ${marker}`);
+      const run = await finished('nostore-tools', chat);
+      expect(run.state).toBe('COMPLETED');
+      // The tool was called with it and its result went back to the model ...
+      expect(mcp.calls.some((c) => c.arguments['key'] === marker)).toBe(true);
+      expect(publicModel.requests.some((r) => r.body.messages.some((m) => m.role === 'tool'))).toBe(
+        true,
+      );
+      // ... and neither the arguments, the result nor the steps keep it.
+      expect(await tablesHolding(marker)).toEqual({});
+      const owner = await db().owner();
+      const { rows } = await owner.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM tool_calls WHERE run_id = $1`,
+        [run.run_id],
+      );
+      expect(rows[0]!.n).toBe(1);
+    } finally {
+      publicModel.setBehaviour(null);
+    }
+  });
+
+  it('keeps the text while a run waits for an approval, so it resumes, and removes it once it completes', async () => {
+    await applyPrivacyTenant('nostore-approval', {
+      storeTranscripts: false,
+      route: 'public',
+      approval: true,
+    });
+    const marker = 'kumquat-approved-service';
+    publicModel.setBehaviour((request) =>
+      request.rawBody.includes(marker) && !request.body.messages.some((m) => m.role === 'tool')
+        ? { toolCalls: [{ name: 'web__restart', arguments: { service: marker } }] }
+        : undefined,
+    );
+    try {
+      const chat = await post('nostore-approval', `restart ${marker} please`);
+      const owner = await db().owner();
+      const approval = await waitFor(
+        async () =>
+          (
+            await owner.query<{ approval_id: string }>(
+              `SELECT approval_id FROM approvals WHERE project_id = 'nostore-approval'
+                  AND status = 'pending'`,
+            )
+          ).rows[0],
+        { what: 'the approval', timeoutMs: 120_000 },
+      );
+      // In flight, the text is what the resume is built from.
+      expect(Object.keys(await tablesHolding(marker))).toEqual(
+        expect.arrayContaining(['conversation_events', 'run_steps', 'approvals']),
+      );
+      await decideApproval(
+        {
+          pool: db().pool,
+          enqueue: pipeline.queues.enqueue,
+          contracts: pipeline.ctx.contracts,
+          channels: pipeline.ctx.channels,
+        },
+        {
+          projectId: 'nostore-approval',
+          approvalId: approval.approval_id,
+          decision: 'approved',
+          decidedBy: `telegram:${APPROVER}`,
+          via: 'api',
+        },
+      );
+      const run = await finished('nostore-approval', chat);
+      expect(run.state).toBe('COMPLETED');
+      expect(mcp.calls.some((c) => c.tool === 'restart' && c.arguments['service'] === marker)).toBe(
+        true,
+      );
+      expect(sentTo(chat).join('\n')).toContain(marker);
+      expect(await tablesHolding(marker)).toEqual({});
+    } finally {
+      publicModel.setBehaviour(null);
+    }
   });
 
   it('removes the text of a run that fails too', async () => {
