@@ -14,6 +14,7 @@ import { withProject } from '../../db/withProject.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { applyRetention } from '../../pipeline/sweeper/applyRetention.ts';
 import { decideApproval } from '../../pipeline/approvals/decideApproval.ts';
+import { retryRun } from '../../pipeline/runs/retryRun.ts';
 import { startMcpHttpServer, type McpHttpServer } from '../fakes/mcpHttpServer.ts';
 import { startModelServer, type ModelServer } from '../fakes/modelServer.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
@@ -439,6 +440,20 @@ describe('privacy.storeTranscripts: false', () => {
     const run = await finished('nostore-fail', chat);
     expect(run.failure_code).toBe('PRIVACY_BLOCKED');
     expect(await tablesHolding('kumquat-failure-note')).toEqual({});
+    // With its text gone it cannot run again: a retry is refused, changing nothing.
+    await expect(
+      retryRun(
+        {
+          pool: db().pool,
+          logger: pipeline.ctx.logger,
+          actor: 'cli:test',
+          enqueue: pipeline.queues.enqueue,
+          clearJob: async () => 'removed',
+        },
+        { projectId: 'nostore-fail', runId: run.run_id },
+      ),
+    ).rejects.toMatchObject({ code: 'RUN_NOT_RETRYABLE' });
+    expect((await finished('nostore-fail', chat)).state).toBe('FAILED');
   });
 
   it('keeps transcripts when the policy does not say false', async () => {
