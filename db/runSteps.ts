@@ -24,6 +24,16 @@ export const ModelStepBody = z.object({
       ms: z.number(),
     }),
   ),
+  /**
+   * The privacy gate's finding for this step: the personal-data classes the input carried
+   * and the route targets skipped for them (names only, never the data).
+   */
+  privacy: z
+    .object({
+      classes: z.array(z.string()),
+      skipped: z.array(z.object({ provider: z.string(), model: z.string() })),
+    })
+    .optional(),
 });
 export type ModelStepBody = z.infer<typeof ModelStepBody>;
 

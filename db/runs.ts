@@ -46,6 +46,8 @@ const RunRow = z.object({
   createdAt: z.number(),
   updatedAt: z.number(),
   completedAt: z.number().nullable(),
+  /** When the run's message text was removed (storeTranscripts false, retention); else null. */
+  textRemovedAt: z.number().nullable(),
 });
 /** A run as the stages see it. */
 export type Run = z.infer<typeof RunRow>;
@@ -57,7 +59,8 @@ const COLUMNS = sql.fragment`
   state, agent, session_key AS "sessionKey", pinned, mode, live, policy, output,
   failure_code AS "failureCode", failure_message AS "failureMessage",
   failure_detail AS "failureDetail", executing_at AS "executingAt", deadline_at AS "deadlineAt",
-  created_at AS "createdAt", updated_at AS "updatedAt", completed_at AS "completedAt"`;
+  created_at AS "createdAt", updated_at AS "updatedAt", completed_at AS "completedAt",
+  text_removed_at AS "textRemovedAt"`;
 
 /**
  * The ordering domain of a conversation: channel, account, dm|group, id and thread. Known at
@@ -317,7 +320,8 @@ export async function sessionHistory(
            e.body #> '{message,attachments}' AS attachments
       FROM runs r JOIN conversation_events e USING (event_id)
      WHERE r.project_id = ${projectId} AND r.session_key = ${sessionKey}
-       AND r.state = 'COMPLETED' AND r.run_seq < ${beforeSeq}
+       AND r.state = 'COMPLETED' AND r.run_seq < ${beforeSeq} AND r.text_removed_at IS NULL
+       AND r.policy ->> 'storeTranscripts' IS DISTINCT FROM 'false'
      ORDER BY r.run_seq DESC LIMIT ${limit}`);
   return rows.flatMap((r) =>
     r.input !== null && r.output !== null
@@ -345,7 +349,8 @@ export async function historyTainted(
       SELECT 1 FROM (
         SELECT run_id FROM runs
          WHERE project_id = ${projectId} AND session_key = ${sessionKey}
-           AND state = 'COMPLETED' AND run_seq < ${beforeSeq}
+           AND state = 'COMPLETED' AND run_seq < ${beforeSeq} AND text_removed_at IS NULL
+           AND policy ->> 'storeTranscripts' IS DISTINCT FROM 'false'
          ORDER BY run_seq DESC LIMIT ${limit}
       ) h JOIN run_steps s USING (run_id)
        WHERE s.kind = 'tool' AND (s.body ->> 'untrusted')::boolean

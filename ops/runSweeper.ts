@@ -7,7 +7,8 @@ import { onShutdown } from './onShutdown.ts';
 /**
  * The `sweeper` process: the sweeper's worker (`createSweeperWorker`) fires a sweep every
  * AWOOOP_SWEEP_INTERVAL_MS, which re-enqueues runs whose job was lost and ends runs past their
- * deadline, and about once a minute checkpoints every project's audit chain.
+ * deadline, about once a minute checkpoints every project's audit chain, and every ten minutes
+ * runs the retention pass (`dataBoundary.retentionDays`).
  */
 export async function runSweeper(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'sweeper' });

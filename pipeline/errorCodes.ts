@@ -33,6 +33,8 @@ export const ERROR_CODES = {
   RATE_LIMITED: "The policy's rate gate refused the run: too many runs in the window.",
   BUDGET_EXCEEDED:
     "A model step or tool call would pass a budget (the run's, or the project's day or month); the run ends and spends no more.",
+  PRIVACY_BLOCKED:
+    "The run's input carries personal data (`detail.pii_classes`) that no model of its route may see (`privacy.piiAccess`); nothing was sent.",
   MODE_FORBIDS:
     'The migration mode forbids this: in shadow, read_only or suggest mode only read tools are called.',
 

@@ -1,12 +1,14 @@
 import { Queue, Worker } from 'bullmq';
 import { stageJobId } from '../pipeline/contracts/runState.ts';
 import type { StageContext } from '../pipeline/StageContext.ts';
+import { applyRetention } from '../pipeline/sweeper/applyRetention.ts';
 import { checkpointAllProjects, sweep } from '../pipeline/sweeper/sweep.ts';
 import type { StageQueues } from './stageQueues.ts';
 
 /** The sweeper's own queue and its scheduler id. */
 export const SWEEPER_QUEUE = 'sweeper';
 const CHECKPOINT_EVERY_MS = 60_000;
+const RETENTION_EVERY_MS = 10 * 60_000;
 
 /** A running sweeper shell; `close` stops its worker (waiting up to 5 s) and its queue. */
 export type SweeperWorker = { close(): Promise<void> };
@@ -15,7 +17,8 @@ export type SweeperWorker = { close(): Promise<void> };
  * The sweeper's BullMQ shell: a job scheduler fires a sweep every `everyMs` (one scheduler,
  * however many sweeper processes run); each sweep re-enqueues runs whose job was lost and ends
  * runs past their deadline. About once a minute it also checkpoints every project's audit
- * chain. `ctx.pool` must be the sweeper's login.
+ * chain, and every ten minutes it runs the retention pass (`applyRetention`). `ctx.pool` must
+ * be the sweeper's login.
  */
 export async function createSweeperWorker(
   ctx: StageContext,
@@ -44,6 +47,7 @@ export async function createSweeperWorker(
     );
   await schedule();
   let lastCheckpoint = 0;
+  let lastRetention = 0;
   const worker = new Worker(
     SWEEPER_QUEUE,
     // Harmless twice (two sweepers, a stalled sweep): sweep() enqueues only where no live job
@@ -61,6 +65,12 @@ export async function createSweeperWorker(
       if (Date.now() - lastCheckpoint > CHECKPOINT_EVERY_MS) {
         lastCheckpoint = Date.now();
         await checkpointAllProjects(ctx);
+      }
+      // Harmless twice: the retention pass skips runs whose text is already gone and audits
+      // only a project where it removed something.
+      if (Date.now() - lastRetention > RETENTION_EVERY_MS) {
+        lastRetention = Date.now();
+        for (const removed of await applyRetention(ctx)) logger.info(removed, 'retention');
       }
       return report;
     },

@@ -19,6 +19,7 @@ import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
 import type { StageContext } from '../StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
 import { capModelTimeout } from './capModelTimeout.ts';
+import { gatePrivacy } from './gatePrivacy.ts';
 import { handleToolCall } from './handleToolCall.ts';
 import type { ChatMessage, ToolSpec } from './modelTypes.ts';
 import { NonRetryableError, RetryAfterError } from '../errors.ts';
@@ -44,6 +45,8 @@ export type LoopOutcome =
       modelSteps: number;
       toolCalls: number;
       usage: { inputTokens: number; outputTokens: number };
+      /** What the privacy gate found over every model step, or null when it found nothing. */
+      privacy: { classes: string[]; skipped: string[] } | null;
     }
   | { kind: 'paused'; approval: Approval };
 
@@ -158,6 +161,13 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       modelSteps + 1 >= contracts.agent.maxSteps ? [] : offered.map((o) => o.spec);
     const messages = [...base, ...replay(steps)];
     const stepIndex = steps.length;
+    // Before the reservation: a step refused for privacy spends nothing.
+    const gate = gatePrivacy(
+      [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks],
+      messages,
+      contracts.project.dataBoundary?.piiClasses ?? [],
+      contracts.policy.privacy.piiAccess,
+    );
     await budget.reserveModelStep(
       stepIndex,
       Buffer.byteLength(JSON.stringify({ messages, tools }), 'utf8'),
@@ -169,9 +179,7 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
         ? contracts.runtime.timeouts.modelMs
         : Math.max(1, Math.min(contracts.runtime.timeouts.modelMs, wallLeft));
     const result = await callModelRoute(
-      [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks].map(
-        (target) => capModelTimeout(target, modelMs),
-      ),
+      gate.targets.map((target) => capModelTimeout(target, modelMs)),
       {
         messages,
         responseFormat: contracts.agent.outputSchema ? 'json' : 'text',
@@ -201,6 +209,7 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       usage: result.usage,
       latencyMs: result.latencyMs,
       attempts: result.attempts,
+      ...(gate.decision ? { privacy: gate.decision } : {}),
     };
     const step: RunStep = { stepIndex, kind: 'model', body };
     const settle = (tx: CommonQueryMethods) =>
@@ -226,6 +235,7 @@ function answer(
 ): LoopOutcome {
   const models = steps.flatMap((s) => (s.kind === 'model' ? [s.body] : []));
   const last = models.at(-1)!;
+  const found = models.flatMap((m) => (m.privacy ? [m.privacy] : []));
   return {
     kind: 'answer',
     text: last.text,
@@ -239,6 +249,15 @@ function answer(
       inputTokens: models.reduce((n, m) => n + m.usage.inputTokens, 0),
       outputTokens: models.reduce((n, m) => n + m.usage.outputTokens, 0),
     },
+    privacy:
+      found.length === 0
+        ? null
+        : {
+            classes: [...new Set(found.flatMap((f) => f.classes))],
+            skipped: [
+              ...new Set(found.flatMap((f) => f.skipped.map((t) => `${t.provider}:${t.model}`))),
+            ],
+          },
   };
 }
 

@@ -47,6 +47,10 @@ export const AUDIT_ACTIONS = {
   'budget.alert':
     "A project's spend passed its budget's `alertAtPercent` for a day or month (once per period and limit).",
 
+  // Privacy
+  'retention.applied':
+    "The retention pass blanked a project's conversation text older than `dataBoundary.retentionDays`; `detail` holds counts per table, never text.",
+
   // Tools and approvals
   'tool.call': 'A tool call started or settled; `detail.status` says which (never the arguments).',
   'approval.requested': 'A tool call asked for a human approval.',

@@ -96,6 +96,17 @@ export const PiiClass = z.enum([
 ]);
 export type PiiClass = z.infer<typeof PiiClass>;
 
+/**
+ * The classes the pattern classifier recognises in a message (`pipeline/sanitize/redactPii.ts`);
+ * `address` and `person_name` have no reliable pattern.
+ */
+export const CLASSIFIED_PII: readonly PiiClass[] = [
+  'email',
+  'phone',
+  'payment_card',
+  'national_id',
+];
+
 /** An http(s) URL. */
 export const HttpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 

@@ -94,8 +94,28 @@ export const PolicyContract = z
       .strictObject({
         redactPii: z.array(PiiClass).default([]),
         allowExternalProviders: z.boolean().default(false),
-        /** Refused by apply (not supported yet); read only in revisions stored before. */
+        /**
+         * `false` keeps message text out of Postgres once a run has ended: its input, output,
+         * checkpoints, tool arguments and sent answer rows are blanked in the transaction
+         * that completes or fails it (see docs/architecture.md, Privacy). Absent or `true`:
+         * transcripts are stored.
+         */
         storeTranscripts: z.boolean().optional(),
+        /**
+         * Which of the project's `dataBoundary.piiClasses` each model of the route may be
+         * sent. A target (matched by `model`, and `provider` when given) not listed may see
+         * none of them; `echo` never leaves the process and sees everything.
+         */
+        piiAccess: z
+          .array(
+            z.strictObject({
+              model: z.string().min(1).max(200),
+              provider: z.enum(['openai_compatible', 'anthropic']).optional(),
+              classes: z.array(PiiClass).min(1, 'needs at least one class'),
+            }),
+          )
+          .max(20)
+          .optional(),
       })
       .prefault({}),
   })

@@ -72,13 +72,21 @@ export type ProjectBudget = z.infer<typeof ProjectBudget>;
 export const ProjectContract = z.strictObject({
   displayName: z.string().min(1).max(120),
   description: z.string().max(2000).optional(),
-  // owners and dataBoundary: refused by apply (not supported yet); read only in revisions
-  // stored before.
+  // owners and dataBoundary.region: refused by apply (not supported yet); read only in
+  // revisions stored before.
   owners: z.array(z.string().min(1).max(200)).min(1, 'needs at least one owner').optional(),
   dataBoundary: z
     .strictObject({
-      region: z.string().min(1).max(64),
-      retentionDays: z.int().min(1).max(3650),
+      region: z.string().min(1).max(64).optional(),
+      /**
+       * Days a finished run's conversation text is kept: the sweeper's retention pass blanks
+       * it after that (the rows, ids, states and audit stay).
+       */
+      retentionDays: z.int().min(1).max(3650).optional(),
+      /**
+       * The personal data every model call's input is checked for; a class found that a
+       * route's model may not see (`policies.*.privacy.piiAccess`) is never sent to it.
+       */
       piiClasses: z.array(PiiClass).default([]),
     })
     .optional(),

@@ -1,4 +1,5 @@
 import type { AgentContract } from './agentContract.ts';
+import { CLASSIFIED_PII } from './common.ts';
 import type { ChannelContract } from './channelContract.ts';
 import type { PolicyContract } from './policyContract.ts';
 import type { ProjectContract } from './projectContract.ts';
@@ -33,10 +34,10 @@ export function refuseUnsupportedFields(
   const { project, runtime } = tenant;
   if (project.owners !== undefined)
     issue(['project', 'owners'], notYet('owners grant nothing; ACL members with admin do'));
-  if (project.dataBoundary !== undefined) {
+  if (project.dataBoundary?.region !== undefined) {
     issue(
-      ['project', 'dataBoundary'],
-      notYet('no region, retention or PII-class boundary is enforced'),
+      ['project', 'dataBoundary', 'region'],
+      notYet('data is not kept to a region (retentionDays and piiClasses are enforced)'),
     );
   }
   if (project.approvals.approverRole === 'operator') {
@@ -45,6 +46,14 @@ export function refuseUnsupportedFields(
       '"operator" no longer decides approvals: give the deciding members the approver role and use approver (the default) or admin',
     );
   }
+  project.dataBoundary?.piiClasses.forEach((cls, i) => {
+    if (!CLASSIFIED_PII.includes(cls)) {
+      issue(
+        ['project', 'dataBoundary', 'piiClasses', i],
+        `"${cls}" is not supported yet: no classifier recognises it in a message (${CLASSIFIED_PII.join(', ')} are recognised); remove it`,
+      );
+    }
+  });
   project.bindings.forEach((binding, i) => {
     if (binding.channel !== undefined && !isPluginChannel(binding.channel))
       issue(['project', 'bindings', i, 'channel'], noPlugin(binding.channel, channelTypes));
@@ -55,14 +64,6 @@ export function refuseUnsupportedFields(
       issue(
         ['agents', name, 'inputSchema'],
         notYet('inbound messages are not checked against an input schema'),
-      );
-    }
-  }
-  for (const [name, policy] of Object.entries(tenant.policies)) {
-    if (policy.privacy.storeTranscripts !== undefined) {
-      issue(
-        ['policies', name, 'privacy', 'storeTranscripts'],
-        notYet('transcripts are always stored'),
       );
     }
   }

@@ -174,6 +174,25 @@ export function tenantFileSchema(channelTypes: readonly ChannelType[]) {
           );
         }
       }
+      const checked = new Set(tenant.project.dataBoundary?.piiClasses ?? []);
+      for (const [name, policy] of Object.entries(tenant.policies)) {
+        const route = [policy.modelRoute.primary, ...policy.modelRoute.fallbacks];
+        policy.privacy.piiAccess?.forEach((entry, i) => {
+          const path: Path = ['policies', name, 'privacy', 'piiAccess', i];
+          const matches = route.some(
+            (t) => t.model === entry.model && (entry.provider ?? t.provider) === t.provider,
+          );
+          if (!matches) issue([...path, 'model'], `matches no model of modelRoute`);
+          entry.classes.forEach((cls, j) => {
+            if (!checked.has(cls)) {
+              issue(
+                [...path, 'classes', j],
+                `"${cls}" is not in project.dataBoundary.piiClasses, so messages are never checked for it`,
+              );
+            }
+          });
+        });
+      }
       refuseUnsupportedFields(tenant, issue, channelTypes);
     });
 }

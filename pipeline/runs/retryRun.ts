@@ -66,6 +66,13 @@ export async function retryRun(
   const plan = await withProject(deps.pool, projectId, async (tx) => {
     const run = await getRun(tx, runId);
     if (!run) throw new NotFoundError('RUN_NOT_FOUND', `no run ${runId} in project ${projectId}`);
+    if (run.textRemovedAt !== null) {
+      throw new NonRetryableError(
+        'RUN_NOT_RETRYABLE',
+        `run ${runId} cannot be retried: its message text was removed (privacy.storeTranscripts: false, or retention)`,
+        { status: 409 },
+      );
+    }
     return planRetry(run, await listTransitions(tx, runId));
   });
   // The stage's job and the failure notice's: a retry that fails again must be able to

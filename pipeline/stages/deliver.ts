@@ -10,6 +10,8 @@ import { withProject } from '../../db/withProject.ts';
 import { sendOutboundRows } from '../channels/sendOutboundRows.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { failRun } from '../runs/failRun.ts';
+import { removesTranscripts } from '../runs/removesTranscripts.ts';
+import { removeRunText } from '../../db/runText.ts';
 import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import { loadRunWithEvent } from '../runs/loadRun.ts';
 import { alreadyDone } from './alreadyDone.ts';
@@ -24,7 +26,8 @@ import type { StageOutcome } from './StageOutcome.ts';
  * gets the failure notice instead of half an answer.
  * Harmless twice: each row is claimed and settled in the ledger (a stored row changes only
  * from `queued`), so a sent (or uncertain) row is never sent again, and completing is
- * conditional on the `SANITIZED` state.
+ * conditional on the `SANITIZED` state. Under `privacy.storeTranscripts: false` the run's
+ * message text is removed in the transaction that completes it.
  */
 export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
@@ -82,6 +85,8 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
     if (moved) {
       await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
       await stored('reply');
+      // The stored answer is what its client reads: it stays until retention removes it.
+      if (removesTranscripts(run)) await removeRunText(tx, [run.runId], { keepAnswer: true });
     }
     return { next: null };
   };
@@ -128,7 +133,9 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
       );
       return { next: 'deliver', notice: true };
     }
-    await complete(tx, counts);
+    const completed = await complete(tx, counts);
+    // Every row is settled now: the answer has left, and its text with it.
+    if (completed && removesTranscripts(run)) await removeRunText(tx, [run.runId]);
     return { next: null };
   });
 }

@@ -160,6 +160,10 @@ export async function execute(
         fallbacks: outcome.last.attempts.length - 1,
         steps: outcome.modelSteps,
         tool_calls: outcome.toolCalls,
+        // The privacy gate's decision, by class and target name: never the data itself.
+        ...(outcome.privacy
+          ? { pii_classes: outcome.privacy.classes, pii_skipped: outcome.privacy.skipped }
+          : {}),
       },
     });
     // The answering step's checkpoint commits with the output, never on its own.

@@ -37,6 +37,7 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
           startedAt,
           channel: contracts.channel,
           from: 'RESOLVED',
+          removeText: contracts.policy.privacy.storeTranscripts === false,
         },
       );
       return { next: 'deliver' as const, notice: true };
@@ -87,6 +88,8 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
       reason: decision.reason,
       policy: contracts.policyName,
       route: route.map((t) => ({ provider: t.provider, model: t.model })),
+      // Read by the stages that end the run, from the run row (no contract read).
+      ...(contracts.policy.privacy.storeTranscripts === false ? { storeTranscripts: false } : {}),
     };
     const moved = await transitionRun(tx, {
       runId: run.runId,

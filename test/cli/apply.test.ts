@@ -184,8 +184,7 @@ describe('awooop apply', () => {
     expect(result.stderr).toContain('nothing was written');
     for (const field of [
       'project.owners',
-      'project.dataBoundary',
-      'policies.default.privacy.storeTranscripts',
+      'project.dataBoundary.region',
       'runtime.timeouts.stageMs',
       'runtime.retry.attempts',
       'runtime.retry.backoffMs',
@@ -194,12 +193,14 @@ describe('awooop apply', () => {
         new RegExp(`${field.replace(/[.[\]]/g, '\\$&')}: .*not supported yet`),
       );
     }
-    // Budgets are enforced now (issue 15): the same file's budget blocks are not refused.
+    // Budgets are enforced now (issue 15): the same file's budget blocks are not refused,
+    // nor are retention and transcripts (issue 15, item 5); a region still is.
     expect(result.stderr).not.toMatch(/budget/);
     // Operators no longer decide approvals (issue 15, item 7): refused by name, with the fix.
     expect(result.stderr).toContain(
       'project.approvals.approverRole: "operator" no longer decides approvals: give the deciding members the approver role',
     );
+    expect(result.stderr).not.toMatch(/dataBoundary\.retentionDays:|storeTranscripts:/);
     expect(await tableCounts(owner)).toEqual(before);
   });
 
