@@ -92,7 +92,14 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
       // webhook finds its runs and makes none.
       const accepted = await acceptInbound(
         deps,
-        { projectId, channel: type, accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+        {
+          projectId,
+          channel: type,
+          accountId,
+          traceId: traceIdFrom(ctx.get('traceparent')),
+          limits: account.limits,
+          overload: inbound.overload?.(account, request) ?? 'refuse',
+        },
         result.batch.events,
       );
       const answer = {
