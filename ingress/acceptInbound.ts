@@ -66,6 +66,10 @@ export type Accepted = { runId: string; created: boolean };
  * enqueue fails fast (see `FAIL_FAST_REDIS`), so Redis being away never holds the answer up.
  * An event that does not
  * fit the {@link ConversationEvent} schema is a 400 naming the field; nothing is written.
+ * With `deps.admission`, every event is checked first and then the request is admitted
+ * (limits, backlog bounds): a refusal is a {@link TryLaterError} (429 / 503 with
+ * `Retry-After`) before anything is written, or, for `overload: 'absorb'`, the runs are
+ * written and their first stage delayed. Each run's `resolve` job carries its fair priority.
  * A credential of the project's that the user typed (any of its secrets, as the sanitize
  * stage knows them) is replaced by `[REDACTED]` in the message text, its subject, the sender's
  * name and attachment names before the event is stored, so neither `conversation_events`, the model nor the history

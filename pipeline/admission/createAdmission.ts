@@ -141,7 +141,7 @@ export function createAdmission({
         at + request.runTimeoutMs + HOLD_SLACK_MS,
         bounds.backlogRetryAfterS * 1000,
         request.projectId,
-        ...rates.flatMap((r) => [60_000 / r.perMinute, r.perMinute, r.count]),
+        ...rates.flatMap((r) => [60_000 / r.perMinute, burstOf(r.perMinute), r.count]),
         ...request.events.map((e) => e.runId),
       ].map(String);
       let result: [number, number, number];
@@ -202,6 +202,16 @@ export function createAdmission({
       ).catch(() => {});
     },
   };
+}
+
+/**
+ * How many messages a limit takes at once before its steady rate applies: a tenth of a
+ * minute's worth, at least 5 (a person sends a few lines in a row), at most the limit. A
+ * minute's worth at once would let a flooding tenant put a whole minute of work in front of
+ * the workers in one second.
+ */
+export function burstOf(perMinute: number): number {
+  return Math.min(perMinute, Math.max(5, Math.ceil(perMinute / 10)));
 }
 
 type RateCheck = { key: string; perMinute: number; count: number; what: string };

@@ -24,8 +24,8 @@ const PublicBaseUrl = z
 
 /**
  * What one channel account takes in, checked at ingress before anything is written: a rate
- * for the account, for one sender (a user) and for one conversation (a chat). Each allows a
- * burst of up to a minute's worth, then the steady rate.
+ * for the account, for one sender (a user) and for one conversation (a chat). Each takes a
+ * burst of a tenth of a minute's worth (at least 5, at most the limit), then the steady rate.
  */
 export const ChannelLimits = z.strictObject({
   messagesPerMinute: z.int().min(1).max(1_000_000).optional(),

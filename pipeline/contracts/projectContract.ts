@@ -72,7 +72,10 @@ export type ProjectBudget = z.infer<typeof ProjectBudget>;
  * written (see `pipeline/admission/`). Absent fields: the platform's bounds alone apply.
  */
 export const ProjectLimits = z.strictObject({
-  /** Messages a minute over all the project's channel accounts (bursts up to a minute's worth). */
+  /**
+   * Messages a minute over all the project's channel accounts (a burst of a tenth of that, at
+   * least 5, then the steady rate).
+   */
   messagesPerMinute: z.int().min(1).max(1_000_000).optional(),
   /**
    * Runs accepted and not yet finished past which new messages are refused. It can only lower
