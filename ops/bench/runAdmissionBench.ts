@@ -98,8 +98,11 @@ type RunFigures = {
   runsPerS: number;
 };
 
-/** What the database says about these runs: how they ended, and acceptance → finish times. */
-async function figures(db: pg.Client, runIds: readonly string[]): Promise<RunFigures> {
+/**
+ * What the database says about these runs: how they ended, and acceptance → finish times
+ * (of those accepted `skipMs` or more after the first of them, when given).
+ */
+async function figures(db: pg.Client, runIds: readonly string[], skipMs = 0): Promise<RunFigures> {
   const { rows } = await db.query<{
     n: string;
     completed: string;
@@ -114,8 +117,10 @@ async function figures(db: pg.Client, runIds: readonly string[]): Promise<RunFig
               (ORDER BY extract(epoch FROM completed_at - created_at) * 1000)
               FILTER (WHERE state = 'COMPLETED') AS q,
             (extract(epoch FROM max(completed_at) - min(created_at)) * 1000)::float8 AS span
-       FROM runs WHERE run_id = ANY($1::uuid[])`,
-    [runIds],
+       FROM runs WHERE run_id = ANY($1::uuid[])
+        AND created_at >= (SELECT min(created_at) FROM runs WHERE run_id = ANY($1::uuid[]))
+                          + make_interval(secs => $2::float8 / 1000)`,
+    [runIds, skipMs],
   );
   const row = rows[0]!;
   const completed = Number(row.completed);
@@ -178,11 +183,14 @@ async function fairness(
   await drain(db, [...withA.runIds, ...flood.runIds], drainMs);
   const bWith = await figures(db, withA.runIds);
   const aRuns = await figures(db, flood.runIds);
+  // A's burst (a tenth of a minute's worth) lands at the phase's start: B after it.
+  const bLater = await figures(db, withA.runIds, 5000);
   const ratio = bWith.p99Ms / bAlone.p99Ms;
   return [
     `fairness: A limited to ${options.limitA}/s (${options.limitA * 60}/min), sending ${rateA}/s; B at ${options.rateB}/s; ${options.seconds} s a phase`,
     `  B alone:  ${bAlone.completed}/${alone.sent} completed, p50 ${ms(bAlone.p50Ms)}, p99 ${ms(bAlone.p99Ms)}`,
     `  B with A: ${bWith.completed}/${withA.sent} completed, p50 ${ms(bWith.p50Ms)}, p99 ${ms(bWith.p99Ms)} (p99 ${round(ratio, 2)}x alone)`,
+    `  B with A, accepted 5 s or more into the phase: p50 ${ms(bLater.p50Ms)}, p99 ${ms(bLater.p99Ms)} (${bLater.completed} runs)`,
     `  A: sent ${flood.sent}, accepted ${flood.accepted}, completed ${aRuns.completed}, failed ${aRuns.failed}, unfinished ${aRuns.unfinished}, refused with Retry-After ${flood.refusedWithRetryAfter}, other answers ${refusedOther(flood)} ${JSON.stringify(flood.refusedOther)}`,
     `  B refused: alone ${alone.refusedWithRetryAfter + refusedOther(alone)}, with A ${withA.refusedWithRetryAfter + refusedOther(withA)}`,
   ];

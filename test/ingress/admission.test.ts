@@ -182,8 +182,18 @@ describe('backlog bounds', () => {
     expect(await priorities('adm-b')).toEqual([1, 2]);
   });
 
+  it('keeps a run’s priority in its next stage', async () => {
+    pipeline.startWorkers(['resolve']);
+    const third = accepted['adm-a']![2]!;
+    const job = await waitFor(
+      async () => pipeline.queues.queues.policy.getJob(stageJobId('policy', third, false)),
+      { what: 'the policy job of A’s third run', timeoutMs: 60_000 },
+    );
+    expect(job.opts.priority).toBe(3);
+  });
+
   it('takes new messages again once the backlog has finished', async () => {
-    pipeline.startWorkers();
+    pipeline.startWorkers(['policy', 'execute', 'sanitize', 'deliver']);
     workersRunning = true;
     for (const runId of [...accepted['adm-a']!, ...accepted['adm-b']!]) {
       await waitFor(async () => (await runState(runId)) === 'COMPLETED', {
