@@ -131,6 +131,7 @@ export function apiRoutes(deps: ApiDeps): Router<AppState> {
         accountId,
         traceId: traceIdFrom(ctx.get('traceparent')),
         apiKeyId: caller.keyId,
+        limits: account.limits,
         requestHash: sha256Hex(
           canonicalJson({
             text: body.text,

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUnavailable.ts';
 import { ProjectId } from '../pipeline/contracts/common.ts';
 import type { ErrorCode } from '../pipeline/errorCodes.ts';
-import { AppError } from '../pipeline/errors.ts';
+import { AppError, TryLaterError } from '../pipeline/errors.ts';
 import { statusErrorCode } from './statusErrorCode.ts';
 
 /** Seconds a client is told to wait (`Retry-After`) while the database is unreachable. */
@@ -44,6 +44,14 @@ export function errorMiddleware({ logger }: { logger: Logger }): Middleware {
         if (status < 500) refused(logger, ctx, status, statusErrorCode(status));
       }
     } catch (error) {
+      if (error instanceof TryLaterError) {
+        // A limit or a backlog bound: nothing was written, and Retry-After says when to come back.
+        ctx.status = error.status;
+        ctx.set('Retry-After', String(error.retryAfterS));
+        ctx.body = { error: { code: error.code, message: error.message } };
+        refused(logger, ctx, error.status, error.code);
+        return;
+      }
       if (error instanceof AppError && error.status < 500) {
         ctx.status = error.status;
         ctx.body = { error: { code: error.code, message: error.message } };

@@ -27,7 +27,9 @@ export type WebhookDeps = AcceptDeps & {
  * with an inbound adapter (Telegram, LINE and Slack today), so the paths stay what existing
  * accounts were given. Each checks, in order: the account exists (404), the plugin verifies the request
  * as signed by it (401), the body fits (413), parses (400) and is the channel's shape (400,
- * naming the field) — and only then writes. Nothing is created for a refused request. The
+ * naming the field), and its messages are admitted (429 / 503 with `Retry-After`, or taken
+ * and delayed where the plugin's `overload` says a refusal would lose them) — and only then
+ * writes. Nothing is created for a refused request. The
  * answer (200) comes after the durable write, so the channel's retry covers anything lost
  * before it. A button press the plugin reads as an approver's answer (an account with
  * `approvals: true`) decides its approval (decideFromChannel) and is answered 200 whatever the
@@ -92,7 +94,14 @@ export function webhookRoutes(deps: WebhookDeps): Router<AppState> {
       // webhook finds its runs and makes none.
       const accepted = await acceptInbound(
         deps,
-        { projectId, channel: type, accountId, traceId: traceIdFrom(ctx.get('traceparent')) },
+        {
+          projectId,
+          channel: type,
+          accountId,
+          traceId: traceIdFrom(ctx.get('traceparent')),
+          limits: account.limits,
+          overload: inbound.overload?.(account, request) ?? 'refuse',
+        },
         result.batch.events,
       );
       const answer = {

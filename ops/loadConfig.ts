@@ -82,6 +82,12 @@ const EnvSchema = z.object({
   /** Failed credential attempts per project per window before sources that failed get 429. */
   AWOOOP_AUTH_FAILURES_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(100),
   AWOOOP_AUTH_FAILURE_WINDOW_S: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Runs accepted and not finished, over every project, past which ingress answers 503. */
+  AWOOOP_MAX_BACKLOG: z.coerce.number().int().min(1).max(10_000_000).default(5000),
+  /** The same per project (429); a project's `limits.maxBacklog` may only lower it. */
+  AWOOOP_PROJECT_MAX_BACKLOG: z.coerce.number().int().min(1).max(10_000_000).default(1000),
+  /** The `Retry-After` of a backlog refusal, in seconds. */
+  AWOOOP_BACKLOG_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3600).default(10),
   /** The env variables tenants' `env:` refs may read, comma-separated; none by default. */
   AWOOOP_ENV_SECRETS: z
     .string()

@@ -1,3 +1,4 @@
+import { configuredAdmission } from './configuredAdmission.ts';
 import { createLogger } from './createLogger.ts';
 import { createRuntime } from './createRuntime.ts';
 import { databaseUrlFor, type Config } from './loadConfig.ts';
@@ -24,6 +25,7 @@ export async function runChannels(config: Config): Promise<number> {
   const manager = wireChannelManager(ctx, {
     enqueue: queues.enqueue,
     deliver: queues.queues.deliver,
+    admission: configuredAdmission(config, ctx),
   });
   const loop = await startChannels({
     manager,

@@ -4,6 +4,7 @@ import { readMigrations } from '../db/migrate.ts';
 import { createAccountLookup } from '../ingress/createAccountLookup.ts';
 import { closeServer } from '../ingress/closeServer.ts';
 import { createApp } from '../ingress/createApp.ts';
+import { configuredAdmission } from './configuredAdmission.ts';
 import { createLogger } from './createLogger.ts';
 import { createRuntime } from './createRuntime.ts';
 import { databaseUrlFor, type Config } from './loadConfig.ts';
@@ -35,6 +36,7 @@ export async function runWeb(config: Config): Promise<number> {
     codeMigration,
     logger,
     enqueue: queues.enqueue,
+    admission: configuredAdmission(config, ctx),
     accounts: createAccountLookup({ pool: ctx.pool, contracts: ctx.contracts }),
     secrets: ctx.secrets,
     channels: ctx.channels,

@@ -6,6 +6,7 @@ import {
   createChannelManager,
   type ChannelManager,
 } from '../pipeline/channelManager/createChannelManager.ts';
+import type { Admission } from '../pipeline/admission/createAdmission.ts';
 import type { Enqueue } from '../pipeline/Enqueue.ts';
 import type { StageContext } from '../pipeline/StageContext.ts';
 import { resumeDeliveries } from '../workers/resumeDeliveries.ts';
@@ -16,7 +17,11 @@ import { resumeDeliveries } from '../workers/resumeDeliveries.ts';
  */
 export function wireChannelManager(
   ctx: StageContext,
-  { enqueue, deliver }: { enqueue: Enqueue; deliver: Queue },
+  {
+    enqueue,
+    deliver,
+    admission,
+  }: { enqueue: Enqueue; deliver: Queue; admission?: Admission | undefined },
 ): ChannelManager {
   return createChannelManager({
     ...ctx,
@@ -24,8 +29,15 @@ export function wireChannelManager(
     // connection hands over again (a RESUME replay) finds its run and makes none.
     async accept({ projectId, accountId, channel }, batch) {
       const accepted = await acceptInbound(
-        { ...ctx, enqueue },
-        { projectId, channel: channel.type, accountId, traceId: randomBytes(16).toString('hex') },
+        { ...ctx, enqueue, admission },
+        {
+          projectId,
+          channel: channel.type,
+          accountId,
+          traceId: randomBytes(16).toString('hex'),
+          limits: channel.limits,
+          overload: ctx.channels.find(channel.type)?.connection?.overload ?? 'refuse',
+        },
         batch.events,
       );
       return { runs: accepted.map((a) => a.runId), duplicate: accepted.some((a) => !a.created) };

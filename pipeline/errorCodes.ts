@@ -185,6 +185,12 @@ export const ERROR_CODES = {
   SIGNATURE_INVALID: "A webhook's secret token or signature is missing or does not match.",
   TOO_MANY_FAILED_ATTEMPTS:
     'HTTP 429 with `Retry-After`: too many failed credentials from this address or for this project.',
+  TOO_MANY_MESSAGES:
+    "HTTP 429 with `Retry-After`: over a per-minute limit of the project, the account, the sender or the conversation (their contracts' `limits`); nothing was written.",
+  PROJECT_BACKLOG_FULL:
+    'HTTP 429 with `Retry-After`: the project has as many runs unfinished as its backlog bound allows; nothing was written.',
+  PLATFORM_BUSY:
+    'HTTP 503 with `Retry-After`: the platform has as many runs unfinished as `AWOOOP_MAX_BACKLOG` allows; nothing was written.',
   BODY_INVALID: 'An HTTP body failed validation; the message names each bad field.',
   QUERY_INVALID: 'A query string failed validation; the message names each bad field.',
   EVENT_INVALID: 'An inbound channel event could not be normalized.',

@@ -65,6 +65,25 @@ export class RetryAfterError extends AppError {
 }
 
 /**
+ * Refused for now, with nothing written: the client, or the channel's redelivery, should send
+ * the request again after `retryAfterS` (answered with `Retry-After`). A limit or a backlog
+ * bound at ingress, not a fault of the request.
+ */
+export class TryLaterError extends AppError {
+  /** Seconds until a retry may be taken, as `Retry-After` says them. */
+  readonly retryAfterS: number;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    retryAfterS: number,
+    options: { status: 429 | 503; detail?: Record<string, unknown> },
+  ) {
+    super(code, message, options);
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+/**
  * A contract body, a CLI argument or an HTTP body failed validation. `issues` holds one
  * `path: message` line per problem, the path naming the bad field.
  */

@@ -11,6 +11,7 @@ import { DATABASE_UNAVAILABLE, isDatabaseUnavailable } from '../db/isDatabaseUna
 import { withProject } from '../db/withProject.ts';
 import { RunJob, type Stage } from '../pipeline/contracts/runJob.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../pipeline/errors.ts';
+import { releaseRun } from '../pipeline/admission/releaseRun.ts';
 import { failRun } from '../pipeline/runs/failRun.ts';
 import { loadPinnedChannel } from '../pipeline/runs/loadPinnedContracts.ts';
 import { loadRun } from '../pipeline/runs/loadRun.ts';
@@ -131,7 +132,14 @@ export function createStageWorker({
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();
       }
-      if (outcome.next) await enqueue(outcome.next, data, { notice: outcome.notice ?? false });
+      const priority = job.opts.priority;
+      if (outcome.next) {
+        await enqueue(outcome.next, data, { notice: outcome.notice ?? false, priority });
+      } else {
+        // The run's chain of jobs has stopped (finished, failed, waiting for a human): it no
+        // longer counts against its project's backlog or the platform's.
+        await releaseRun(ctx.redis, ctx.redisPrefix, data);
+      }
       observe({ stage, outcome: 'advanced', ms: elapsed() });
       ctx.logger.info(
         line('advanced', { next: outcome.next, ...(outcome.notice ? { notice: true } : {}) }),
@@ -200,7 +208,7 @@ export function createStageWorker({
       }
       observe({ stage, outcome: 'failed', ms: elapsed(), code });
       await endRun(ctx, data, stage, error, code);
-      await enqueue('deliver', data, { notice: true });
+      await enqueue('deliver', data, { notice: true, priority: job.opts.priority });
       throw new UnrecoverableError(
         `${code}: ${error instanceof Error ? error.message : String(error)}`,
       );

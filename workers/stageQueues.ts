@@ -60,6 +60,9 @@ export function createStageQueues(
     const data = RunJob.parse({ ...job, stage });
     const added = queues[stage].add(stage, data, {
       ...stageJobOptions(stage, job.runId, options.notice ?? false),
+      // Every stage job is prioritized: BullMQ takes a job without a priority before any
+      // prioritized one, which would let it overtake the fair order.
+      priority: options.priority ?? 1,
       ...(options.delayMs ? { delay: options.delayMs } : {}),
     });
     if (addTimeoutMs === undefined) {

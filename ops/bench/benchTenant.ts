@@ -6,6 +6,7 @@ import { putSecret } from '../../db/secrets.ts';
 import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { withProject } from '../../db/withProject.ts';
 import { sha256Hex } from '../../pipeline/contracts/canonicalJson.ts';
+import type { ProjectLimits } from '../../pipeline/contracts/projectContract.ts';
 import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { applyTenant } from '../../pipeline/control/applyTenant.ts';
 
@@ -34,12 +35,13 @@ const PROMPT = Buffer.from('You are the bench agent. Answer briefly.\n');
  * callback: deliver stores the answer) and a Telegram account for the webhook bench, with rate
  * gates far above anything a bench sends, so no run is refused for its rate.
  */
-function benchTenantFile(): TenantFile {
+function benchTenantFile(projectId: string, limits: ProjectLimits | undefined): TenantFile {
   return TenantFile.parse({
     apiVersion: 'awooop/v1',
     project: {
-      id: BENCH_PROJECT,
+      id: projectId,
       displayName: 'Benchmark',
+      ...(limits ? { limits } : {}),
       acl: { members: [{ subject: 'email:bench@example.test', roles: ['admin'] }] },
       defaultAgent: 'helper',
     },
@@ -78,15 +80,28 @@ function benchTenantFile(): TenantFile {
  * Applies the bench tenant as `awooop apply` would, seals its Telegram secrets and creates a
  * client API key, all through the platform's own functions.
  */
-export async function applyBenchTenant(databaseUrl: string): Promise<BenchTenant> {
+export async function applyBenchTenant(
+  databaseUrl: string,
+  {
+    projectId = BENCH_PROJECT,
+    limits,
+    secretKey = randomBytes(32),
+  }: {
+    /** @defaultValue {@link BENCH_PROJECT} */
+    projectId?: string;
+    /** The project contract's admission limits; absent: none. */
+    limits?: ProjectLimits;
+    /** What the secrets are sealed with: the same for every tenant of one platform. */
+    secretKey?: Buffer;
+  } = {},
+): Promise<BenchTenant> {
   const pool = await createDbPool(databaseUrl, { applicationName: 'awooop-bench', maxPoolSize: 2 });
-  const secretKey = randomBytes(32);
   const webhookSecret = `bench-webhook-${randomBytes(12).toString('hex')}`;
   try {
     await applyTenant(
       { pool, logger: pino({ level: 'silent' }) },
       {
-        tenant: benchTenantFile(),
+        tenant: benchTenantFile(projectId, limits),
         artifacts: [
           { ref: 'prompts/agent.md', kind: 'prompt', mediaType: 'text/markdown', content: PROMPT },
         ],
@@ -97,23 +112,23 @@ export async function applyBenchTenant(databaseUrl: string): Promise<BenchTenant
       'tg-token': '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1',
       'tg-webhook': webhookSecret,
     };
-    const { key } = await withProject(pool, BENCH_PROJECT, async (tx) => {
+    const { key } = await withProject(pool, projectId, async (tx) => {
       for (const [name, value] of Object.entries(secrets))
         await putSecret(tx, {
-          projectId: BENCH_PROJECT,
+          projectId,
           name,
-          sealed: sealSecret(secretKey, value, secretAad(BENCH_PROJECT, name)),
+          sealed: sealSecret(secretKey, value, secretAad(projectId, name)),
           actor: 'bench',
         });
       return createApiKey(tx, {
-        projectId: BENCH_PROJECT,
+        projectId,
         name: 'bench',
         roles: ['client'],
         actor: 'bench',
       });
     });
     return {
-      projectId: BENCH_PROJECT,
+      projectId,
       apiKey: key,
       webhookSecret,
       secretKeyHex: secretKey.toString('hex'),

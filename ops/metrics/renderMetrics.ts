@@ -4,6 +4,7 @@ import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { ACTUAL_STATES } from '../../db/channelAccounts.ts';
 import { withSweeper } from '../../db/withSweeper.ts';
+import { admissionKeys } from '../../pipeline/admission/admissionKeys.ts';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
 import {
   FAILURE_FIELD,
@@ -198,5 +199,24 @@ export async function renderMetrics({
     'Stage jobs that failed for good (their run failed), by stage and error code.',
   );
   out.push(...failed);
+
+  metric(
+    'awooop_admission_total',
+    'counter',
+    'Messages ingress refused (reason rate, project_backlog, platform_backlog) or absorbed past a limit (absorbed: written, run delayed), by project.',
+  );
+  const refusals = await redis.hgetall(admissionKeys.refusals(prefix));
+  for (const [field, n] of Object.entries(refusals).sort()) {
+    const [project = '', reason = ''] = field.split('|');
+    out.push(`awooop_admission_total${label({ project, reason })} ${n}`);
+  }
+  metric(
+    'awooop_backlog_runs',
+    'gauge',
+    'Runs accepted and not finished, as admission counts them.',
+  );
+  out.push(
+    `awooop_backlog_runs ${await redis.zcount(admissionKeys.allRuns(prefix), Date.now(), '+inf')}`,
+  );
   return `${out.join('\n')}\n`;
 }

@@ -94,6 +94,12 @@ export type InboundAdapter<T extends ChannelType> = {
    * (`duplicate`: at least one was already there). Absent: `{ ok: true, runs }`.
    */
   responseBody?(accepted: { runs: string[]; duplicate: boolean }): Record<string, unknown>;
+  /**
+   * What a message past an admission limit gets: `refuse` (a 429 or 503 with `Retry-After`
+   * and nothing written: the channel delivers it again later) or `absorb` (written, its run
+   * delayed) when this request is one the channel would not send again. Absent: `refuse`.
+   */
+  overload?(account: AccountOf<T>, request: InboundRequest): 'refuse' | 'absorb';
 };
 
 /** Where one send goes: the run, its pinned account and the event it answers. */
@@ -218,6 +224,12 @@ export type ConnectionAdapter<T extends ChannelType> = {
     sink: ConnectionSink,
     key: { projectId: string; accountId: string },
   ): Promise<HeldConnection>;
+  /**
+   * What a message past an admission limit gets (see {@link InboundAdapter.overload}): an
+   * SMTP listener refuses (a 4xx makes the sender's relay try again); a connection whose
+   * peer never sends a message twice absorbs. Absent: `refuse`.
+   */
+  overload?: 'refuse' | 'absorb';
 };
 
 /** Where an account's webhook is, as {@link ChannelPlugin.register} is told. */

@@ -22,7 +22,21 @@ const PublicBaseUrl = z
   .refine((u) => /^https:\/\/[^/?#]+\/?$/.test(u), 'must be a base URL: no path, query or fragment')
   .transform((u) => u.replace(/\/$/, ''));
 
+/**
+ * What one channel account takes in, checked at ingress before anything is written: a rate
+ * for the account, for one sender (a user) and for one conversation (a chat). Each takes a
+ * burst of a tenth of a minute's worth (at least 5, at most the limit), then the steady rate.
+ */
+export const ChannelLimits = z.strictObject({
+  messagesPerMinute: z.int().min(1).max(1_000_000).optional(),
+  perSenderPerMinute: z.int().min(1).max(1_000_000).optional(),
+  perConversationPerMinute: z.int().min(1).max(1_000_000).optional(),
+});
+export type ChannelLimits = z.infer<typeof ChannelLimits>;
+
 const common = {
+  /** Admission limits of the account (absent: only the project's and the platform's). */
+  limits: ChannelLimits.optional(),
   formatting: z.strictObject({ maxChunkChars: z.int().min(1).optional() }).prefault({}),
   progress: z
     .strictObject({
@@ -77,6 +91,12 @@ export const ChannelContract = z
       channelSecret: SecretRef,
       channelAccessToken: SecretRef,
       apiBaseUrl: HttpUrl.optional(),
+      /**
+       * Whether "Webhook redelivery" is on in the LINE console. Only then does LINE deliver a
+       * refused webhook again, so only then is a message past a limit refused; without it,
+       * such a message is accepted and its run delayed instead, since LINE would drop it.
+       */
+      redelivery: z.boolean().optional(),
       ...common,
     }),
     z.strictObject({

@@ -68,6 +68,24 @@ export const ProjectBudget = z
   );
 export type ProjectBudget = z.infer<typeof ProjectBudget>;
 
+/**
+ * What one project may put on the platform at once, checked at ingress before anything is
+ * written (see `pipeline/admission/`). Absent fields: the platform's bounds alone apply.
+ */
+export const ProjectLimits = z.strictObject({
+  /**
+   * Messages a minute over all the project's channel accounts (a burst of a tenth of that, at
+   * least 5, then the steady rate).
+   */
+  messagesPerMinute: z.int().min(1).max(1_000_000).optional(),
+  /**
+   * Runs accepted and not yet finished past which new messages are refused. It can only lower
+   * the platform's `AWOOOP_PROJECT_MAX_BACKLOG`, never raise it.
+   */
+  maxBacklog: z.int().min(1).max(1_000_000).optional(),
+});
+export type ProjectLimits = z.infer<typeof ProjectLimits>;
+
 /** Project / Tenant: identity, data boundary, budget, ACL, approval gates, bindings. */
 export const ProjectContract = z.strictObject({
   displayName: z.string().min(1).max(120),
@@ -92,6 +110,8 @@ export const ProjectContract = z.strictObject({
     .optional(),
   /** The project's own limits, per UTC day and month, in USD and tokens, for all its runs. */
   budget: ProjectBudget.optional(),
+  /** Admission limits: a rate over all its channels, and its backlog bound. */
+  limits: ProjectLimits.optional(),
   acl: z.strictObject({
     members: z.array(
       z.strictObject({

@@ -11,6 +11,7 @@ import { createApiKey, type ApiKeyRole } from '../../db/apiKeys.ts';
 import { readMigrations } from '../../db/migrate.ts';
 import { withProject } from '../../db/withProject.ts';
 import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
+import { createAdmission, type AdmissionBounds } from '../../pipeline/admission/createAdmission.ts';
 import { createApp, type AppDeps } from '../../ingress/createApp.ts';
 import { ENQUEUE_TIMEOUT_MS, FAIL_FAST_REDIS } from '../../ops/createRuntime.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
@@ -65,6 +66,7 @@ export async function startPipeline({
   failFastIngress = false,
   databaseWaitMs,
   channels = BUILTIN_CHANNEL_PLUGINS,
+  admission,
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -89,6 +91,11 @@ export async function startPipeline({
   envSecrets?: readonly string[];
   /** The channel plugins registered (a test adds a fake one). @defaultValue the built-in ones */
   channels?: readonly AnyChannelPlugin[];
+  /**
+   * Admission at ingress with these bounds (limits read from the contracts, not cached);
+   * absent: none, as in most tests.
+   */
+  admission?: AdmissionBounds;
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -115,6 +122,19 @@ export async function startPipeline({
   };
   const app = createApp({
     pool,
+    ...(admission
+      ? {
+          admission: createAdmission({
+            redis: ingressRedis,
+            prefix,
+            pool,
+            contracts: ctx.contracts,
+            logger,
+            bounds: admission,
+            ttlMs: 0,
+          }),
+        }
+      : {}),
     redis: ingressRedis,
     redisPrefix: prefix,
     logger,

@@ -45,6 +45,8 @@ beforeAll(async () => {
     prefix,
     redisUrl: viaProxy.toString(),
     failFastIngress: true,
+    // Limits fail open: with Redis away the answer still comes from the durable write.
+    admission: { maxBacklog: 1000, projectMaxBacklog: 100, backlogRetryAfterS: 5 },
   });
   owner = await db().owner();
   await setUpTestTenant(pipeline, db().pool, {

@@ -30,6 +30,21 @@ describe('config', () => {
     );
   });
 
+  it('bounds the backlog by default, configurably, and refuses a bound that is not a positive integer', () => {
+    expect(loadConfig({})).toMatchObject({
+      AWOOOP_MAX_BACKLOG: 5000,
+      AWOOOP_PROJECT_MAX_BACKLOG: 1000,
+      AWOOOP_BACKLOG_RETRY_AFTER_S: 10,
+    });
+    expect(loadConfig({ AWOOOP_MAX_BACKLOG: '300' })).toMatchObject({ AWOOOP_MAX_BACKLOG: 300 });
+    expect(() => loadConfig({ AWOOOP_PROJECT_MAX_BACKLOG: '0' })).toThrow(
+      /AWOOOP_PROJECT_MAX_BACKLOG: /,
+    );
+    expect(() => loadConfig({ AWOOOP_BACKLOG_RETRY_AFTER_S: 'soon' })).toThrow(
+      /AWOOOP_BACKLOG_RETRY_AFTER_S: /,
+    );
+  });
+
   it('lets tenants read no env variable unless AWOOOP_ENV_SECRETS lists it, and never the platform own', () => {
     expect(loadConfig({}).AWOOOP_ENV_SECRETS).toEqual([]);
     expect(

@@ -122,6 +122,10 @@ export const discordPlugin: ChannelPlugin<'discord'> = {
   connection: {
     credentials: (account) => [account.botToken],
     open: (account, [token], sink) => openDiscordGateway(account, token ?? '', sink),
+    // Discord replays nothing the Gateway sent once the session moves on, and the session
+    // cannot be held still for one message: a message past a limit is written and its run
+    // delayed, never refused.
+    overload: 'absorb',
   },
 };
 

@@ -42,6 +42,9 @@ export const linePlugin: ChannelPlugin<'line'> = {
       kind: 'messages',
       batch: normalizeLineWebhook(body, request.receivedAt, account.media),
     }),
+    // LINE sends a refused webhook again only with "Webhook redelivery" on; without it a
+    // refusal would lose the messages, so they are absorbed.
+    overload: (account) => (account.redelivery === true ? 'refuse' : 'absorb'),
   },
   credentials: (account) => [account.channelAccessToken],
   createSender(account, [accessToken]) {

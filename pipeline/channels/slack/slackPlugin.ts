@@ -4,6 +4,9 @@ import { CHANNEL_TEXT_LIMITS } from '../../contracts/channelContract.ts';
 import { AppError } from '../../errors.ts';
 import { createSlackSender } from './createSlackSender.ts';
 import { normalizeSlackEvent } from './normalizeSlackEvent.ts';
+
+/** The `X-Slack-Retry-Num` of the last time Slack delivers an event. */
+const SLACK_LAST_RETRY = 3;
 import { readSlackInteraction, slackApprovalBlocks } from './slackApprovals.ts';
 import { verifySlackSignature } from './verifySlackSignature.ts';
 
@@ -71,6 +74,10 @@ export const slackPlugin: ChannelPlugin<'slack'> = {
         ? { kind: 'answer', body: { challenge: read.challenge } }
         : { kind: 'messages', batch: read.batch };
     },
+    // Slack retries an event three times (at once, after a minute, after five): the third
+    // retry is its last, so only that one is absorbed rather than refused.
+    overload: (_account, request) =>
+      Number(request.headers['x-slack-retry-num'] ?? 0) >= SLACK_LAST_RETRY ? 'absorb' : 'refuse',
   },
   credentials: (account) => [account.botToken],
   createSender(account, [token]) {
