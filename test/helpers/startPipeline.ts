@@ -18,6 +18,11 @@ import { Stage } from '../../pipeline/contracts/runJob.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
 import type { AnyChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
 import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
+import {
+  createBulkheads,
+  DEFAULT_BULKHEAD_LIMITS,
+  type BulkheadLimits,
+} from '../../pipeline/bulkheads/createBulkheads.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
@@ -63,6 +68,7 @@ export async function startPipeline({
   failFastIngress = false,
   databaseWaitMs,
   channels = BUILTIN_CHANNEL_PLUGINS,
+  bulkheads = {},
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -87,6 +93,8 @@ export async function startPipeline({
   envSecrets?: readonly string[];
   /** The channel plugins registered (a test adds a fake one). @defaultValue the built-in ones */
   channels?: readonly AnyChannelPlugin[];
+  /** Share sizes (the platform's defaults for what is unset). */
+  bulkheads?: Partial<BulkheadLimits>;
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -108,6 +116,7 @@ export async function startPipeline({
     channels: createChannelRegistry(channels),
     contracts: createContractReader(),
     gateway: createMcpGateway({ secrets, logger }),
+    bulkheads: createBulkheads(redis, prefix, { ...DEFAULT_BULKHEAD_LIMITS, ...bulkheads }),
     actor: 'worker:test',
     now: Date.now,
   };
