@@ -62,6 +62,8 @@ export type StageObserver = (e: {
   outcome: 'advanced' | 'waited' | 'retried' | 'failed';
   ms: number;
   code?: ErrorCode;
+  /** For a wait on a full share: which kind (`project`, `mcp`, `channel`, `model`). */
+  share?: string;
 }) => void;
 
 /**
@@ -141,7 +143,7 @@ export function createStageWorker({
      */
     const waitForShare = async (share: string) => {
       const waitMs = bulkheadDelayMs(bulkheadWaits);
-      observe({ stage, outcome: 'waited', ms: elapsed(), code: 'BULKHEAD_FULL' });
+      observe({ stage, outcome: 'waited', ms: elapsed(), code: 'BULKHEAD_FULL', share });
       ctx.logger.debug(line('waited', { code: 'BULKHEAD_FULL', share, waitMs }), 'stage done');
       await job.updateData({
         ...data,

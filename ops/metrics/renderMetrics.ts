@@ -6,6 +6,7 @@ import { ACTUAL_STATES } from '../../db/channelAccounts.ts';
 import { withSweeper } from '../../db/withSweeper.ts';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
 import {
+  BULKHEAD_FIELD,
   FAILURE_FIELD,
   OUTCOME_FIELD,
   STAGE_BUCKETS_MS,
@@ -165,6 +166,7 @@ export async function renderMetrics({
   metric('awooop_stage_duration_ms', 'histogram', 'Stage job duration in milliseconds.');
   const outcomes: string[] = [];
   const failed: string[] = [];
+  const waits: string[] = [];
   for (const stage of Object.keys(queues)) {
     const h = await redis.hgetall(`${prefix}:metrics:stage:${stage}`);
     const count = Number(h.count ?? 0);
@@ -184,6 +186,10 @@ export async function renderMetrics({
         failed.push(
           `awooop_stage_failures_total${label({ stage, code: field.slice(FAILURE_FIELD.length) })} ${n}`,
         );
+      if (field.startsWith(BULKHEAD_FIELD))
+        waits.push(
+          `awooop_bulkhead_waits_total${label({ stage, share: field.slice(BULKHEAD_FIELD.length) })} ${n}`,
+        );
     }
   }
   metric(
@@ -198,5 +204,11 @@ export async function renderMetrics({
     'Stage jobs that failed for good (their run failed), by stage and error code.',
   );
   out.push(...failed);
+  metric(
+    'awooop_bulkhead_waits_total',
+    'counter',
+    'Stage jobs sent back to the queue because a share they need was full, by stage and share kind.',
+  );
+  out.push(...waits);
   return `${out.join('\n')}\n`;
 }
