@@ -17,6 +17,7 @@ import { modelToolName, toolIdResolver } from '../mcp/toolNames.ts';
 import { serverShare } from '../mcp/serverShare.ts';
 import { serverTimeoutMs } from '../mcp/serverTimeoutMs.ts';
 import { redactSecrets } from '../sanitize/redactSecrets.ts';
+import { sha256Hex } from '../contracts/canonicalJson.ts';
 import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
 import type { StageContext } from '../StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
@@ -167,7 +168,8 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       primary.provider === 'echo'
         ? null
         : await ctx.bulkheads.enter(
-            `model:${run.projectId}:${primary.provider}:${primary.baseUrl ?? 'default'}`,
+            // The URL hashed: a key names the endpoint without carrying what its URL holds.
+            `model:${run.projectId}:${primary.provider}:${sha256Hex(primary.baseUrl ?? '').slice(0, 16)}`,
             ctx.bulkheads.limits.dependencySlots,
           );
     let result: Awaited<ReturnType<typeof callModelRoute>>;
