@@ -4,6 +4,7 @@ import type { Login } from '../db/loginUrl.ts';
 import type { Logger } from '../ops/createLogger.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../pipeline/channels/builtinChannelPlugins.ts';
 import { createChannelRegistry } from '../pipeline/channels/registry.ts';
+import { createBulkheads } from '../pipeline/bulkheads/createBulkheads.ts';
 import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../pipeline/runs/createContractReader.ts';
 import { createSecretResolver } from '../pipeline/secrets/createSecretResolver.ts';
@@ -84,6 +85,11 @@ export async function createRuntime(
     channels: createChannelRegistry(BUILTIN_CHANNEL_PLUGINS),
     contracts: createContractReader(),
     gateway: createMcpGateway({ secrets, logger }),
+    bulkheads: createBulkheads(redis, config.AWOOOP_REDIS_PREFIX, {
+      projectSlots: config.AWOOOP_BULKHEAD_PROJECT_SLOTS,
+      dependencySlots: config.AWOOOP_BULKHEAD_DEPENDENCY_SLOTS,
+      leaseMs: config.AWOOOP_BULKHEAD_LEASE_MS,
+    }),
     actor,
     now: Date.now,
   };

@@ -1,3 +1,4 @@
+import type { Bulkheads } from './bulkheads/createBulkheads.ts';
 import type { ChannelContext } from './channels/ChannelContext.ts';
 import type { McpGateway } from './mcp/createMcpGateway.ts';
 import type { ContractReader } from './runs/createContractReader.ts';
@@ -10,4 +11,6 @@ export type StageContext = ChannelContext & {
   contracts: ContractReader;
   /** The MCP Gateway's pooled connections: the only way a stage reaches a tool. */
   gateway: McpGateway;
+  /** Shares of each stage's concurrency per project and per outside dependency. */
+  bulkheads: Bulkheads;
 };

@@ -127,6 +127,8 @@ export const ERROR_CODES = {
   // Channels and delivery
   CHANNEL_RATE_LIMITED:
     'A channel answered 429; the job waits out its `retry_after` / `Retry-After` (no attempt spent).',
+  BULKHEAD_FULL:
+    "The share of concurrency the job needs (its project's, or an outside dependency's) is full: the job waits (no attempt spent).",
   CHANNEL_PACING:
     'Our own per-chat send pacing asked the job to wait for a send slot (no attempt spent).',
   CHANNEL_UNAVAILABLE:

@@ -20,6 +20,7 @@ import type { StageContext } from '../pipeline/StageContext.ts';
 import type { StageOutcome } from '../pipeline/stages/StageOutcome.ts';
 import { stateFor } from '../pipeline/contracts/runState.ts';
 import { boundedRetryAfterMs, stageBackoff } from './stageBackoff.ts';
+import { BULKHEAD_WAIT_MS } from '../pipeline/bulkheads/createBulkheads.ts';
 import type { ErrorCode } from '../pipeline/errorCodes.ts';
 
 /** A stage function as the pipeline defines it: no BullMQ in sight. */
@@ -35,7 +36,18 @@ export type StageHandler = (
  */
 const StageJobData = RunJob.extend({
   databaseAwaySince: z.number().int().nonnegative().optional(),
+  /** How many times in a row this job found a share it needs full (its waits grow with it). */
+  bulkheadWaits: z.number().int().nonnegative().optional(),
 });
+
+/** The longest one wait for a full share: how late a job notices a place came free. */
+const BULKHEAD_WAIT_MAX_MS = 3000;
+
+/** The n-th wait in a row for a full share: doubling from BULKHEAD_WAIT_MS, with jitter. */
+function bulkheadDelayMs(waits: number): number {
+  const base = Math.min(BULKHEAD_WAIT_MAX_MS, BULKHEAD_WAIT_MS * 2 ** Math.min(waits, 10));
+  return Math.round(base * (0.75 + Math.random() / 2));
+}
 
 /**
  * How long one stage job waits out an unreachable database (delayed, no attempt spent) before
@@ -51,6 +63,8 @@ export type StageObserver = (e: {
   outcome: 'advanced' | 'waited' | 'retried' | 'failed';
   ms: number;
   code?: ErrorCode;
+  /** For a wait on a full share: which kind (`project`, `mcp`, `channel`, `model`). */
+  share?: string;
 }) => void;
 
 /**
@@ -98,16 +112,17 @@ export function createStageWorker({
   databaseWaitMs?: number;
   observe?: StageObserver;
 }): Worker {
-  // Harmless twice (a stalled job runs again, a job delayed while the database was away runs
-  // again): each stage acts only on a run in its own state and moves it with a conditional
-  // transition; the next stage's job id is per run and stage.
+  // Harmless twice (a stalled job runs again, a job delayed while the database was away or
+  // its share was full runs again): each stage acts only on a run in its own state and moves
+  // it with a conditional transition; the next stage's job id is per run and stage. A delayed
+  // job keeps its id and stays live for the sweeper, which enqueues no second one.
   const processor = async (job: Job, token?: string, signal?: AbortSignal) => {
     const started = performance.now();
     const parsed = StageJobData.safeParse(job.data);
     if (!parsed.success || parsed.data.stage !== stage) {
       throw new UnrecoverableError(`job ${job.id} is not a ${stage} job`);
     }
-    const { databaseAwaySince, ...data } = parsed.data;
+    const { databaseAwaySince, bulkheadWaits = 0, ...data } = parsed.data;
     const elapsed = () => performance.now() - started;
     // One line per stage job: ids, stage, duration and outcome, never the run's text.
     const line = (outcome: string, extra: Record<string, unknown> = {}) => ({
@@ -121,8 +136,31 @@ export function createStageWorker({
     });
     // The database answered this time: a later outage is timed from its own start.
     const forgetOutage = async () => {
-      if (databaseAwaySince !== undefined) await job.updateData(data);
+      if (databaseAwaySince !== undefined || bulkheadWaits > 0) await job.updateData(data);
     };
+    /**
+     * A share this job needs is full: the job goes back to delayed, without spending an
+     * attempt, so it holds no worker slot another project's job could use while it waits.
+     */
+    const waitForShare = async (share: string) => {
+      const waitMs = bulkheadDelayMs(bulkheadWaits);
+      observe({ stage, outcome: 'waited', ms: elapsed(), code: 'BULKHEAD_FULL', share });
+      ctx.logger.debug(line('waited', { code: 'BULKHEAD_FULL', share, waitMs }), 'stage done');
+      await job.updateData({
+        ...data,
+        ...(databaseAwaySince === undefined ? {} : { databaseAwaySince }),
+        bulkheadWaits: bulkheadWaits + 1,
+      });
+      await job.moveToDelayed(Date.now() + waitMs, token);
+      throw new DelayedError();
+    };
+    // The project's share of this stage, across every worker of it: one project's stuck
+    // jobs (a hung tool server, a hung channel API) fill only this, never the stage.
+    const lease = await ctx.bulkheads.tryAcquire(
+      `stage:${stage}:project:${data.projectId}`,
+      ctx.bulkheads.limits.projectSlots,
+    );
+    if (!lease) return waitForShare('project');
     try {
       const outcome = await handler(ctx, data, signal ? { signal } : {});
       if ('waitMs' in outcome) {
@@ -180,6 +218,10 @@ export function createStageWorker({
         await job.moveToDelayed(now + delayMs * (0.75 + Math.random() / 2), token);
         throw new DelayedError();
       }
+      if (error instanceof RetryAfterError && error.code === 'BULKHEAD_FULL') {
+        const share = error.detail['share'];
+        return waitForShare(typeof share === 'string' ? share : 'dependency');
+      }
       if (error instanceof RetryAfterError && !error.spendsAttempt) {
         const waitMs = boundedRetryAfterMs(error);
         observe({ stage, outcome: 'waited', ms: elapsed(), code: error.code });
@@ -212,6 +254,8 @@ export function createStageWorker({
       throw new UnrecoverableError(
         `${code}: ${error instanceof Error ? error.message : String(error)}`,
       );
+    } finally {
+      await lease.release();
     }
   };
   const worker = new Worker(stage, processor, {

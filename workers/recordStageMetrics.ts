@@ -11,6 +11,8 @@ export const STAGE_BUCKETS_MS = [
 export const OUTCOME_FIELD = 'outcome_';
 /** Hash field prefix of a stage's final failures per error code (`failed_MODEL_REJECTED`). */
 export const FAILURE_FIELD = 'failed_';
+/** Hash field prefix of a stage's waits for a full bulkhead share, per kind (`bulkhead_mcp`). */
+export const BULKHEAD_FIELD = 'bulkhead_';
 
 /** A {@link StageObserver} that batches its counts; `close` sends what is still pending. */
 export type BatchedStageObserver = StageObserver & { close(): Promise<void> };
@@ -51,13 +53,14 @@ export function recordStageMetrics(
   };
   const timer = setInterval(() => void flush(), flushMs);
   timer.unref();
-  const observe: StageObserver = ({ stage, outcome, ms, code }) => {
+  const observe: StageObserver = ({ stage, outcome, ms, code, share }) => {
     add(stage, 'count', 1);
     add(stage, 'sum_ms', ms);
     for (const le of STAGE_BUCKETS_MS) if (ms <= le) add(stage, `le_${le}`, 1);
     add(stage, `${OUTCOME_FIELD}${outcome}`, 1);
     if (outcome === 'failed')
       add(stage, `${FAILURE_FIELD}${code ?? ('STAGE_FAILED' satisfies ErrorCode)}`, 1);
+    if (share !== undefined) add(stage, `${BULKHEAD_FIELD}${share}`, 1);
   };
   return Object.assign(observe, {
     async close() {

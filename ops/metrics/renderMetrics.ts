@@ -7,6 +7,7 @@ import { withSweeper } from '../../db/withSweeper.ts';
 import { admissionKeys } from '../../pipeline/admission/admissionKeys.ts';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
 import {
+  BULKHEAD_FIELD,
   FAILURE_FIELD,
   OUTCOME_FIELD,
   STAGE_BUCKETS_MS,
@@ -166,6 +167,7 @@ export async function renderMetrics({
   metric('awooop_stage_duration_ms', 'histogram', 'Stage job duration in milliseconds.');
   const outcomes: string[] = [];
   const failed: string[] = [];
+  const waits: string[] = [];
   for (const stage of Object.keys(queues)) {
     const h = await redis.hgetall(`${prefix}:metrics:stage:${stage}`);
     const count = Number(h.count ?? 0);
@@ -184,6 +186,10 @@ export async function renderMetrics({
       if (field.startsWith(FAILURE_FIELD))
         failed.push(
           `awooop_stage_failures_total${label({ stage, code: field.slice(FAILURE_FIELD.length) })} ${n}`,
+        );
+      if (field.startsWith(BULKHEAD_FIELD))
+        waits.push(
+          `awooop_bulkhead_waits_total${label({ stage, share: field.slice(BULKHEAD_FIELD.length) })} ${n}`,
         );
     }
   }
@@ -218,5 +224,12 @@ export async function renderMetrics({
   out.push(
     `awooop_backlog_runs ${await redis.zcount(admissionKeys.allRuns(prefix), Date.now(), '+inf')}`,
   );
+
+  metric(
+    'awooop_bulkhead_waits_total',
+    'counter',
+    'Stage jobs sent back to the queue because a share they need was full, by stage and share kind.',
+  );
+  out.push(...waits);
   return `${out.join('\n')}\n`;
 }

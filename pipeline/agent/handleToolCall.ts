@@ -12,6 +12,7 @@ import { createCallRecorder } from './createCallRecorder.ts';
 import { gateToolApproval } from './gateToolApproval.ts';
 import { makeToolCall } from './makeToolCall.ts';
 import { settleRestartedCall } from './settleRestartedCall.ts';
+import { serverShare } from '../mcp/serverShare.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 
 /** The digest an approval binds to: the exact tool and arguments. */
@@ -144,24 +145,29 @@ export async function handleToolCall(
     }
   }
 
-  const callId = await settleRestartedCall(ctx, {
-    run,
-    start,
-    modelStep: a.modelStep,
-    callIndex: a.callIndex,
-    risk: decision.resolved.tool.risk,
-    record,
-  });
-  if (callId === null) return { kind: 'done' };
-  await makeToolCall(ctx, {
-    run,
-    resolved: decision.resolved,
-    arguments: args,
-    callId,
-    runtime: a.scope.runtime,
-    known: a.known,
-    record,
-    ...(a.signal ? { signal: a.signal } : {}),
+  // The server's share is taken before the call is recorded `started`: a run that finds it
+  // full waits in the queue with nothing recorded, so its retry is a first try, not a restart.
+  const share = serverShare(ctx.bulkheads, run.projectId, decision.resolved.server);
+  await ctx.bulkheads.hold(share.key, share.limit, async () => {
+    const callId = await settleRestartedCall(ctx, {
+      run,
+      start,
+      modelStep: a.modelStep,
+      callIndex: a.callIndex,
+      risk: decision.resolved.tool.risk,
+      record,
+    });
+    if (callId === null) return;
+    await makeToolCall(ctx, {
+      run,
+      resolved: decision.resolved,
+      arguments: args,
+      callId,
+      runtime: a.scope.runtime,
+      known: a.known,
+      record,
+      ...(a.signal ? { signal: a.signal } : {}),
+    });
   });
   return { kind: 'done' };
 }

@@ -14,7 +14,10 @@ import type { DiscoveredTool } from '../mcp/createMcpGateway.ts';
 import { FIREWALL_NOTICE } from '../mcp/sanitizeToolResult.ts';
 import { redactArguments } from '../mcp/redactArguments.ts';
 import { modelToolName, toolIdResolver } from '../mcp/toolNames.ts';
+import { serverShare } from '../mcp/serverShare.ts';
+import { serverTimeoutMs } from '../mcp/serverTimeoutMs.ts';
 import { redactSecrets } from '../sanitize/redactSecrets.ts';
+import { sha256Hex } from '../contracts/canonicalJson.ts';
 import type { PinnedContracts } from '../runs/loadPinnedContracts.ts';
 import type { StageContext } from '../StageContext.ts';
 import { callModelRoute } from './callModelRoute.ts';
@@ -168,30 +171,46 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
       contracts.project.dataBoundary?.piiClasses ?? [],
       contracts.policy.privacy.piiAccess,
     );
-    await budget.reserveModelStep(
-      stepIndex,
-      Buffer.byteLength(JSON.stringify({ messages, tools }), 'utf8'),
-    );
-    // A wall-time budget cuts off a call in flight as well as refusing the next one.
-    const wallLeft = budget.wallMsLeft();
-    const modelMs =
-      wallLeft === null
-        ? contracts.runtime.timeouts.modelMs
-        : Math.max(1, Math.min(contracts.runtime.timeouts.modelMs, wallLeft));
-    const result = await callModelRoute(
-      gate.targets.map((target) => capModelTimeout(target, modelMs)),
-      {
-        messages,
-        responseFormat: contracts.agent.outputSchema ? 'json' : 'text',
-        traceId: run.traceId,
-        ...(tools.length > 0 ? { tools } : {}),
-        ...(signal ? { signal } : {}),
-      },
-      { resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref), logger: ctx.logger },
-    ).catch((error: unknown) => {
-      budget.checkWallTime();
-      throw pastDeadline(error, run.deadlineAt - ctx.now());
-    });
+    // The endpoint the step goes to first is a dependency of its own: a hung provider fills only its
+    // share, and a step that finds it full waits in the queue before reserving anything.
+    const primary = gate.targets[0]!;
+    const lease =
+      primary.provider === 'echo'
+        ? null
+        : await ctx.bulkheads.enter(
+            // The URL hashed: a key names the endpoint without carrying what its URL holds.
+            `model:${run.projectId}:${primary.provider}:${sha256Hex(primary.baseUrl ?? '').slice(0, 16)}`,
+            ctx.bulkheads.limits.dependencySlots,
+          );
+    let result: Awaited<ReturnType<typeof callModelRoute>>;
+    try {
+      await budget.reserveModelStep(
+        stepIndex,
+        Buffer.byteLength(JSON.stringify({ messages, tools }), 'utf8'),
+      );
+      // A wall-time budget cuts off a call in flight as well as refusing the next one.
+      const wallLeft = budget.wallMsLeft();
+      const modelMs =
+        wallLeft === null
+          ? contracts.runtime.timeouts.modelMs
+          : Math.max(1, Math.min(contracts.runtime.timeouts.modelMs, wallLeft));
+      result = await callModelRoute(
+        gate.targets.map((target) => capModelTimeout(target, modelMs)),
+        {
+          messages,
+          responseFormat: contracts.agent.outputSchema ? 'json' : 'text',
+          traceId: run.traceId,
+          ...(tools.length > 0 ? { tools } : {}),
+          ...(signal ? { signal } : {}),
+        },
+        { resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref), logger: ctx.logger },
+      ).catch((error: unknown) => {
+        budget.checkWallTime();
+        throw pastDeadline(error, run.deadlineAt - ctx.now());
+      });
+    } finally {
+      await lease?.release();
+    }
     const body: ModelStepBody = {
       // Known credential values never reach a checkpoint, even before sanitize.
       text: redactSecrets(result.text, known).text,
@@ -274,18 +293,27 @@ async function offeredSpecs(
     if (!decision.resolved) continue;
     const { server, tool } = decision.resolved;
     if (!listings.has(server.name)) {
-      const listing = ctx.gateway.discover(scope.projectId, server);
+      // Bounded by the contract's timeout (connect included), in the server's share: a
+      // server that hangs holds only the runs its share lets in; the others wait in the queue.
+      const share = serverShare(ctx.bulkheads, scope.projectId, server);
+      const listing = ctx.bulkheads.hold(share.key, share.limit, () =>
+        ctx.gateway.discover(scope.projectId, server, {
+          timeoutMs: serverTimeoutMs(server, scope.runtime),
+        }),
+      );
       listings.set(server.name, listing);
       void listing.catch((error: unknown) =>
         // A server that is down costs its tools for this step, not the run.
-        ctx.logger.warn(
-          {
-            projectId: scope.projectId,
-            server: server.name,
-            err: error instanceof Error ? error.message : String(error),
-          },
-          'mcp server unavailable; its tools are not offered',
-        ),
+        isBulkheadFull(error)
+          ? undefined
+          : ctx.logger.warn(
+              {
+                projectId: scope.projectId,
+                server: server.name,
+                err: error instanceof Error ? error.message : String(error),
+              },
+              'mcp server unavailable; its tools are not offered',
+            ),
       );
     }
     try {
@@ -305,11 +333,17 @@ async function offeredSpecs(
           inputSchema: listed.inputSchema,
         },
       });
-    } catch {
-      // Logged once for the server above.
+    } catch (error) {
+      // The server's share is full: the run waits for it rather than going on without tools.
+      if (isBulkheadFull(error)) throw error;
+      // Otherwise logged once for the server above.
     }
   }
   return out;
+}
+
+function isBulkheadFull(error: unknown): boolean {
+  return error instanceof RetryAfterError && error.code === 'BULKHEAD_FULL';
 }
 
 /** The checkpoints as the model reads them: its own turns and the tool results. */

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { Bulkheads } from '../bulkheads/createBulkheads.ts';
 import type { Context } from '../context.ts';
 import type { SecretResolver } from '../secrets/createSecretResolver.ts';
 import type { ChannelRegistry } from './ChannelPlugin.ts';
@@ -18,4 +19,9 @@ export type ChannelContext = Context & {
   /** Who acts, in the audit trail (`worker:deliver`). */
   actor: string;
   now: () => number;
+  /**
+   * Shares of concurrency per project and per outside dependency: a send takes a place in its
+   * account's share first. Absent (a CLI's one-off send), sends take none.
+   */
+  bulkheads?: Bulkheads;
 };

@@ -87,7 +87,17 @@ export async function sendLedgerBatch(
   const key = { projectId: outlet.projectId, accountId: outlet.accountId };
   // A stopped account's rows stay queued: the job waits without spending an attempt.
   await assertAccountRunning(outlet.ctx, key);
-  const outcome = await sendUnlessHeld(outlet, batch);
+  // The account's API is a dependency of its own: a hung API holds only this account's share
+  // of the senders, and a send that finds the share full waits (no attempt spent) before it
+  // claims anything, so its rows stay queued and untouched.
+  const bulkheads = outlet.ctx.bulkheads;
+  const outcome = bulkheads
+    ? await bulkheads.hold(
+        `channel:${outlet.projectId}:${outlet.accountId}`,
+        bulkheads.limits.dependencySlots,
+        () => sendUnlessHeld(outlet, batch),
+      )
+    : await sendUnlessHeld(outlet, batch);
   // Every row an account sends counts on it, answers and approval notices alike.
   void countChannel(outlet.ctx.redis, outlet.ctx.redisPrefix, key, {
     outbound: outcome.status === 'sent' ? outcome.rows : 0,

@@ -55,6 +55,12 @@ export const GatewayServer = z.strictObject({
   environment: Identifier,
   transport: Transport,
   tools: z.array(GatewayTool).min(1, 'a server needs at least one tool'),
+  /**
+   * How many of the project's runs may call (or connect to) this server at once; a run that
+   * finds them all busy waits in the queue, holding no worker. The platform's share per
+   * dependency (`AWOOOP_BULKHEAD_DEPENDENCY_SLOTS`) when absent.
+   */
+  maxConcurrency: z.int().min(1).max(256).optional(),
 });
 export type GatewayServer = z.infer<typeof GatewayServer>;
 

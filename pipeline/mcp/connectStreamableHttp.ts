@@ -14,17 +14,24 @@ import type { GatewayServer } from '../contracts/mcpGatewayContract.ts';
  * 403, the same client connects again over the older HTTP+SSE transport, with the headers on
  * its event stream too.
  *
+ * @param timeoutMs - the bound on each `initialize` (the caller bounds the whole connect)
  * @param onFallback - called just before the SSE attempt: the failed initialize closed the
  *   client (its `onclose` fired), and the same client is about to connect again
  */
 export async function connectStreamableHttp(
   client: Client,
   transport: Extract<GatewayServer['transport'], { type: 'streamable_http' }>,
-  { headers, onFallback }: { headers: Record<string, string>; onFallback: () => void },
+  {
+    headers,
+    onFallback,
+    timeoutMs,
+  }: { headers: Record<string, string>; onFallback: () => void; timeoutMs: number },
 ): Promise<void> {
   const url = new URL(transport.url);
   try {
-    await client.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers } }));
+    await client.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers } }), {
+      timeout: timeoutMs,
+    });
   } catch (error) {
     const refused =
       error instanceof StreamableHTTPError && (error.code ?? 0) >= 400 && (error.code ?? 0) < 500;
@@ -40,6 +47,6 @@ export async function connectStreamableHttp(
           }),
       },
     });
-    await client.connect(sse);
+    await client.connect(sse, { timeout: timeoutMs });
   }
 }

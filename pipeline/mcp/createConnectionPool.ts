@@ -20,9 +20,10 @@ export type ConnectionPool = {
   /**
    * The live connection for a project's server, opened if there is none and opened again
    * (once) if the pooled one has closed; counted as in use until {@link ConnectionPool.release}.
-   * Throws {@link ToolCallError} `TOOL_SERVER_UNAVAILABLE`, not sent, when it cannot connect.
+   * Throws {@link ToolCallError} `TOOL_SERVER_UNAVAILABLE`, not sent, when it cannot connect,
+   * or when no connection is there within `timeoutMs` (an open another caller started too).
    */
-  acquire(projectId: string, server: GatewayServer): Promise<PooledConnection>;
+  acquire(projectId: string, server: GatewayServer, timeoutMs: number): Promise<PooledConnection>;
   /** Ends one use of a connection; a superseded one closes after its last use. */
   release(connection: PooledConnection): void;
   /** Takes a broken connection out of the pool and closes it. */
@@ -43,13 +44,20 @@ export function createConnectionPool({
   open,
 }: {
   configKey: (projectId: string, server: GatewayServer) => Promise<string>;
-  open: (projectId: string, server: GatewayServer, key: string) => Promise<PooledConnection>;
+  /** Opens a connection within `timeoutMs` (the first caller's), or rejects. */
+  open: (
+    projectId: string,
+    server: GatewayServer,
+    key: string,
+    timeoutMs: number,
+  ) => Promise<PooledConnection>;
 }): ConnectionPool {
   const pool = new Map<string, Promise<PooledConnection>>();
 
   async function get(
     projectId: string,
     server: GatewayServer,
+    timeoutMs: number,
     reopened = false,
   ): Promise<PooledConnection> {
     const key = `${projectId}\u0000${server.name}\u0000${await configKey(projectId, server)}`;
@@ -69,13 +77,23 @@ export function createConnectionPool({
             .catch(() => {});
         }
       }
-      entry = open(projectId, server, key);
+      entry = open(projectId, server, key, timeoutMs);
       pool.set(key, entry);
       entry.catch(() => pool.delete(key));
     }
     let connection: PooledConnection;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      connection = await entry;
+      // A caller that joins an open another began waits no longer than its own bound.
+      connection = await Promise.race([
+        entry,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no connection within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
     } catch (error) {
       throw new ToolCallError(
         'TOOL_SERVER_UNAVAILABLE',
@@ -83,6 +101,8 @@ export function createConnectionPool({
         false,
         error,
       );
+    } finally {
+      clearTimeout(timer);
     }
     if (!connection.closed) return connection;
     if (pool.get(key) === entry) pool.delete(key);
@@ -93,12 +113,12 @@ export function createConnectionPool({
         false,
       );
     }
-    return get(projectId, server, true);
+    return get(projectId, server, timeoutMs, true);
   }
 
   return {
-    async acquire(projectId, server) {
-      const connection = await get(projectId, server);
+    async acquire(projectId, server, timeoutMs) {
+      const connection = await get(projectId, server, timeoutMs);
       connection.busy += 1;
       return connection;
     },

@@ -9,6 +9,7 @@ import { connectStreamableHttp } from './connectStreamableHttp.ts';
 import { createConnectionPool, type PooledConnection } from './createConnectionPool.ts';
 import { createStdioTransport } from './createStdioTransport.ts';
 import type { RawToolResult } from './sanitizeToolResult.ts';
+import { serverTimeoutMs } from './serverTimeoutMs.ts';
 import { ToolCallError } from './ToolCallError.ts';
 
 /** A tool as its server describes it (from `listTools`). */
@@ -20,11 +21,22 @@ export type McpGateway = {
    * The server's tools by name (`listTools`, every page), cached for the connection's life;
    * a tool the contract declares and the server lacks is logged as a warning on connect.
    */
-  discover(projectId: string, server: GatewayServer): Promise<Map<string, DiscoveredTool>>;
+  discover(
+    projectId: string,
+    server: GatewayServer,
+    options?: {
+      /**
+       * The bound on connecting and listing together. @defaultValue the server's slowest
+       * tool's `timeoutMs` ({@link serverTimeoutMs})
+       */
+      timeoutMs?: number;
+    },
+  ): Promise<Map<string, DiscoveredTool>>;
   /**
    * Makes one call. A connection that died (a restarted server) is replaced and the call
    * made again only when the request cannot have reached the server, or `idempotent` says a
-   * repeat is harmless (a read tool). Throws {@link ToolCallError}.
+   * repeat is harmless (a read tool). `timeoutMs` bounds the connect (when there is no
+   * connection yet) and the call together. Throws {@link ToolCallError}.
    */
   call(
     projectId: string,
@@ -67,13 +79,42 @@ export function createMcpGateway({
     return out;
   }
 
+  /**
+   * Connects within `timeoutMs`, or closes what it started (a stdio child is killed, an HTTP
+   * request aborted) and rejects: the SDK's `initialize` would otherwise wait 60 s, and the
+   * `initialized` notification after it has no bound at all.
+   */
   async function open(
     projectId: string,
     server: GatewayServer,
     key: string,
+    timeoutMs: number,
+  ): Promise<PooledConnection> {
+    const client = new Client({ name: clientName, version: '1.0.0' });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        connect(projectId, server, key, client, timeoutMs),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new Error(`MCP server "${server.name}" did not connect within ${timeoutMs} ms`));
+            void client.close().catch(() => {});
+          }, timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function connect(
+    projectId: string,
+    server: GatewayServer,
+    key: string,
+    client: Client,
+    timeoutMs: number,
   ): Promise<PooledConnection> {
     const t = server.transport;
-    const client = new Client({ name: clientName, version: '1.0.0' });
     const connection: PooledConnection = { key, client, closed: false, busy: 0, retired: false };
     client.onclose = () => {
       connection.closed = true;
@@ -91,9 +132,10 @@ export function createMcpGateway({
             'mcp server stderr',
           ),
       });
-      await client.connect(transport);
+      await client.connect(transport, { timeout: timeoutMs });
     } else {
       await connectStreamableHttp(client, t, {
+        timeoutMs,
         headers: await resolveAll(projectId, t.headers),
         onFallback: () => {
           connection.closed = false;
@@ -119,11 +161,13 @@ export function createMcpGateway({
     projectId: string,
     server: GatewayServer,
     client: Client,
+    deadline: number,
   ): Promise<Map<string, DiscoveredTool>> {
     const tools = new Map<string, DiscoveredTool>();
     let cursor: string | undefined;
     for (let page = 0; page < 100; page++) {
-      const result = await client.listTools(cursor ? { cursor } : {});
+      const timeout = Math.max(1, deadline - performance.now());
+      const result = await client.listTools(cursor ? { cursor } : {}, { timeout });
       for (const tool of result.tools) {
         tools.set(tool.name, {
           description: tool.description ?? tool.title ?? tool.name,
@@ -146,12 +190,14 @@ export function createMcpGateway({
   }
 
   return {
-    async discover(projectId, server) {
+    async discover(projectId, server, { timeoutMs = serverTimeoutMs(server) } = {}) {
+      const deadline = performance.now() + timeoutMs;
+      const left = () => Math.max(1, Math.round(deadline - performance.now()));
       for (let attempt = 0; ; attempt++) {
-        const connection = await pool.acquire(projectId, server);
+        const connection = await pool.acquire(projectId, server, left());
         let listing = listings.get(connection);
         if (!listing) {
-          listing = listAll(projectId, server, connection.client);
+          listing = listAll(projectId, server, connection.client, deadline);
           listings.set(connection, listing);
         }
         try {
@@ -159,7 +205,7 @@ export function createMcpGateway({
         } catch (error) {
           listings.delete(connection);
           await pool.drop(connection);
-          if (attempt >= 1) {
+          if (attempt >= 1 || deadline - performance.now() < 1) {
             throw new ToolCallError(
               'TOOL_SERVER_UNAVAILABLE',
               `MCP server "${server.name}" did not list its tools`,
@@ -174,8 +220,10 @@ export function createMcpGateway({
     },
 
     async call(projectId, server, call) {
+      const deadline = performance.now() + call.timeoutMs;
+      const left = () => Math.max(1, Math.round(deadline - performance.now()));
       for (let attempt = 0; ; attempt++) {
-        const connection = await pool.acquire(projectId, server);
+        const connection = await pool.acquire(projectId, server, left());
         try {
           // The plain request, not `callTool`: that one checks structured output against the
           // tool's schema after the server has acted, and its error would read as a refusal.
@@ -183,7 +231,7 @@ export function createMcpGateway({
           return await connection.client.request(
             { method: 'tools/call', params: { name: call.tool, arguments: call.arguments } },
             AnyToolResult,
-            { timeout: call.timeoutMs, ...(call.signal ? { signal: call.signal } : {}) },
+            { timeout: left(), ...(call.signal ? { signal: call.signal } : {}) },
           );
         } catch (error) {
           if (call.signal?.aborted) throw call.signal.reason;

@@ -1,3 +1,4 @@
+import { serverTimeoutMs } from './serverTimeoutMs.ts';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { withProject } from '../../db/withProject.ts';
 import {
@@ -40,7 +41,12 @@ export async function listAgentTools(
   await Promise.all(
     [...servers.values()].map(async (server) => {
       try {
-        discovered.set(server.name, await deps.gateway.discover(caller.projectId, server));
+        discovered.set(
+          server.name,
+          await deps.gateway.discover(caller.projectId, server, {
+            timeoutMs: serverTimeoutMs(server, read.scope.runtime),
+          }),
+        );
       } catch (error) {
         deps.logger.warn(
           { projectId: caller.projectId, server: server.name, err: (error as Error).message },

@@ -19,6 +19,11 @@ import { Stage } from '../../pipeline/contracts/runJob.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
 import type { AnyChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
 import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
+import {
+  createBulkheads,
+  DEFAULT_BULKHEAD_LIMITS,
+  type BulkheadLimits,
+} from '../../pipeline/bulkheads/createBulkheads.ts';
 import { createMcpGateway } from '../../pipeline/mcp/createMcpGateway.ts';
 import { createContractReader } from '../../pipeline/runs/createContractReader.ts';
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
@@ -67,6 +72,7 @@ export async function startPipeline({
   databaseWaitMs,
   channels = BUILTIN_CHANNEL_PLUGINS,
   admission,
+  bulkheads = {},
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -96,6 +102,8 @@ export async function startPipeline({
    * absent: none, as in most tests.
    */
   admission?: AdmissionBounds;
+  /** Share sizes (the platform's defaults for what is unset). */
+  bulkheads?: Partial<BulkheadLimits>;
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -117,6 +125,7 @@ export async function startPipeline({
     channels: createChannelRegistry(channels),
     contracts: createContractReader(),
     gateway: createMcpGateway({ secrets, logger }),
+    bulkheads: createBulkheads(redis, prefix, { ...DEFAULT_BULKHEAD_LIMITS, ...bulkheads }),
     actor: 'worker:test',
     now: Date.now,
   };
