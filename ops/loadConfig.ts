@@ -79,6 +79,14 @@ const EnvSchema = z.object({
   /** Failed credential attempts per project per window before sources that failed get 429. */
   AWOOOP_AUTH_FAILURES_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(100),
   AWOOOP_AUTH_FAILURE_WINDOW_S: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Consecutive retryable failures of a provider endpoint that open its circuit breaker. */
+  AWOOOP_BREAKER_FAILURES: z.coerce.number().int().min(1).max(10_000).default(5),
+  /** A failure older than this (ms) no longer counts toward a breaker's run of failures. */
+  AWOOOP_BREAKER_WINDOW_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+  /** How long an open breaker waits (ms) before it admits a probe call. */
+  AWOOOP_BREAKER_COOLDOWN_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  /** Probe calls a half-open breaker admits at once, across every process. */
+  AWOOOP_BREAKER_PROBES: z.coerce.number().int().min(1).max(100).default(1),
   /** The env variables tenants' `env:` refs may read, comma-separated; none by default. */
   AWOOOP_ENV_SECRETS: z
     .string()

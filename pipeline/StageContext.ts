@@ -1,3 +1,4 @@
+import type { ProviderHealth } from './agent/createProviderHealth.ts';
 import type { ChannelContext } from './channels/ChannelContext.ts';
 import type { McpGateway } from './mcp/createMcpGateway.ts';
 import type { ContractReader } from './runs/createContractReader.ts';
@@ -10,4 +11,9 @@ export type StageContext = ChannelContext & {
   contracts: ContractReader;
   /** The MCP Gateway's pooled connections: the only way a stage reaches a tool. */
   gateway: McpGateway;
+  /**
+   * The provider endpoints' circuit breakers the model route obeys; every process builds one
+   * (`createRuntime`). Absent only in a test that wants no breaker.
+   */
+  providerHealth?: ProviderHealth;
 };

@@ -15,6 +15,10 @@ import { createApp, type AppDeps } from '../../ingress/createApp.ts';
 import { ENQUEUE_TIMEOUT_MS, FAIL_FAST_REDIS } from '../../ops/createRuntime.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
+import {
+  createProviderHealth,
+  type ProviderHealthOptions,
+} from '../../pipeline/agent/createProviderHealth.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
 import type { AnyChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
 import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
@@ -63,6 +67,7 @@ export async function startPipeline({
   failFastIngress = false,
   databaseWaitMs,
   channels = BUILTIN_CHANNEL_PLUGINS,
+  providerHealth,
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -87,6 +92,8 @@ export async function startPipeline({
   envSecrets?: readonly string[];
   /** The channel plugins registered (a test adds a fake one). @defaultValue the built-in ones */
   channels?: readonly AnyChannelPlugin[];
+  /** The provider breakers' settings; without it the model route runs with no breaker. */
+  providerHealth?: Partial<ProviderHealthOptions>;
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -111,6 +118,7 @@ export async function startPipeline({
     actor: 'worker:test',
     now: Date.now,
   };
+  if (providerHealth) ctx.providerHealth = createProviderHealth(ctx, providerHealth);
   const app = createApp({
     pool,
     redis: ingressRedis,

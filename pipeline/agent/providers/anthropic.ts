@@ -10,7 +10,7 @@ import type {
 import { postJson } from './postJson.ts';
 import { resolveApiKey } from './resolveApiKey.ts';
 
-const ANTHROPIC_URL = 'https://api.anthropic.com';
+export const ANTHROPIC_URL = 'https://api.anthropic.com';
 const ANTHROPIC_VERSION = '2023-06-01';
 
 /**
