@@ -95,6 +95,7 @@ export async function createRuntime(
       windowMs: config.AWOOOP_BREAKER_WINDOW_MS,
       cooldownMs: config.AWOOOP_BREAKER_COOLDOWN_MS,
       probes: config.AWOOOP_BREAKER_PROBES,
+      registration: config.AWOOOP_PROVIDER_REGISTRATION,
     }),
   };
   return {

@@ -87,6 +87,11 @@ const EnvSchema = z.object({
   AWOOOP_BREAKER_COOLDOWN_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   /** Probe calls a half-open breaker admits at once, across every process. */
   AWOOOP_BREAKER_PROBES: z.coerce.number().int().min(1).max(100).default(1),
+  /**
+   * `first_use`: an endpoint a route names becomes a platform resource on its first call;
+   * `operator`: only endpoints registered with `awooop providers add` may be called.
+   */
+  AWOOOP_PROVIDER_REGISTRATION: z.enum(['first_use', 'operator']).default('first_use'),
   /** The env variables tenants' `env:` refs may read, comma-separated; none by default. */
   AWOOOP_ENV_SECRETS: z
     .string()

@@ -1,11 +1,15 @@
 import {
+  findProviderEndpoint,
   findProviderEndpointById,
   listProviderEndpoints,
   moveProviderBreaker,
+  registerProviderEndpoint,
   type BreakerMove,
   type ProviderEndpoint,
 } from '../../db/providerEndpoints.ts';
 import { withPlatform } from '../../db/withPlatform.ts';
+import { endpointOf } from '../../pipeline/agent/createProviderHealth.ts';
+import { HttpUrl, isWellFormed } from '../../pipeline/contracts/common.ts';
 import type { AuditAction } from '../../pipeline/contracts/auditActions.ts';
 import type { CliContext } from './CliContext.ts';
 import { parseCommandArgs } from './parseCommandArgs.ts';
@@ -13,6 +17,7 @@ import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
   awooop providers [list] [--json]                     every provider endpoint and its circuit breaker
+  awooop providers add PROVIDER BASE_URL --reason TEXT    register an endpoint (with AWOOOP_PROVIDER_REGISTRATION=operator, only registered ones are called)
   awooop providers open ENDPOINT --reason TEXT [--json]    hold its breaker open (routes skip it) until closed or reset
   awooop providers close ENDPOINT --reason TEXT [--json]   close its breaker (new failures can open it again)
   awooop providers reset ENDPOINT --reason TEXT [--json]   close it and clear its failure and open counts
@@ -76,6 +81,7 @@ export async function providersCommand(ctx: CliContext, args: string[]): Promise
     json: { type: 'boolean' },
   });
   const [sub = 'list', endpointArg, ...extra] = positionals;
+  if (sub === 'add') return addEndpoint(ctx, positionals.slice(1), values.reason, values.json);
   if (sub !== 'list' && sub !== 'open' && sub !== 'close' && sub !== 'reset')
     throw new UsageError(`providers: unknown subcommand ${JSON.stringify(sub)}\n\n${USAGE}`);
 
@@ -101,9 +107,7 @@ export async function providersCommand(ctx: CliContext, args: string[]): Promise
     );
   if (extra.length > 0)
     throw new UsageError(`${sub}: unexpected argument ${JSON.stringify(extra[0])}`);
-  const reason = values.reason?.trim();
-  if (!reason) throw new UsageError(`--reason: required for ${sub} (it goes into the audit trail)`);
-  if (reason.length > 500) throw new UsageError('--reason: at most 500 characters');
+  const reason = requireReason(sub, values.reason);
   const endpointId = Number(endpointArg);
 
   const { pool } = await ctx.connect();
@@ -134,6 +138,54 @@ export async function providersCommand(ctx: CliContext, args: string[]): Promise
       result.changed
         ? `${endpointId} ${result.after.provider} ${result.after.baseUrl}: ${label(result.before)} → ${label(result.after)}`
         : `${endpointId} ${result.after.provider} ${result.after.baseUrl} is already ${label(result.after)}: nothing changed`,
+    );
+  return 0;
+}
+
+/** The reason an operator gave, required for every change. */
+function requireReason(sub: string, value: string | undefined): string {
+  const reason = value?.trim();
+  if (!reason) throw new UsageError(`--reason: required for ${sub} (it goes into the audit trail)`);
+  if (reason.length > 500) throw new UsageError('--reason: at most 500 characters');
+  return reason;
+}
+
+/** `providers add PROVIDER BASE_URL`: registers an endpoint as the platform's own resource. */
+async function addEndpoint(
+  ctx: CliContext,
+  [provider, baseUrl, ...extra]: string[],
+  reasonValue: string | undefined,
+  json: boolean | undefined,
+): Promise<number> {
+  if (provider !== 'openai_compatible' && provider !== 'anthropic')
+    throw new UsageError(
+      `PROVIDER: expected openai_compatible or anthropic, got ${JSON.stringify(provider ?? '')}`,
+    );
+  if (baseUrl === undefined || !isWellFormed(HttpUrl, baseUrl))
+    throw new UsageError(
+      `BASE_URL: expected an http:// or https:// URL, got ${JSON.stringify(baseUrl ?? '')}`,
+    );
+  if (extra.length > 0)
+    throw new UsageError(`add: unexpected argument ${JSON.stringify(extra[0])}`);
+  const reason = requireReason('add', reasonValue);
+  // The same key as a route's call uses (trailing slashes dropped).
+  const key = endpointOf({ provider, baseUrl })!;
+  const { pool } = await ctx.connect();
+  const { added, row } = await withPlatform(
+    pool,
+    { actor: ctx.actor, reason: `providers add ${key.provider} ${key.baseUrl}: ${reason}` },
+    async (tx) => {
+      // A second add finds the unique (provider, base URL) key taken and writes nothing.
+      const added = await registerProviderEndpoint(tx, { ...key, actor: ctx.actor, reason });
+      return { added: added !== null, row: added ?? (await findProviderEndpoint(tx, key))! };
+    },
+  );
+  if (json) ctx.print(JSON.stringify({ changed: added, endpoint: view(row) }, null, 2));
+  else
+    ctx.print(
+      added
+        ? `${row.endpointId} ${row.provider} ${row.baseUrl}: registered (closed)`
+        : `${row.endpointId} ${row.provider} ${row.baseUrl} is already registered: nothing changed`,
     );
   return 0;
 }

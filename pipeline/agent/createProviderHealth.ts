@@ -27,6 +27,13 @@ export type ProviderHealthOptions = {
   probes: number;
   /** How long a process trusts its cached copy of a breaker's row. @defaultValue 1000 */
   refreshMs: number;
+  /**
+   * Which endpoints a route may call: `first_use` registers any endpoint a route names on its
+   * first call (audited); `operator` calls only endpoints an operator registered
+   * (`awooop providers add`), and skips any other as `MODEL_ENDPOINT_NOT_ALLOWED`.
+   * @defaultValue 'first_use'
+   */
+  registration: 'first_use' | 'operator';
 };
 
 export const DEFAULT_PROVIDER_HEALTH: ProviderHealthOptions = {
@@ -35,12 +42,13 @@ export const DEFAULT_PROVIDER_HEALTH: ProviderHealthOptions = {
   cooldownMs: 30_000,
   probes: 1,
   refreshMs: 1000,
+  registration: 'first_use',
 };
 
 /** Whether a target may be called now, and as what. */
 export type Admission =
   | { admitted: true; endpoint: ProviderEndpoint; probe: boolean; target: ModelTarget }
-  | { admitted: false; endpoint: ProviderEndpoint; error: ProviderError };
+  | { admitted: false; endpoint: ProviderEndpoint | null; error: ProviderError };
 
 /** The breakers of the provider endpoints, as a model route uses them. */
 export type ProviderHealth = {
@@ -54,19 +62,19 @@ export type ProviderHealth = {
   settle(admission: Admission & { admitted: true }, error: ProviderError | null): Promise<void>;
 };
 
-/** The endpoint a target calls (provider + base URL without trailing slashes), or null. */
-export function endpointOf(target: ModelTarget): { provider: string; baseUrl: string } | null {
-  switch (target.provider) {
-    case 'echo':
-      return null;
-    case 'openai_compatible':
-      return { provider: target.provider, baseUrl: target.baseUrl.replace(/\/+$/, '') };
-    case 'anthropic':
-      return {
-        provider: target.provider,
-        baseUrl: (target.baseUrl ?? ANTHROPIC_URL).replace(/\/+$/, ''),
-      };
-  }
+/**
+ * The endpoint a target calls (provider + base URL without trailing slashes; Anthropic's own
+ * when it names none), or null for the offline `echo`.
+ */
+export function endpointOf(target: {
+  provider: ModelTarget['provider'];
+  baseUrl?: string | undefined;
+}): { provider: string; baseUrl: string } | null {
+  if (target.provider === 'echo') return null;
+  const baseUrl = target.baseUrl ?? (target.provider === 'anthropic' ? ANTHROPIC_URL : undefined);
+  return baseUrl === undefined
+    ? null
+    : { provider: target.provider, baseUrl: baseUrl.replace(/\/+$/, '') };
 }
 
 // One round trip: count, and start the key's life on the first count only, so a stream of
@@ -94,15 +102,16 @@ export function createProviderHealth(
   options: Partial<ProviderHealthOptions> = {},
 ): ProviderHealth {
   const opts = { ...DEFAULT_PROVIDER_HEALTH, ...options };
-  const cache = new Map<string, { row: ProviderEndpoint; readAt: number }>();
-  const loading = new Map<string, Promise<ProviderEndpoint>>();
+  // null: not registered (operator registration), remembered as briefly as a row.
+  const cache = new Map<string, { row: ProviderEndpoint | null; readAt: number }>();
+  const loading = new Map<string, Promise<ProviderEndpoint | null>>();
   const keyOf = (row: ProviderEndpoint, what: string) =>
     `${ctx.redisPrefix}:breaker:${row.endpointId}:${row.version}:${what}`;
 
   const remember = (row: ProviderEndpoint) => {
     const key = `${row.provider} ${row.baseUrl}`;
     const held = cache.get(key);
-    if (!held || held.row.version <= row.version) cache.set(key, { row, readAt: ctx.now() });
+    if (!held?.row || held.row.version <= row.version) cache.set(key, { row, readAt: ctx.now() });
   };
 
   function read(endpoint: { provider: string; baseUrl: string }, fresh = false) {
@@ -113,8 +122,13 @@ export function createProviderHealth(
     let pending = loading.get(key);
     if (!pending) {
       pending = (async () => {
+        const known = await findProviderEndpoint(ctx.pool, endpoint);
+        if (!known && opts.registration === 'operator') {
+          cache.set(key, { row: null, readAt: ctx.now() });
+          return null;
+        }
         const row =
-          (await findProviderEndpoint(ctx.pool, endpoint)) ??
+          known ??
           (await registerProviderEndpoint(ctx.pool, {
             ...endpoint,
             actor: PROVIDER_HEALTH_ACTOR,
@@ -195,12 +209,23 @@ export function createProviderHealth(
     };
   };
 
+  const notAllowed = (target: ModelTarget, baseUrl: string): Admission => ({
+    admitted: false,
+    endpoint: null,
+    error: new ProviderError(
+      'MODEL_ENDPOINT_NOT_ALLOWED',
+      `${target.provider} model ${target.model}: ${baseUrl} is not a registered provider endpoint`,
+      { provider: target.provider, model: target.model, retryable: false },
+    ),
+  });
+
   return {
     async admit(target) {
       const endpoint = endpointOf(target);
       if (!endpoint) return null;
       try {
         let row = await read(endpoint);
+        if (!row) return notAllowed(target, endpoint.baseUrl);
         if (
           row.state === 'open' &&
           !row.forced &&
@@ -215,6 +240,7 @@ export function createProviderHealth(
               { ...row, state: 'half_open', forced: false, openedCount: 'keep' },
               `cool-down of ${opts.cooldownMs} ms passed`,
             )) ?? (await read(endpoint, true));
+          if (!row) return notAllowed(target, endpoint.baseUrl);
         }
         if (row.state === 'closed') return { admitted: true, endpoint: row, probe: false, target };
         if (row.state === 'half_open') {

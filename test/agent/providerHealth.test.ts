@@ -1,7 +1,12 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { findProviderEndpoint, type ProviderEndpoint } from '../../db/providerEndpoints.ts';
+import {
+  findProviderEndpoint,
+  registerProviderEndpoint,
+  type ProviderEndpoint,
+} from '../../db/providerEndpoints.ts';
+import { withPlatform } from '../../db/withPlatform.ts';
 import { callModelRoute } from '../../pipeline/agent/callModelRoute.ts';
 import {
   createProviderHealth,
@@ -245,6 +250,37 @@ describe('provider health', () => {
       'provider.breaker.half_opened',
       'provider.breaker.opened',
     ]);
+  });
+
+  it("calls only endpoints an operator registered when registration is the operator's", async () => {
+    const [primary, fallback] = [await server(), await server()];
+    const h = health({ registration: 'operator' });
+    const route = [target(primary), target(fallback)];
+    const error = await rejection(callModelRoute(route, ask(), deps(h)));
+    expect(error.code).toBe('MODEL_REJECTED');
+    expect(error.detail?.attempts).toEqual([
+      expect.objectContaining({ code: 'MODEL_ENDPOINT_NOT_ALLOWED' }),
+      expect.objectContaining({ code: 'MODEL_ENDPOINT_NOT_ALLOWED' }),
+    ]);
+    expect([primary.requests.length, fallback.requests.length]).toEqual([0, 0]);
+    expect(
+      await findProviderEndpoint(db().pool, {
+        provider: 'openai_compatible',
+        baseUrl: primary.url,
+      }),
+    ).toBeNull();
+
+    await withPlatform(db().platformPool, { actor: 'ops:alice', reason: 'test' }, (tx) =>
+      registerProviderEndpoint(tx, {
+        provider: 'openai_compatible',
+        baseUrl: fallback.url,
+        actor: 'ops:alice',
+        reason: 'approved vendor',
+      }),
+    );
+    const result = await callModelRoute(route, ask(), deps(h));
+    expect(result.text).toBe('model: hi');
+    expect([primary.requests.length, fallback.requests.length]).toEqual([0, 1]);
   });
 
   it('lets the runtime neither delete an endpoint nor move one an operator holds open', async () => {

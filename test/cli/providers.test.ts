@@ -204,6 +204,41 @@ describe('awooop providers', () => {
     ).toMatch(/is already closed: nothing changed/);
   });
 
+  it('registers an endpoint for operator registration, once, naming a bad provider or URL', async () => {
+    const first = await awooop(
+      'providers',
+      'add',
+      'anthropic',
+      'https://llm.example.com/',
+      '--reason',
+      'approved vendor',
+    );
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toMatch(
+      /^\d+ anthropic https:\/\/llm\.example\.com: registered \(closed\)$/m,
+    );
+    const again = await awooop(
+      'providers',
+      'add',
+      'anthropic',
+      'https://llm.example.com',
+      '--reason',
+      'x',
+    );
+    expect(again.stdout).toMatch(/is already registered: nothing changed/);
+    const before = await auditCount();
+    for (const [args, message] of [
+      [['providers', 'add', 'echo', 'https://a.example', '--reason', 'x'], /PROVIDER: expected/],
+      [['providers', 'add', 'anthropic', 'ftp://a.example', '--reason', 'x'], /BASE_URL: expected/],
+      [['providers', 'add', 'anthropic', 'https://b.example'], /--reason: required for add/],
+    ] as [string[], RegExp][]) {
+      const result = await awooop(...args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toMatch(message);
+    }
+    expect(await auditCount()).toBe(before);
+  });
+
   it('shows every breaker in /metrics', async () => {
     failing.failNext(2, { status: 500 });
     await call(failing);
