@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { createDbPool } from '../db/createDbPool.ts';
 import type { Login } from '../db/loginUrl.ts';
 import type { Logger } from '../ops/createLogger.ts';
-import { createProviderHealth } from '../pipeline/agent/createProviderHealth.ts';
+import { createProviderHealth } from '../pipeline/providerHealth/createProviderHealth.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../pipeline/channels/builtinChannelPlugins.ts';
 import { createChannelRegistry } from '../pipeline/channels/registry.ts';
 import { createMcpGateway } from '../pipeline/mcp/createMcpGateway.ts';

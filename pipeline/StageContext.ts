@@ -1,4 +1,4 @@
-import type { ProviderHealth } from './agent/createProviderHealth.ts';
+import type { ProviderHealth } from './providerHealth/createProviderHealth.ts';
 import type { ChannelContext } from './channels/ChannelContext.ts';
 import type { McpGateway } from './mcp/createMcpGateway.ts';
 import type { ContractReader } from './runs/createContractReader.ts';

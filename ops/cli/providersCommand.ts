@@ -8,7 +8,7 @@ import {
   type ProviderEndpoint,
 } from '../../db/providerEndpoints.ts';
 import { withPlatform } from '../../db/withPlatform.ts';
-import { endpointOf } from '../../pipeline/agent/createProviderHealth.ts';
+import { endpointOf } from '../../pipeline/providerHealth/endpointOf.ts';
 import { HttpUrl, isWellFormed } from '../../pipeline/contracts/common.ts';
 import type { AuditAction } from '../../pipeline/contracts/auditActions.ts';
 import type { CliContext } from './CliContext.ts';

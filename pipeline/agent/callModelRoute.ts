@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ModelTarget } from '../contracts/policyContract.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
-import type { ProviderHealth } from './createProviderHealth.ts';
+import type { ProviderHealth } from '../providerHealth/createProviderHealth.ts';
 import type { ModelRequest, ModelResult, ProviderDeps } from './modelTypes.ts';
 import { ProviderError } from './ProviderError.ts';
 import { anthropic } from './providers/anthropic.ts';
@@ -38,9 +38,17 @@ export async function callModelRoute(
     // Provider health: an open breaker skips its target without a call (so without a wait).
     const admission = (await health?.admit(target)) ?? null;
     if (admission && !admission.admitted) {
-      const { code } = admission.error;
-      attempts.push({ provider: target.provider, model: target.model, code, ms: 0 });
-      failures.push(admission.error);
+      const { code, message, retryable, retryAfterMs } = admission;
+      const { provider, model } = target;
+      attempts.push({ provider, model, code, ms: 0 });
+      failures.push(
+        new ProviderError(code, message, {
+          provider,
+          model,
+          retryable,
+          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        }),
+      );
       continue;
     }
     const started = performance.now();

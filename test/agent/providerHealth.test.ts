@@ -11,7 +11,7 @@ import { callModelRoute } from '../../pipeline/agent/callModelRoute.ts';
 import {
   createProviderHealth,
   type ProviderHealthOptions,
-} from '../../pipeline/agent/createProviderHealth.ts';
+} from '../../pipeline/providerHealth/createProviderHealth.ts';
 import type { ModelRequest } from '../../pipeline/agent/modelTypes.ts';
 import { ModelTarget } from '../../pipeline/contracts/policyContract.ts';
 import { AppError, RetryAfterError } from '../../pipeline/errors.ts';

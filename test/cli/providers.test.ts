@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProviderEndpoint, type ProviderEndpoint } from '../../db/providerEndpoints.ts';
 import { renderMetrics } from '../../ops/metrics/renderMetrics.ts';
 import { callModelRoute } from '../../pipeline/agent/callModelRoute.ts';
-import { createProviderHealth } from '../../pipeline/agent/createProviderHealth.ts';
+import { createProviderHealth } from '../../pipeline/providerHealth/createProviderHealth.ts';
 import type { ModelRequest } from '../../pipeline/agent/modelTypes.ts';
 import { ModelTarget } from '../../pipeline/contracts/policyContract.ts';
 import { createStageQueues } from '../../workers/stageQueues.ts';

@@ -18,7 +18,7 @@ import { Stage } from '../../pipeline/contracts/runJob.ts';
 import {
   createProviderHealth,
   type ProviderHealthOptions,
-} from '../../pipeline/agent/createProviderHealth.ts';
+} from '../../pipeline/providerHealth/createProviderHealth.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
 import type { AnyChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
 import { createChannelRegistry } from '../../pipeline/channels/registry.ts';

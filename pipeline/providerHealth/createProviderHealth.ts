@@ -9,8 +9,8 @@ import {
 import type { AuditAction } from '../contracts/auditActions.ts';
 import type { ModelTarget } from '../contracts/policyContract.ts';
 import type { Context } from '../context.ts';
-import { ProviderError } from './ProviderError.ts';
-import { ANTHROPIC_URL } from './providers/anthropic.ts';
+import type { ErrorCode } from '../errorCodes.ts';
+import { endpointOf } from './endpointOf.ts';
 
 /** Who moves a breaker on its own, in the platform's audit trail. */
 export const PROVIDER_HEALTH_ACTOR = 'platform:provider-health';
@@ -48,7 +48,21 @@ export const DEFAULT_PROVIDER_HEALTH: ProviderHealthOptions = {
 /** Whether a target may be called now, and as what. */
 export type Admission =
   | { admitted: true; endpoint: ProviderEndpoint; probe: boolean; target: ModelTarget }
-  | { admitted: false; endpoint: ProviderEndpoint | null; error: ProviderError };
+  | {
+      admitted: false;
+      endpoint: ProviderEndpoint | null;
+      /** Why, as the attempt's code: `MODEL_CIRCUIT_OPEN` or `MODEL_ENDPOINT_NOT_ALLOWED`. */
+      code: ErrorCode;
+      /** For logs: the target and the endpoint's state, never a provider's words. */
+      message: string;
+      /** Whether the route may succeed later (an open breaker) or never as set up. */
+      retryable: boolean;
+      /** When an open breaker admits a probe, from now. */
+      retryAfterMs?: number;
+    };
+
+/** How an admitted call ended, as far as health cares (a `ProviderError` is one). */
+export type CallFailure = { code: ErrorCode; retryable: boolean };
 
 /** The breakers of the provider endpoints, as a model route uses them. */
 export type ProviderHealth = {
@@ -59,23 +73,8 @@ export type ProviderHealth = {
    */
   admit(target: ModelTarget): Promise<Admission | null>;
   /** Records how an admitted call ended: null for an answer. Never throws. */
-  settle(admission: Admission & { admitted: true }, error: ProviderError | null): Promise<void>;
+  settle(admission: Admission & { admitted: true }, error: CallFailure | null): Promise<void>;
 };
-
-/**
- * The endpoint a target calls (provider + base URL without trailing slashes; Anthropic's own
- * when it names none), or null for the offline `echo`.
- */
-export function endpointOf(target: {
-  provider: ModelTarget['provider'];
-  baseUrl?: string | undefined;
-}): { provider: string; baseUrl: string } | null {
-  if (target.provider === 'echo') return null;
-  const baseUrl = target.baseUrl ?? (target.provider === 'anthropic' ? ANTHROPIC_URL : undefined);
-  return baseUrl === undefined
-    ? null
-    : { provider: target.provider, baseUrl: baseUrl.replace(/\/+$/, '') };
-}
 
 // One round trip: count, and start the key's life on the first count only, so a stream of
 // later counts never keeps an abandoned key alive.
@@ -196,27 +195,19 @@ export function createProviderHealth(
     return {
       admitted: false,
       endpoint: row,
-      error: new ProviderError(
-        'MODEL_CIRCUIT_OPEN',
-        `${target.provider} model ${target.model}: the breaker of ${row.baseUrl} is ${row.forced ? 'held open by an operator' : row.state.replace('_', '-')}`,
-        {
-          provider: target.provider,
-          model: target.model,
-          retryable: true,
-          ...(waitMs === undefined ? {} : { retryAfterMs: waitMs }),
-        },
-      ),
+      code: 'MODEL_CIRCUIT_OPEN',
+      message: `${target.provider} model ${target.model}: the breaker of ${row.baseUrl} is ${row.forced ? 'held open by an operator' : row.state.replace('_', '-')}`,
+      retryable: true,
+      ...(waitMs === undefined ? {} : { retryAfterMs: waitMs }),
     };
   };
 
   const notAllowed = (target: ModelTarget, baseUrl: string): Admission => ({
     admitted: false,
     endpoint: null,
-    error: new ProviderError(
-      'MODEL_ENDPOINT_NOT_ALLOWED',
-      `${target.provider} model ${target.model}: ${baseUrl} is not a registered provider endpoint`,
-      { provider: target.provider, model: target.model, retryable: false },
-    ),
+    code: 'MODEL_ENDPOINT_NOT_ALLOWED',
+    message: `${target.provider} model ${target.model}: ${baseUrl} is not a registered provider endpoint`,
+    retryable: false,
   });
 
   return {
