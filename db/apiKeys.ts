@@ -1,14 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { ROLES } from '../pipeline/contracts/roles.ts';
 import { ContractViolationError } from '../pipeline/errors.ts';
 
 /**
- * What an API key may do: `client` sends messages and reads its runs; `operator` also decides
- * approvals; `mcp` opens one agent's MCP endpoint and nothing else (such a key has only that
- * role and is bound to the agent).
+ * The roles an API key may hold (every role: {@link ROLES}); what each grants is the
+ * permission table in `pipeline/control/permissions.ts`. An `mcp` key has only that role and
+ * is bound to one agent.
  */
-export const API_KEY_ROLES = ['client', 'operator', 'admin', 'mcp'] as const;
+export const API_KEY_ROLES = ROLES;
 
 // Row schemas built once at load: zod compiles a schema on first use, so one built per
 // call was paid on every query.

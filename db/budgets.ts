@@ -38,7 +38,7 @@ const ReserveRow = z.object({
 export type ReserveOutcome = z.infer<typeof ReserveRow>;
 
 /**
- * Reserves one step (one statement: `budget_reserve`, migration 0010). A model step holds its
+ * Reserves one step (one statement: `budget_reserve`, migrations 0014 and 0015). A model step holds its
  * upper bound until settled; a tool call is recorded settled at once. Harmless twice: the
  * (run, step key) row admits one reservation, and a second call returns `held` (or the row's
  * final status) without touching the totals.

@@ -4,6 +4,7 @@ import { findApiKey, type ApiKeyRole } from '../db/apiKeys.ts';
 import { projectExists } from '../db/projects.ts';
 import { withProject } from '../db/withProject.ts';
 import { ProjectId } from '../pipeline/contracts/common.ts';
+import { authorize, type Action } from '../pipeline/control/permissions.ts';
 import { AppError, NotFoundError } from '../pipeline/errors.ts';
 
 /** The caller an API request acts as, set on `ctx.state.apiKey`. */
@@ -17,15 +18,17 @@ export type ApiState = {
 
 /**
  * Bearer auth for `/v1/projects/:projectId/...`: the key must be a live key of that project
- * (compared by SHA-256; the key itself is never stored) and hold one of `roles`. An unknown
- * project is 404, a missing or wrong key 401, a key without the role 403.
+ * (compared by SHA-256; the key itself is never stored) and hold a role that grants `action`
+ * in the permission table (`pipeline/control/permissions.ts`). An unknown project is 404, a
+ * missing or wrong key 401, a key without such a role 403 `FORBIDDEN` naming the roles.
  */
 export function apiAuth({
   pool,
-  roles,
+  action,
 }: {
   pool: DatabasePool;
-  roles: readonly ApiKeyRole[];
+  /** What the route does, as the permission table names it. */
+  action: Action;
 }): Middleware<ApiState> {
   return async function authenticate(ctx, next) {
     const projectId = String((ctx.params as Record<string, string> | undefined)?.projectId ?? '');
@@ -45,13 +48,7 @@ export function apiAuth({
         { status: 401 },
       );
     }
-    // An `mcp` key opens only its agent's MCP endpoint (ingress/mcpEndpoint.ts), whatever
-    // roles a route accepts.
-    if (caller.roles.includes('mcp') || !caller.roles.some((r) => roles.includes(r))) {
-      throw new AppError('FORBIDDEN', `this key lacks the role: ${roles.join(' or ')}`, {
-        status: 403,
-      });
-    }
+    authorize(caller.roles, action);
     ctx.state.apiKey = caller;
     await next();
   };

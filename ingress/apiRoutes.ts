@@ -11,6 +11,7 @@ import { formatIssues } from '../pipeline/contracts/formatIssues.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../pipeline/contracts/storableText.ts';
 import { ContractViolationError, NotFoundError } from '../pipeline/errors.ts';
 import { capAttachments } from '../pipeline/channels/capAttachments.ts';
+import { can } from '../pipeline/control/permissions.ts';
 import { describeRun } from '../pipeline/runs/describeRun.ts';
 import { acceptInbound, type AcceptDeps } from './acceptInbound.ts';
 import { refuseIfStopped } from './webhookRoutes.ts';
@@ -89,18 +90,20 @@ export type ApiDeps = AcceptDeps & {
  * The API channel: send a message (202 with the run id, durable before the answer; an
  * `Idempotency-Key` makes a retry with the same body return the same run, and is refused with
  * 422 for a different body), read a run with its timeline and output, and follow a run's
- * progress as server-sent events. A `client` key reads only the runs it sent; `operator` and
- * `admin` keys read every run of the project. A run that may not be read is 404, like one that
+ * progress as server-sent events. Who may is the permission table's (`messages.send`,
+ * `runs.read`): a `client` key reads only the runs it sent; a key whose roles grant
+ * `runs.read_any` (viewer, operator, admin) reads every run of the project. A run that may not be read is 404, like one that
  * does not exist.
  */
 export function apiRoutes(deps: ApiDeps): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/v1/projects/:projectId' });
-  const anyRole = apiAuth({ pool: deps.pool, roles: ['client', 'operator', 'admin'] });
+  const send = apiAuth({ pool: deps.pool, action: 'messages.send' });
+  const read = apiAuth({ pool: deps.pool, action: 'runs.read' });
   const defaultAccount = createDefaultAccountLookup(deps);
 
   // Harmless twice: with an Idempotency-Key the event's unique (key id, key hash) id makes a
   // retry find the first run (acceptEvent); without one, every request is a new message.
-  router.post<ApiState>('/messages', anyRole, async (ctx) => {
+  router.post<ApiState>('/messages', send, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const caller = ctx.state.apiKey;
     const parsed = ApiMessage.safeParse(parseJson(await readRawBody(ctx)));
@@ -166,14 +169,14 @@ export function apiRoutes(deps: ApiDeps): Router<AppState> {
     ctx.body = { run_id: accepted!.runId, duplicate: !accepted!.created };
   });
 
-  router.get<ApiState>('/runs/:runId', anyRole, async (ctx) => {
+  router.get<ApiState>('/runs/:runId', read, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const runId = ctx.params.runId!;
     await assertReadable(deps.pool, projectId, runId, ctx.state.apiKey);
     ctx.body = await describeRun(deps.pool, projectId, runId);
   });
 
-  router.get<ApiState>('/runs/:runId/events', anyRole, async (ctx) => {
+  router.get<ApiState>('/runs/:runId/events', read, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const runId = ctx.params.runId!;
     // 404 before the stream opens
@@ -221,7 +224,7 @@ async function assertReadable(
   runId: string,
   caller: ApiCaller,
 ): Promise<void> {
-  if (caller.roles.some((r) => r === 'operator' || r === 'admin')) return;
+  if (can(caller.roles, 'runs.read_any')) return;
   const own =
     z.uuid().safeParse(runId).success &&
     (await withProject(pool, projectId, (tx) => keyOwnsRun(tx, caller.keyId, runId)));

@@ -34,7 +34,8 @@ export const ApprovalDecisionBody = z.strictObject({
 });
 
 /**
- * The approvals API, for `operator` and `admin` keys (a `client` key is 403): list a
+ * The approvals API, as the permission table says (`approvals.read`: viewer, operator,
+ * approver, admin; `approvals.decide`: approver, admin; any other key is 403): list a
  * project's approvals (`?status=pending|approved|rejected|expired&run=<uuid>&limit=N`,
  * newest first), and approve or reject one (200 with the approval as it now is; decided by
  * `api:<key id>`, which must also be an approver in the project's ACL, else 403
@@ -43,9 +44,10 @@ export const ApprovalDecisionBody = z.strictObject({
  */
 export function approvalRoutes(deps: DecideDeps): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/v1/projects/:projectId/approvals' });
-  const operator = apiAuth({ pool: deps.pool, roles: ['operator', 'admin'] });
+  const read = apiAuth({ pool: deps.pool, action: 'approvals.read' });
+  const decide = apiAuth({ pool: deps.pool, action: 'approvals.decide' });
 
-  router.get<ApiState>('/', operator, async (ctx) => {
+  router.get<ApiState>('/', read, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const parsed = ApprovalQuery.safeParse(ctx.query);
     if (!parsed.success)
@@ -68,7 +70,7 @@ export function approvalRoutes(deps: DecideDeps): Router<AppState> {
     ['reject', 'rejected'],
   ] as const) {
     // Harmless twice: decideApproval decides a pending approval once; a repeat is 409.
-    router.post<ApiState>(`/:approvalId/${action}`, operator, async (ctx) => {
+    router.post<ApiState>(`/:approvalId/${action}`, decide, async (ctx) => {
       const projectId = ctx.params.projectId!;
       const approvalId = approvalIdOf(ctx);
       const raw = await readRawBody(ctx);

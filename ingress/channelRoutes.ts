@@ -27,7 +27,8 @@ export const ChannelsQuery = z.strictObject({
 export const AccountActionBody = z.strictObject({});
 
 /**
- * The channel accounts API, for `operator` and `admin` keys: `GET /channels` lists every
+ * The channel accounts API, as the permission table says (`channels.read`: viewer, operator,
+ * admin; `channels.manage`: operator, admin): `GET /channels` lists every
  * account of the project with its snapshot (desired and actual state, revision, last
  * inbound / outbound / error, counts, its newest `?history=N` changes, 20 by default), and
  * `POST /channels/:accountId/start|stop|restart` asks for a change (200 with the account as
@@ -36,9 +37,10 @@ export const AccountActionBody = z.strictObject({});
  */
 export function channelRoutes(deps: AccountRequestDeps): Router<AppState> {
   const router = new Router<AppState>({ prefix: '/v1/projects/:projectId/channels' });
-  const operator = apiAuth({ pool: deps.pool, roles: ['operator', 'admin'] });
+  const read = apiAuth({ pool: deps.pool, action: 'channels.read' });
+  const manage = apiAuth({ pool: deps.pool, action: 'channels.manage' });
 
-  router.get<ApiState>('/', operator, async (ctx) => {
+  router.get<ApiState>('/', read, async (ctx) => {
     const projectId = ctx.params.projectId!;
     const parsed = ChannelsQuery.safeParse(ctx.query);
     if (!parsed.success)
@@ -54,7 +56,7 @@ export function channelRoutes(deps: AccountRequestDeps): Router<AppState> {
   for (const action of ACCOUNT_ACTIONS) {
     // Harmless twice: requestAccountState changes the desired state only when it differs (a
     // restart is a new request each time, and reopens the account once more).
-    router.post<ApiState>(`/:accountId/${action}`, operator, async (ctx) => {
+    router.post<ApiState>(`/:accountId/${action}`, manage, async (ctx) => {
       const projectId = ctx.params.projectId!;
       const accountId = String(ctx.params.accountId ?? '');
       const raw = await readRawBody(ctx);

@@ -4,6 +4,7 @@ import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { findApiKey } from '../db/apiKeys.ts';
+import { can } from '../pipeline/control/permissions.ts';
 import { projectExists } from '../db/projects.ts';
 import { withProject } from '../db/withProject.ts';
 import { Identifier, ProjectId } from '../pipeline/contracts/common.ts';
@@ -121,7 +122,7 @@ async function authenticate(ctx: Context, pool: DatabasePool): Promise<EndpointC
       { status: 401 },
     );
   }
-  if (!key.roles.includes('mcp')) {
+  if (!can(key.roles, 'mcp.use')) {
     throw new AppError('FORBIDDEN', 'this key is not an MCP key (awooop keys create --role mcp)', {
       status: 403,
     });

@@ -7,6 +7,7 @@ import { AppError, ContractViolationError } from '../pipeline/errors.ts';
 import { applyCommand } from './cli/applyCommand.ts';
 import { approvalsCommand } from './cli/approvalsCommand.ts';
 import { auditCommand } from './cli/auditCommand.ts';
+import { authorizeCommand } from './cli/authorizeCommand.ts';
 import { createCliContext, type CliContext } from './cli/CliContext.ts';
 import { channelsCommand } from './cli/channelsCommand.ts';
 import { contractsCommand } from './cli/contractsCommand.ts';
@@ -21,7 +22,11 @@ import { ConfigError, loadConfig } from './loadConfig.ts';
 
 const USAGE = `awooop — multi-tenant agent platform
 
-usage: awooop [--actor WHO] <command> ...
+usage: awooop [--actor WHO | --key KEY] <command> ...
+
+    Without a key the CLI is the platform operator (it holds the platform's database
+    login) and may run every command. --key KEY (or AWOOOP_API_KEY) acts as a project API
+    key instead: only the commands its roles grant, in its project (README: Roles).
 
   migrate                      create the database if needed and apply pending migrations
   apply -f FILE [--dry-run]    validate a tenant YAML file, then draft, publish and activate what changed
@@ -32,7 +37,7 @@ usage: awooop [--actor WHO] <command> ...
   usage --project P [--by ...]  spend: tokens, USD, tool calls, runs (today, this month, a range)
   jobs failed|retry|inspect ... failed stage jobs
   keys create|list|revoke ...   API keys of a project
-  providers [list|open|close|reset ...]   model provider endpoints and their circuit breakers
+  providers list|add|open|close|reset ...   model provider endpoints and their circuit breakers (platform)
   secrets set|list|rm ...       encrypted channel and provider credentials of a project
   hash FILE...                 print the SHA-256 of files (for prompt and schema refs)
   web                          run the HTTP process (webhooks, API, /admin/queues, /metrics, health)
@@ -105,9 +110,12 @@ const COMMANDS: Record<string, Command> = {
 async function main(argv: string[]): Promise<number> {
   let args = argv;
   let actor: string | undefined;
-  if (args[0] === '--actor') {
-    actor = args[1];
-    if (!actor) throw new UsageError('--actor: needs a value');
+  let key: string | undefined;
+  while (args[0] === '--actor' || args[0] === '--key') {
+    const value = args[1];
+    if (!value) throw new UsageError(`${args[0]}: needs a value`);
+    if (args[0] === '--actor') actor = value;
+    else key = value;
     args = args.slice(2);
   }
   const [name, ...rest] = args;
@@ -117,9 +125,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command "${name}"\n\n${USAGE}`);
-  const ctx = createCliContext(loadConfig(), actor);
+  const config = loadConfig();
+  key ??= config.AWOOOP_API_KEY;
+  if (key !== undefined && actor !== undefined)
+    throw new UsageError('--actor: not with a key (a key acts as api:<key id>)');
+  const ctx = createCliContext(config, actor);
   try {
-    return await command(ctx, rest);
+    // The permission table, before anything else: a refused command changes nothing.
+    return await command(await authorizeCommand(ctx, name, rest, key), rest);
   } finally {
     await ctx.close();
   }

@@ -10,6 +10,7 @@ const SECRET_NAMES = new Set([
   'AWOOOP_VIEWER_TOKEN',
   'AWOOOP_METRICS_TOKEN',
   'AWOOOP_SECRET_KEY',
+  'AWOOOP_API_KEY',
 ]);
 
 /** Variables of the platform's own that no tenant `env:` ref may read, whatever the list says. */
@@ -66,6 +67,8 @@ const EnvSchema = z.object({
     )
     .optional(),
   AWOOOP_ACTOR: z.string().min(1).max(200).optional(),
+  /** A project API key the CLI acts with (as `--key`): only what its roles grant. */
+  AWOOOP_API_KEY: z.string().min(1).max(300).optional(),
   AWOOOP_VIEWER_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   AWOOOP_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   AWOOOP_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),

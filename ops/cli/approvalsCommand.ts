@@ -19,7 +19,8 @@ const USAGE = `usage:
   awooop approvals list --project P [--status S] [--run RUN_ID] [--limit N] [--json]   newest first
   awooop approvals approve APPROVAL_ID --project P --as SUBJECT [--sha CALL_SHA256]   the run resumes and makes the call
   awooop approvals reject APPROVAL_ID --project P --as SUBJECT [--sha CALL_SHA256]    the run fails with APPROVAL_REJECTED
-  (SUBJECT: the approver deciding, an ACL member of the project, e.g. email:ops@example.com)`;
+  (SUBJECT: the approver deciding, an ACL member of the project with the approver or admin
+  role, e.g. email:ops@example.com; with --key, the key decides as api:<key id> instead)`;
 
 /**
  * `awooop approvals list|approve|reject`: the calls waiting for a human, and deciding them
@@ -84,7 +85,7 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
     throw new UsageError(`${sub}: one APPROVAL_ID at a time, got ${positionals.length}`);
   if (values.sha !== undefined && !/^[0-9a-fA-F]{64}$/.test(values.sha))
     throw new UsageError(`--sha: expected the call's SHA-256 (64 hex characters)`);
-  const approver = approverOf(values.as, sub);
+  const approver = approverOf(ctx, values.as, sub);
   const { pool } = await ctx.connect();
   // Redis first: a decision is not recorded when the run could not then be moved on.
   const redis = await connectCliRedis(ctx);
@@ -108,7 +109,13 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
       },
     ).catch((error: unknown) => {
       if (error instanceof AppError && error.code === 'NOT_APPROVER')
-        throw new AppError(error.code, `--as: ${error.message}`, { status: error.status });
+        throw new AppError(
+          error.code,
+          `${ctx.caller.kind === 'key' ? '--key' : '--as'}: ${error.message}`,
+          {
+            status: error.status,
+          },
+        );
       throw error;
     });
     if (values.json) ctx.print(JSON.stringify(describeApproval(approval), null, 2));
@@ -123,8 +130,17 @@ export async function approvalsCommand(ctx: CliContext, [sub, ...args]: string[]
   }
 }
 
-/** The approver `--as` names: required to decide, and shaped like an ACL subject. */
-function approverOf(as: string | undefined, sub: string): string {
+/**
+ * Who decides: with a key, the key itself (`api:<key id>`, which must be an ACL approver like
+ * any other subject); without one, the approver `--as` names, required and shaped like an ACL
+ * subject.
+ */
+function approverOf(ctx: CliContext, as: string | undefined, sub: string): string {
+  if (ctx.caller.kind === 'key') {
+    if (as !== undefined)
+      throw new UsageError(`--as: not with a key (the key decides as api:${ctx.caller.keyId})`);
+    return `api:${ctx.caller.keyId}`;
+  }
   if (as === undefined)
     throw new UsageError(
       `--as: name the approver who ${sub}s (an ACL subject of the project, e.g. email:ops@example.com)`,

@@ -14,7 +14,7 @@ import { parseCommandArgs, requireProject } from './parseCommandArgs.ts';
 import { UsageError } from './UsageError.ts';
 
 const USAGE = `usage:
-  awooop keys create --project P [--name N] [--role client|operator|admin]...   print a new API key (shown once)
+  awooop keys create --project P [--name N] [--role client|viewer|operator|approver|admin]...   print a new API key (shown once)
   awooop keys create --project P [--name N] --role mcp --agent NAME            a key for agent NAME's MCP endpoint only
   awooop keys list --project P
   awooop keys revoke KEY_ID --project P`;

@@ -38,6 +38,8 @@ export function pipelineTenant({
   approvers,
   apiApprovers = [],
   viewers = [],
+  operators = [],
+  apiOperators = [],
 }: {
   projectId: string;
   telegramApiRoot: string;
@@ -47,16 +49,16 @@ export function pipelineTenant({
   mode?: MigrationMode;
   outputSchema?: object;
   statusAfterMs?: number;
-  /** Telegram user ids that may decide approvals (ACL `telegram:<id>`, role `operator`). */
+  /** Telegram user ids that may decide approvals (ACL `telegram:<id>`, role `approver`). */
   approvers?: readonly string[];
-  /** API key ids that may decide approvals (ACL `api:<key id>`, role `operator`). */
+  /** API key ids that may decide approvals (ACL `api:<key id>`, role `approver`). */
   apiApprovers?: readonly string[];
-  /**
-   * Telegram user ids in the ACL with the `viewer` role only (not approvers). Apply refuses
-   * that role now (not supported yet), so they are added after validation, as a project
-   * revision stored before the refusal holds them.
-   */
+  /** Telegram user ids in the ACL with the `viewer` role only (not approvers). */
   viewers?: readonly string[];
+  /** Telegram user ids in the ACL with the `operator` role only, which decides nothing. */
+  operators?: readonly string[];
+  /** API key ids in the ACL with the `operator` role only. */
+  apiOperators?: readonly string[];
 }): { tenant: TenantFile; artifacts: ArtifactInput[] } {
   const artifacts: ArtifactInput[] = [
     { ref: 'prompts/agent.md', kind: 'prompt', mediaType: 'text/markdown', content: PROMPT },
@@ -89,8 +91,11 @@ export function pipelineTenant({
       acl: {
         members: [
           { subject: 'email:owner@example.test', roles: ['admin'] },
-          ...(approvers ?? []).map((id) => ({ subject: `telegram:${id}`, roles: ['operator'] })),
-          ...apiApprovers.map((id) => ({ subject: `api:${id}`, roles: ['operator'] })),
+          ...(approvers ?? []).map((id) => ({ subject: `telegram:${id}`, roles: ['approver'] })),
+          ...apiApprovers.map((id) => ({ subject: `api:${id}`, roles: ['approver'] })),
+          ...viewers.map((id) => ({ subject: `telegram:${id}`, roles: ['viewer'] })),
+          ...operators.map((id) => ({ subject: `telegram:${id}`, roles: ['operator'] })),
+          ...apiOperators.map((id) => ({ subject: `api:${id}`, roles: ['operator'] })),
         ],
       },
       ...(approvers ? { approvals: { channel: APPROVALS_ACCOUNT } } : {}),
@@ -159,8 +164,6 @@ export function pipelineTenant({
         : {}),
     },
   });
-  for (const id of viewers)
-    tenant.project.acl.members.push({ subject: `telegram:${id}`, roles: ['viewer'] });
   return { tenant, artifacts };
 }
 

@@ -16,7 +16,7 @@ import type { ContractReader } from '../runs/createContractReader.ts';
 import { failRun } from '../runs/failRun.ts';
 import { loadPinnedChannel } from '../runs/loadPinnedContracts.ts';
 import type { Enqueue } from '../Enqueue.ts';
-import { isApprover } from './isApprover.ts';
+import { approverRoles, isApprover } from './isApprover.ts';
 import { APPROVAL_DECIDED_CODES } from './notifyApprovers.ts';
 
 /**
@@ -37,7 +37,8 @@ export type DecideDeps = {
  * approved call; rejected (or expired, from the sweeper), the run ends with
  * `APPROVAL_REJECTED` / `APPROVAL_EXPIRED` and the user gets the failure notice.
  * A human's decision (approved or rejected) is made only by an approver: `decidedBy` must be
- * an ACL subject of the project's active contract holding its approver role or `admin`
+ * an ACL subject of the project's active contract holding the `approver` role or `admin`
+ * (`isApprover`; the caller's own path checks its `approvals.decide` permission before)
  * (`api:<key id>`, `telegram:<user id>`, `email:…`), on every path (API, CLI, Telegram); only
  * the sweeper's `expired` needs none. `expectedSha256`, when given, is the call digest the
  * decider saw: another one is refused. Refusals: 403 `NOT_APPROVER`, 404 `APPROVAL_NOT_FOUND`,
@@ -66,10 +67,10 @@ export async function decideApproval(
         name: 'project',
       });
       if (!project || !isApprover(project.body, d.decidedBy)) {
-        const role = project?.body.approvals.approverRole ?? 'operator';
+        const roles = project ? approverRoles(project.body) : ['approver', 'admin'];
         throw new PolicyDeniedError(
           'NOT_APPROVER',
-          `${d.decidedBy} may not decide approvals of ${d.projectId}: it is not an ACL member with the ${role} or admin role (project.acl.members)`,
+          `${d.decidedBy} may not decide approvals of ${d.projectId}: it is not an ACL member with the ${roles.join(' or ')} role (project.acl.members)`,
         );
       }
     }

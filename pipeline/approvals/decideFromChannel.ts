@@ -12,6 +12,10 @@ import { fitsInNotice } from './notifyApprovers.ts';
 /** What deciding from a button press needs: deciding's deps, the account's secrets, a logger. */
 export type ChannelDecisionDeps = DecideDeps & { secrets: SecretResolver; logger: Logger };
 
+/** The answer to a press by someone who may not decide (not an ACL approver of the project). */
+export const NOT_ALLOWED =
+  'Not allowed: you may not decide approvals here (it needs the approver role)';
+
 /** What became of a button press. */
 export type ChannelDecisionOutcome =
   | 'approved'
@@ -25,8 +29,8 @@ export type ChannelDecisionOutcome =
 /**
  * Acts on an Approve / Reject button pressed in an approvals account (a channel plugin with
  * the approvals capability, Telegram today): the presser (`answer.decidedBy`, e.g.
- * `telegram:<from.id>`) must be an ACL member of the project with its approver role (or
- * `admin`), else nothing changes; then the approval is decided (via the channel's type, by
+ * `telegram:<from.id>`) must be an ACL member of the project with the `approver` role (or
+ * `admin`: `isApprover`), else nothing changes; then the approval is decided (via the channel's type, by
  * the presser) and the press acknowledged with the outcome ("Approved", "Rejected",
  * "Already approved by …", "Expired", "Not allowed"). A refused decision is an outcome, not
  * an error; a failure to reach Postgres is thrown (the webhook answers 5xx and the channel
@@ -81,7 +85,7 @@ export async function decideFromChannel(
         { projectId, approvalId: action.approvalId, decidedBy },
         'an approval button was pressed by someone who may not decide',
       );
-      return { outcome: 'not_allowed', text: 'Not allowed: you are not an approver here' };
+      return { outcome: 'not_allowed', text: NOT_ALLOWED };
     }
     if (action.decision === 'approved') {
       const approval = await withProject(deps.pool, projectId, (tx) =>
@@ -123,7 +127,7 @@ export async function decideFromChannel(
           return { outcome: 'not_found', text: 'Unknown approval' };
         // the presser was taken out of the ACL between the check above and the decision
         case 'NOT_APPROVER':
-          return { outcome: 'not_allowed', text: 'Not allowed: you are not an approver here' };
+          return { outcome: 'not_allowed', text: NOT_ALLOWED };
         default:
           throw error;
       }

@@ -40,7 +40,7 @@ function approvalsPlugin(
 
 /**
  * The recipient ids to ask for an approval: the project's ACL members with a
- * `<prefix>:<user id>` subject whose roles include `approvals.approverRole` or `admin`, where
+ * `<prefix>:<user id>` subject who may decide (`isApprover`: the `approver` role or `admin`), where
  * the prefix is the `subjectPrefix` of the approvals account's own plugin (`telegram`: a
  * user's private chat with the bot has the user's id; `slack`: a DM to the user id). Members
  * of other channels are not asked there: a project with both `telegram:` and `slack:`

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { ChannelType, Identifier, PiiClass } from './common.ts';
+import { ACL_ROLES } from './roles.ts';
 
-const Role = z.enum(['admin', 'operator', 'viewer']);
+const Role = z.enum(ACL_ROLES);
 
 /** Who an ACL member is: `api:<key id>`, `telegram:<user id>`, `email:…`, and so on. */
 export const AclSubject = z
@@ -94,7 +95,12 @@ export const ProjectContract = z.strictObject({
   approvals: z
     .strictObject({
       channel: Identifier.optional(),
-      approverRole: z.enum(['admin', 'operator']).default('operator'),
+      /**
+       * Who decides approvals: members with the `approver` role (or `admin`), or `admin` only.
+       * `operator` is how revisions stored before the `approver` role read (it was the
+       * default); such a revision is read as `approver`, and apply refuses the value.
+       */
+      approverRole: z.enum(['approver', 'admin', 'operator']).default('approver'),
     })
     .prefault({}),
   bindings: z.array(Binding).default([]),

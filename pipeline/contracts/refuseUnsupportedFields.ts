@@ -39,16 +39,12 @@ export function refuseUnsupportedFields(
       notYet('no region, retention or PII-class boundary is enforced'),
     );
   }
-  project.acl.members.forEach((member, i) =>
-    member.roles.forEach((role, j) => {
-      if (role === 'viewer') {
-        issue(
-          ['project', 'acl', 'members', i, 'roles', j],
-          '"viewer" is not supported yet: the role grants nothing; use admin or operator, or leave the member out',
-        );
-      }
-    }),
-  );
+  if (project.approvals.approverRole === 'operator') {
+    issue(
+      ['project', 'approvals', 'approverRole'],
+      '"operator" no longer decides approvals: give the deciding members the approver role and use approver (the default) or admin',
+    );
+  }
   project.bindings.forEach((binding, i) => {
     if (binding.channel !== undefined && !isPluginChannel(binding.channel))
       issue(['project', 'bindings', i, 'channel'], noPlugin(binding.channel, channelTypes));

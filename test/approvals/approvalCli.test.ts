@@ -5,7 +5,12 @@ import { withProject } from '../../db/withProject.ts';
 import { stageJobId } from '../../pipeline/contracts/runState.ts';
 import { startLineServer } from '../fakes/lineServer.ts';
 import { startTelegramServer } from '../../ops/fakes/telegramServer.ts';
-import { setUpTestTenant } from '../../ops/fakes/pipelineTenant.ts';
+import {
+  applyTestTenant,
+  pipelineTenant,
+  setUpTestTenant,
+} from '../../ops/fakes/pipelineTenant.ts';
+import { createApiKey } from '../../db/apiKeys.ts';
 import { runCli } from '../helpers/runCli.ts';
 import { startPipeline, type Pipeline } from '../helpers/startPipeline.ts';
 import { useTestDatabase } from '../helpers/testDatabase.ts';
@@ -22,20 +27,34 @@ let pipeline: Pipeline;
 const PROJECT = 'acme';
 const awooop = (...args: string[]) =>
   runCli(args, { DATABASE_URL: db().url, REDIS_URL: TEST_REDIS_URL, AWOOOP_REDIS_PREFIX: prefix });
-/** An approver of the test tenant (ACL `telegram:5551`, role operator). */
+/** An approver of the test tenant (ACL `telegram:5551`, role approver). */
 const approver = 'telegram:5551';
+/** Project keys the CLI can act with (`--key`); every one's id is an ACL approver. */
+const keys: Record<'operator' | 'approver', { keyId: string; key: string }> = {} as never;
 
 beforeAll(async () => {
   telegram = await startTelegramServer();
   line = await startLineServer();
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
-  await setUpTestTenant(pipeline, db().pool, {
+  const options = {
     projectId: PROJECT,
     telegramApiRoot: telegram.apiRoot,
     lineBaseUrl: line.baseUrl,
     approvers: ['5551'],
     viewers: ['7770'],
-  });
+    operators: ['7771'],
+  };
+  await setUpTestTenant(pipeline, db().pool, options);
+  for (const role of ['operator', 'approver'] as const) {
+    keys[role] = await withProject(db().pool, PROJECT, (tx) =>
+      createApiKey(tx, { projectId: PROJECT, name: role, roles: [role], actor: 'test' }),
+    );
+  }
+  // Both keys are ACL approvers: what refuses the operator key is its own role.
+  await applyTestTenant(
+    { pool: db().pool, logger: pipeline.ctx.logger },
+    pipelineTenant({ ...options, apiApprovers: [keys.operator.keyId, keys.approver.keyId] }),
+  );
 });
 
 afterAll(async () => {
@@ -153,13 +172,16 @@ describe('awooop approvals', () => {
     const unnamed = await awooop(...base);
     expect(unnamed.code).toBe(2);
     expect(unnamed.stderr).toContain('--as: name the approver');
-    for (const [as, code] of [
-      ['telegram:7770', 1], // a viewer
-      ['telegram:999', 1], // no member at all
-      ['email:owner', 1],
-      ['owner@example.test', 2], // not a subject
+    // One CLI process per case (each is a Node start): approve and reject take turns.
+    for (const [as, code, sub] of [
+      ['telegram:7770', 1, 'approve'], // a viewer
+      ['telegram:7771', 1, 'reject'], // an operator: deciding needs the approver role
+      ['telegram:7771', 1, 'approve'],
+      ['telegram:999', 1, 'reject'], // no member at all
+      ['email:owner', 1, 'approve'],
+      ['owner@example.test', 2, 'reject'], // not a subject
     ] as const) {
-      for (const sub of ['approve', 'reject']) {
+      {
         const result = await awooop(
           'approvals',
           sub,
@@ -176,6 +198,47 @@ describe('awooop approvals', () => {
     }
     expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
     expect((await runOf(run.runId))?.state).toBe('WAITING_APPROVAL');
+  });
+
+  // Regression (issue 15, item 7): an operator decided approvals.
+  it('refuses --key of an operator key (exit 1, FORBIDDEN naming the approver role) and decides with an approver key as api:<key id>', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    for (const sub of ['approve', 'reject']) {
+      const refused = await awooop(
+        '--key',
+        keys.operator.key,
+        'approvals',
+        sub,
+        approval.approvalId,
+        '--project',
+        PROJECT,
+      );
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        'FORBIDDEN: this key (operator) may not approvals.decide: it needs the approver or admin role',
+      );
+    }
+    // The operator key still lists them.
+    const listed = await awooop('--key', keys.operator.key, 'approvals', 'list', '-p', PROJECT);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(approval.approvalId);
+    expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
+    expect((await runOf(run.runId))?.state).toBe('WAITING_APPROVAL');
+
+    const withAs = await awooop(
+      ...['--key', keys.approver.key, 'approvals', 'approve', approval.approvalId],
+      ...['--project', PROJECT, '--as', approver],
+    );
+    expect(withAs.code).toBe(2);
+    expect(withAs.stderr).toContain('--as: not with a key');
+    const approved = await awooop(
+      ...['--key', keys.approver.key, 'approvals', 'approve', approval.approvalId],
+      ...['--project', PROJECT],
+    );
+    expect(approved.stderr).toBe('');
+    expect(approved.code).toBe(0);
+    expect((await approvalOf(approval.approvalId))?.decidedBy).toBe(`api:${keys.approver.keyId}`);
+    expect((await runOf(run.runId))?.state).toBe('ADMITTED');
   });
 
   it('names the field of a bad command line (exit 2)', async () => {

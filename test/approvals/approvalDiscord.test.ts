@@ -25,6 +25,7 @@ import { useTestDatabase } from '../helpers/testDatabase.ts';
 import { useRedisPrefix } from '../helpers/useRedisPrefix.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 import { waitingApproval } from '../helpers/waitingApproval.ts';
+import { NOT_ALLOWED } from '../../pipeline/approvals/decideFromChannel.ts';
 
 // Approvals answered with Discord buttons on the signed Interactions endpoint.
 const db = useTestDatabase();
@@ -32,6 +33,8 @@ const prefix = useRedisPrefix();
 const PROJECT = 'discordapprove';
 const APPROVER = '1400000000000000005';
 const STRANGER = '1400000000000000666';
+/** An ACL operator of the project: no approver role. */
+const OPERATOR = '1400000000000000777';
 const TOKEN = 'MTEwMDAwMDAwMDAwMDAwMDAwMQ.GhZxyz.discord-approvals-token-0123456789';
 const keys = discordKeyPair();
 
@@ -63,7 +66,10 @@ beforeAll(async () => {
     approvals: true,
   }) as typeof account;
   input.tenant.channels.dc = account;
-  input.tenant.project.acl.members.push({ subject: `discord:${APPROVER}`, roles: ['operator'] });
+  input.tenant.project.acl.members.push(
+    { subject: `discord:${APPROVER}`, roles: ['approver'] },
+    { subject: `discord:${OPERATOR}`, roles: ['operator'] },
+  );
   input.tenant.project.approvals = { ...input.tenant.project.approvals, channel: 'dc' };
   project = input.tenant.project;
   await applyTestTenant({ pool: db().pool, logger: pipeline.ctx.logger }, input);
@@ -137,7 +143,23 @@ describe('Discord approval buttons', () => {
       run: 'WAITING_APPROVAL',
       approval: { status: 'pending', decided_via: null },
     });
-    await acknowledged('Not allowed: you are not an approver here');
+    await acknowledged(NOT_ALLOWED);
+  });
+
+  // Regression (issue 15, item 7): an ACL operator decided approvals.
+  it('changes nothing when an ACL operator without the approver role presses Approve or Reject', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    const counts = await tableCounts(owner);
+    for (const choice of ['y', 'n']) {
+      const answer = await press(OPERATOR, `ap:${approval.approvalId}:${choice}`);
+      expect(answer).toEqual({ status: 200, body: { type: 6 } });
+      await acknowledged(NOT_ALLOWED);
+    }
+    expect(await tableCounts(owner)).toEqual(counts);
+    expect(await stateOf(run.runId, approval.approvalId)).toEqual({
+      run: 'WAITING_APPROVAL',
+      approval: { status: 'pending', decided_via: null },
+    });
   });
 
   it('refuses a press with a bad signature with 401 and changes nothing', async () => {

@@ -21,10 +21,12 @@ let telegram: Awaited<ReturnType<typeof startTelegramServer>>;
 let line: Awaited<ReturnType<typeof startLineServer>>;
 let pipeline: Pipeline;
 let owner: pg.Client;
-let operator: string;
+let approver: string;
+/** Operator keys: one whose id is an ACL approver, one an ACL operator. */
+let operators: string[];
 let admin: string;
 let client: string;
-/** An operator key and an admin key of the project whose ids are not ACL approvers. */
+/** An approver key and an admin key of the project whose ids are not ACL approvers. */
 let outsiders: string[];
 
 const PROJECT = 'acme';
@@ -36,7 +38,7 @@ beforeAll(async () => {
   // No workers: a decision's effect is what it writes and which job it enqueues.
   pipeline = await startPipeline({ pool: db().pool, prefix, workers: false });
   owner = await db().owner();
-  const tenant = (projectId: string, apiApprovers: string[] = []) =>
+  const tenant = (projectId: string, apiApprovers: string[] = [], apiOperators: string[] = []) =>
     applyTestTenant(
       { pool: db().pool, logger: pipeline.ctx.logger },
       pipelineTenant({
@@ -45,6 +47,7 @@ beforeAll(async () => {
         lineBaseUrl: line.baseUrl,
         approvers: ['5551'],
         apiApprovers,
+        apiOperators,
       }),
     );
   for (const projectId of [PROJECT, OTHER]) {
@@ -56,14 +59,21 @@ beforeAll(async () => {
     withProject(db().pool, PROJECT, (tx) =>
       createApiKey(tx, { projectId: PROJECT, name: 'test', roles, actor: 'test' }),
     );
-  const operatorKey = await key(['operator']);
+  const approverKey = await key(['approver']);
   const adminKey = await key(['admin']);
-  operator = operatorKey.key;
+  approver = approverKey.key;
   admin = adminKey.key;
   client = (await key(['client'])).key;
-  outsiders = [(await key(['operator'])).key, (await key(['admin'])).key];
+  outsiders = [(await key(['approver'])).key, (await key(['admin'])).key];
+  const operatorKeys = [await key(['operator']), await key(['operator'])];
+  operators = operatorKeys.map((k) => k.key);
   // The keys that decide are approvers in the ACL (`api:<key id>`); the outsiders are not.
-  await tenant(PROJECT, [operatorKey.keyId, adminKey.keyId]);
+  // The operator keys are in the ACL too, one as an approver: the key's role still refuses it.
+  await tenant(
+    PROJECT,
+    [approverKey.keyId, adminKey.keyId, operatorKeys[0]!.keyId],
+    [operatorKeys[1]!.keyId],
+  );
 });
 
 afterAll(async () => {
@@ -115,7 +125,7 @@ describe('POST /v1/projects/:p/approvals/:id/approve', () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     expect(await jobOf('execute', run.runId)).toBeUndefined();
 
-    const answer = await call(operator, 'POST', `/${approval.approvalId}/approve`);
+    const answer = await call(approver, 'POST', `/${approval.approvalId}/approve`);
     expect(answer.status).toBe(200);
     const keyId = answer.body.decidedBy as string;
     expect(answer.body).toMatchObject({
@@ -149,7 +159,7 @@ describe('POST /v1/projects/:p/approvals/:id/approve', () => {
     expect((await call(admin, 'POST', `/${approval.approvalId}/approve`)).status).toBe(200);
     const before = await fingerprint(run.runId);
     for (const action of ['approve', 'reject']) {
-      const again = await call(operator, 'POST', `/${approval.approvalId}/${action}`);
+      const again = await call(approver, 'POST', `/${approval.approvalId}/${action}`);
       expect(again.status).toBe(409);
       expect(errorOf(again)).toBe('APPROVAL_ALREADY_DECIDED');
       expect((again.body.error as { message: string }).message).toContain('already approved by');
@@ -162,7 +172,7 @@ describe('POST /v1/projects/:p/approvals/:id/approve', () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const before = await fingerprint(run.runId);
     const wrong = await call(
-      operator,
+      approver,
       'POST',
       `/${approval.approvalId}/approve`,
       JSON.stringify({ callSha256: 'a'.repeat(64) }),
@@ -173,7 +183,7 @@ describe('POST /v1/projects/:p/approvals/:id/approve', () => {
     expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
 
     const right = await call(
-      operator,
+      approver,
       'POST',
       `/${approval.approvalId}/approve`,
       JSON.stringify({ callSha256: approval.callSha256.toUpperCase() }),
@@ -189,7 +199,7 @@ describe('POST /v1/projects/:p/approvals/:id/approve', () => {
       [approval.approvalId],
     );
     const before = await fingerprint(run.runId);
-    const answer = await call(operator, 'POST', `/${approval.approvalId}/approve`);
+    const answer = await call(approver, 'POST', `/${approval.approvalId}/approve`);
     expect(answer.status).toBe(409);
     expect(errorOf(answer)).toBe('APPROVAL_EXPIRED');
     expect(await fingerprint(run.runId)).toEqual(before);
@@ -200,7 +210,7 @@ describe('POST /v1/projects/:p/approvals/:id/approve', () => {
 describe('POST /v1/projects/:p/approvals/:id/reject', () => {
   it('rejects: the run FAILS with APPROVAL_REJECTED and the failure notice is queued for deliver', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
-    const answer = await call(operator, 'POST', `/${approval.approvalId}/reject`, '{}');
+    const answer = await call(approver, 'POST', `/${approval.approvalId}/reject`, '{}');
     expect(answer.status).toBe(200);
     expect(answer.body).toMatchObject({ status: 'rejected', decidedVia: 'api' });
 
@@ -235,9 +245,31 @@ describe('refusals', () => {
     expect(await fingerprint(run.runId)).toEqual(before);
   });
 
+  // Regression (issue 15, item 7): an operator key decided approvals; deciding needs the
+  // approver role (or admin) on the key, whatever the ACL says of its id.
+  it('refuses an operator key with 403 FORBIDDEN naming the approver role, even one the ACL names an approver, and changes nothing', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    const before = await fingerprint(run.runId);
+    for (const key of operators) {
+      for (const action of ['approve', 'reject']) {
+        const answer = await call(key, 'POST', `/${approval.approvalId}/${action}`);
+        expect(answer.status).toBe(403);
+        expect(answer.body.error).toEqual({
+          code: 'FORBIDDEN',
+          message: 'this key may not approvals.decide: it needs the approver or admin role',
+        });
+      }
+      // an operator still sees them
+      expect((await call(key, 'GET', '')).status).toBe(200);
+    }
+    expect(await fingerprint(run.runId)).toEqual(before);
+    expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
+    expect((await call(approver, 'POST', `/${approval.approvalId}/approve`)).status).toBe(200);
+  });
+
   // Regression (issue 12, item 4): any operator key could decide; the ACL approver role was
   // checked on Telegram presses alone.
-  it('refuses an operator or admin key that is no ACL approver with 403 NOT_APPROVER and changes nothing', async () => {
+  it('refuses an approver or admin key that is no ACL approver with 403 NOT_APPROVER and changes nothing', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const before = await fingerprint(run.runId);
     for (const key of outsiders) {
@@ -254,12 +286,12 @@ describe('refusals', () => {
     }
     expect(await fingerprint(run.runId)).toEqual(before);
     expect((await approvalOf(approval.approvalId))?.status).toBe('pending');
-    expect((await call(operator, 'POST', `/${approval.approvalId}/approve`)).status).toBe(200);
+    expect((await call(approver, 'POST', `/${approval.approvalId}/approve`)).status).toBe(200);
   });
 
   it('answers an unknown or malformed id with 404 APPROVAL_NOT_FOUND, never 500', async () => {
     for (const id of [crypto.randomUUID(), 'not-a-uuid', "1' OR '1'='1", 'x'.repeat(300)]) {
-      const answer = await call(operator, 'POST', `/${encodeURIComponent(id)}/approve`);
+      const answer = await call(approver, 'POST', `/${encodeURIComponent(id)}/approve`);
       expect(answer.status).toBe(404);
       expect(errorOf(answer)).toBe('APPROVAL_NOT_FOUND');
     }
@@ -267,11 +299,11 @@ describe('refusals', () => {
 
   it("does not let one project's key decide another project's approval (404)", async () => {
     const other = await waitingApproval(pipeline, OTHER);
-    const answer = await call(operator, 'POST', `/${other.approval.approvalId}/approve`);
+    const answer = await call(approver, 'POST', `/${other.approval.approvalId}/approve`);
     expect(answer.status).toBe(404);
     expect(errorOf(answer)).toBe('APPROVAL_NOT_FOUND');
     // and the key of this project is no key at all for the other one
-    const cross = await call(operator, 'POST', `/${other.approval.approvalId}/approve`, '', OTHER);
+    const cross = await call(approver, 'POST', `/${other.approval.approvalId}/approve`, '', OTHER);
     expect(cross.status).toBe(401);
     expect((await approvalOf(other.approval.approvalId, OTHER))?.status).toBe('pending');
   });
@@ -285,12 +317,12 @@ describe('refusals', () => {
       [JSON.stringify({ sha: approval.callSha256 }), 'sha'],
       ['[]', '(root)'],
     ] as const) {
-      const answer = await call(operator, 'POST', `/${approval.approvalId}/approve`, body);
+      const answer = await call(approver, 'POST', `/${approval.approvalId}/approve`, body);
       expect(answer.status).toBe(400);
       expect(errorOf(answer)).toBe('BODY_INVALID');
       expect((answer.body.error as { message: string }).message).toContain(`${field}:`);
     }
-    const malformed = await call(operator, 'POST', `/${approval.approvalId}/approve`, '{"call');
+    const malformed = await call(approver, 'POST', `/${approval.approvalId}/approve`, '{"call');
     expect(malformed.status).toBe(400);
     expect(errorOf(malformed)).toBe('MALFORMED_JSON');
     expect(await fingerprint(run.runId)).toEqual(before);
@@ -301,9 +333,9 @@ describe('GET /v1/projects/:p/approvals', () => {
   it('lists approvals newest first, filtered by status and run', async () => {
     const a = await waitingApproval(pipeline, PROJECT, { tool: 'ops.flush_cache' });
     const b = await waitingApproval(pipeline, PROJECT, { tool: 'ops.flush_cache' });
-    await call(operator, 'POST', `/${a.approval.approvalId}/reject`);
+    await call(approver, 'POST', `/${a.approval.approvalId}/reject`);
 
-    const pending = await call(operator, 'GET', '?status=pending');
+    const pending = await call(approver, 'GET', '?status=pending');
     expect(pending.status).toBe(200);
     const list = pending.body.approvals as { id: string; status: string }[];
     expect(list.every((x) => x.status === 'pending')).toBe(true);
@@ -320,7 +352,7 @@ describe('GET /v1/projects/:p/approvals', () => {
         decidedVia: 'api',
       }),
     ]);
-    const all = (await call(operator, 'GET', '')).body.approvals as { id: string }[];
+    const all = (await call(approver, 'GET', '')).body.approvals as { id: string }[];
     expect(all.findIndex((x) => x.id === b.approval.approvalId)).toBeLessThan(
       all.findIndex((x) => x.id === a.approval.approvalId),
     );
@@ -332,7 +364,7 @@ describe('GET /v1/projects/:p/approvals', () => {
       ['?run=nope', 'run'],
       ['?limit=0', 'limit'],
     ]) {
-      const answer = await call(operator, 'GET', query!);
+      const answer = await call(approver, 'GET', query!);
       expect(answer.status).toBe(400);
       expect(errorOf(answer)).toBe('QUERY_INVALID');
       expect((answer.body.error as { message: string }).message).toContain(`${field}:`);

@@ -25,6 +25,8 @@ const prefix = useRedisPrefix();
 const PROJECT = 'slackapprove';
 const APPROVER = 'UAPPROVER1';
 const STRANGER = 'USTRANGER9';
+/** An ACL operator of the project: no approver role. */
+const OPERATOR = 'UOPERATOR2';
 const SIGNING_SECRET = 'slack-signing-secret-approvals-0123';
 const BOT_TOKEN = 'xoxb-2222222222-3333333333-ApprovalsBotTokenXyz';
 
@@ -56,9 +58,10 @@ beforeAll(async () => {
   }) as typeof account;
   input.tenant.channels.sl = account;
   input.tenant.project.acl.members.push(
-    { subject: `slack:${APPROVER}`, roles: ['operator'] },
+    { subject: `slack:${APPROVER}`, roles: ['approver'] },
+    { subject: `slack:${OPERATOR}`, roles: ['operator'] },
     // An approver on Telegram as well: never asked on the Slack account.
-    { subject: 'telegram:5553', roles: ['operator'] },
+    { subject: 'telegram:5553', roles: ['approver'] },
   );
   input.tenant.project.approvals = { ...input.tenant.project.approvals, channel: 'sl' };
   project = input.tenant.project;
@@ -124,6 +127,24 @@ describe('Slack approval buttons', () => {
     const counts = await tableCounts(owner);
     const answer = await press(STRANGER, `ap:${approval.approvalId}:y`);
     expect(answer).toEqual({ status: 200, body: { ok: true, runs: [], approval: 'not_allowed' } });
+    expect(await tableCounts(owner)).toEqual(counts);
+    expect(await stateOf(run.runId, approval.approvalId)).toEqual({
+      run: 'WAITING_APPROVAL',
+      approval: { status: 'pending', decided_via: null },
+    });
+  });
+
+  // Regression (issue 15, item 7): an ACL operator decided approvals.
+  it('changes nothing when an ACL operator without the approver role presses Approve or Reject', async () => {
+    const { run, approval } = await waitingApproval(pipeline, PROJECT);
+    const counts = await tableCounts(owner);
+    for (const choice of ['y', 'n']) {
+      const answer = await press(OPERATOR, `ap:${approval.approvalId}:${choice}`);
+      expect(answer).toEqual({
+        status: 200,
+        body: { ok: true, runs: [], approval: 'not_allowed' },
+      });
+    }
     expect(await tableCounts(owner)).toEqual(counts);
     expect(await stateOf(run.runId, approval.approvalId)).toEqual({
       run: 'WAITING_APPROVAL',

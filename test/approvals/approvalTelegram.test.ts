@@ -43,6 +43,8 @@ let opsChannel: ChannelContract;
 const PROJECT = 'acme';
 const APPROVERS = ['5551', '5552'];
 const VIEWER = '5559';
+/** An ACL operator: no approver role, so no say in approvals. */
+const OPERATOR = '5558';
 let nextUpdateId = 900_000;
 
 beforeAll(async () => {
@@ -61,6 +63,7 @@ beforeAll(async () => {
     lineBaseUrl: line.baseUrl,
     approvers: APPROVERS,
     viewers: [VIEWER],
+    operators: [OPERATOR],
   });
   await withProject(db().pool, PROJECT, async (tx) => {
     const read = pipeline.ctx.contracts;
@@ -175,12 +178,15 @@ describe('an approval button pressed in Telegram', () => {
     expect((await approvalOf(approval.approvalId))?.status).toBe('rejected');
   });
 
-  it('refuses a non-member and a member without the approver role: "not allowed", nothing changes', async () => {
+  // Regression (issue 15, item 7): an ACL operator decided approvals (the default approver
+  // role was operator); it takes the approver role now.
+  it('refuses a non-member and members without the approver role (viewer, operator): "not allowed", nothing changes', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const counts = await tableCounts(owner);
     for (const [who, queryId] of [
       ['777000111', 'q-stranger'],
       [VIEWER, 'q-viewer'],
+      [OPERATOR, 'q-operator'],
     ] as const) {
       const answer = await press(who, `ap:${approval.approvalId}:y`, { callbackQueryId: queryId });
       expect(answer).toEqual({
@@ -188,7 +194,7 @@ describe('an approval button pressed in Telegram', () => {
         body: { ok: true, runs: [], approval: 'not_allowed' },
       });
       expect(answersTo(queryId).map((a) => a.text)).toEqual([
-        'Not allowed: you are not an approver here',
+        'Not allowed: you may not decide approvals here (it needs the approver role)',
       ]);
     }
     expect(await tableCounts(owner)).toEqual(counts);
@@ -256,13 +262,23 @@ describe('notifyApprovers', () => {
     const accounts = { [APPROVALS_ACCOUNT]: opsChannel };
     expect(approverRecipients(project, pipeline.ctx.channels, accounts)).toEqual(APPROVERS);
     expect(approverRecipients(project, pipeline.ctx.channels, {})).toEqual([]);
+    // Without an approvals channel nobody is asked.
     expect(
       approverRecipients(
-        { ...project, approvals: { approverRole: 'operator' } },
+        { ...project, approvals: { approverRole: 'approver' } },
         pipeline.ctx.channels,
         accounts,
       ),
     ).toEqual([]);
+    // A revision stored before the approver role says `operator`: read as `approver`, so its
+    // operators are not asked.
+    expect(
+      approverRecipients(
+        { ...project, approvals: { ...project.approvals, approverRole: 'operator' } },
+        pipeline.ctx.channels,
+        accounts,
+      ),
+    ).toEqual(APPROVERS);
     const admins = {
       ...project,
       approvals: { ...project.approvals, approverRole: 'admin' as const },
@@ -286,7 +302,8 @@ describe('notifyApprovers', () => {
       acl: {
         members: [
           ...project.acl.members,
-          { subject: 'slack:UAPPROVER7', roles: ['operator'] },
+          { subject: 'slack:UAPPROVER7', roles: ['approver'] },
+          { subject: 'slack:UOPERATOR9', roles: ['operator'] },
           { subject: 'slack:UADMIN8', roles: ['admin'] },
         ],
       },

@@ -165,7 +165,10 @@ describe('awooop apply', () => {
             '  dataBoundary: { region: ap-northeast-1, retentionDays: 90 }\n' +
             '  budget: { monthlyLimitUsd: 200 }\n  acl:\n',
         )
-        .replace('        roles: [operator]\n', '        roles: [operator, viewer]\n')
+        .replace(
+          '    channel: ops-telegram\n',
+          '    channel: ops-telegram\n    approverRole: operator\n',
+        )
         .replace(
           '    rate:\n',
           '    budget: { perRunUsd: 0.5 }\n    privacy: { storeTranscripts: false }\n    rate:\n',
@@ -182,7 +185,6 @@ describe('awooop apply', () => {
     for (const field of [
       'project.owners',
       'project.dataBoundary',
-      'project.acl.members[1].roles[1]',
       'policies.default.privacy.storeTranscripts',
       'runtime.timeouts.stageMs',
       'runtime.retry.attempts',
@@ -194,7 +196,28 @@ describe('awooop apply', () => {
     }
     // Budgets are enforced now (issue 15): the same file's budget blocks are not refused.
     expect(result.stderr).not.toMatch(/budget/);
+    // Operators no longer decide approvals (issue 15, item 7): refused by name, with the fix.
+    expect(result.stderr).toContain(
+      'project.approvals.approverRole: "operator" no longer decides approvals: give the deciding members the approver role',
+    );
     expect(await tableCounts(owner)).toEqual(before);
+  });
+
+  // Regression (issue 15, item 7): apply refused the viewer role as granting nothing; it
+  // grants the permission table's reads now.
+  it('accepts an ACL member with the viewer role, and stores it', async () => {
+    const path = await editedAwoooi('viewer', (y) =>
+      y.replace(
+        '  approvals:\n',
+        '      - subject: "email:auditor@awoooi.example"\n        roles: [viewer]\n  approvals:\n',
+      ),
+    );
+    const result = await awooop('apply', '-f', path);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const shown = await awooop('contracts', 'show', 'project/project', '--project', 'awoooi');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/"viewer"\s*\],\s*"subject": "email:auditor@awoooi\.example"/);
   });
 
   it('refuses a money budget over a model with no price, naming the model, and writes nothing', async () => {

@@ -1,4 +1,4 @@
-// The reservation functions of migration 0010 on their own: a step's key admits one hold
+// The reservation functions of migrations 0014 and 0015 on their own: a step's key admits one hold
 // however often (or however concurrently) it is reserved, a settle counts once, a release
 // gives a hold back once, and a released step reserved again (a retried run) holds again.
 import { randomUUID } from 'node:crypto';
@@ -18,7 +18,7 @@ const DAY = '2026-12-03';
 let runId: string;
 let otherRun: string;
 
-async function newRun(): Promise<string> {
+async function newRun(project = PROJECT): Promise<string> {
   const owner = await db().owner();
   const eventId = randomUUID();
   const id = randomUUID();
@@ -26,12 +26,12 @@ async function newRun(): Promise<string> {
   await owner.query(
     `INSERT INTO conversation_events (event_id, project_id, channel, account_id, external_event_id, trace_id, body)
      VALUES ($1, $2, 'api', 'api', $4, $3, '{}')`,
-    [eventId, PROJECT, trace, eventId],
+    [eventId, project, trace, eventId],
   );
   await owner.query(
     `INSERT INTO runs (run_id, project_id, event_id, trace_id, channel, account_id, conversation_key, deadline_at)
      VALUES ($1, $2, $3, $4, 'api', 'api', 'c', now() + interval '1 hour')`,
-    [id, PROJECT, eventId, trace],
+    [id, project, eventId, trace],
   );
   return id;
 }
@@ -141,5 +141,121 @@ describe('budget reservations', () => {
     expect((await tool(1)).outcome).toBe('reserved');
     expect(await tool(2)).toEqual({ outcome: 'exceeded', limitName: 'perRunToolCalls' });
     expect(await day()).toEqual({ reserved: 100, spent: 50 });
+  });
+});
+
+// A project whose runs have no day or month limit keeps no period rows, so its steps never
+// queue on them; the first limited step of a period makes them from the period's reservations,
+// after the unlimited ones still open have committed.
+describe('period rows only where a limit reads them', () => {
+  const FREE = 'free';
+  const freeStep = (over: Partial<ReservationInput> = {}): ReservationInput =>
+    step({ projectId: FREE, limits: {}, ...over });
+  const reserveFree = (input: ReservationInput) =>
+    withProject(db().pool, FREE, (tx) => reserveBudget(tx, input));
+  const periods = async () => {
+    const owner = await db().owner();
+    const { rows } = await owner.query<{ period: string; reserved: string; spent: string }>(
+      `SELECT period, tokens_reserved AS reserved, tokens_spent AS spent FROM budget_periods
+        WHERE project_id = $1 ORDER BY period`,
+      [FREE],
+    );
+    return rows.map((r) => [r.period, Number(r.reserved), Number(r.spent)]);
+  };
+  let a: string;
+  let b: string;
+  let c: string;
+
+  beforeAll(async () => {
+    const owner = await db().owner();
+    await owner.query(
+      `INSERT INTO projects (project_id, display_name, created_by) VALUES ($1, 'Free', 'test')`,
+      [FREE],
+    );
+    a = await newRun(FREE);
+    b = await newRun(FREE);
+    c = await newRun(FREE);
+  });
+
+  it('writes no period row for a step checked against no project limit', async () => {
+    expect((await reserveFree(freeStep({ runId: a }))).outcome).toBe('reserved');
+    expect((await reserveFree(freeStep({ runId: a }))).outcome).toBe('held');
+    const settled = await withProject(db().pool, FREE, (tx) =>
+      settleBudget(tx, {
+        projectId: FREE,
+        runId: a,
+        stepKey: 'model:0',
+        subject: 'openai_compatible/m',
+        inputTokens: 60,
+        outputTokens: 20,
+        usd: 0.1,
+        unpriced: false,
+      }),
+    );
+    expect(settled).toEqual([]);
+    expect((await reserveFree(freeStep({ runId: b }))).outcome).toBe('reserved');
+    expect(await periods()).toEqual([]);
+  });
+
+  it('makes the rows at the first limited step from what the period already holds and spent', async () => {
+    // a's 80 tokens spent and b's 100 held: 100 more passes a day limit of 250
+    expect(await reserveFree(freeStep({ runId: c, limits: { dailyTokens: 250 } }))).toEqual({
+      outcome: 'exceeded',
+      limitName: 'dailyTokens',
+    });
+    expect(await periods()).toEqual([
+      [`day:${DAY}`, 100, 80],
+      ['month:2026-12', 100, 80],
+    ]);
+    // from now on every step of the project keeps them, limited or not
+    expect((await reserveFree(freeStep({ runId: c, stepKey: 'model:1', tokens: 5 }))).outcome).toBe(
+      'reserved',
+    );
+    expect(await periods()).toEqual([
+      [`day:${DAY}`, 105, 80],
+      ['month:2026-12', 105, 80],
+    ]);
+    const released = await withProject(db().pool, FREE, (tx) =>
+      releaseRunBudget(tx, { projectId: FREE, runId: b }),
+    );
+    expect(released).toBe(1);
+    expect(await periods()).toEqual([
+      [`day:${DAY}`, 5, 80],
+      ['month:2026-12', 5, 80],
+    ]);
+  });
+
+  it('counts an unlimited hold still uncommitted when the rows are made', async () => {
+    const owner = await db().owner();
+    await owner.query(`DELETE FROM budget_periods WHERE project_id = $1`, [FREE]);
+    let commit!: () => void;
+    const gate = new Promise<void>((resolve) => (commit = resolve));
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const open = withProject(db().pool, FREE, async (tx) => {
+      const outcome = await reserveBudget(
+        tx,
+        freeStep({ runId: a, stepKey: 'model:7', tokens: 160 }),
+      );
+      held();
+      await gate;
+      return outcome;
+    });
+    await holding;
+    let settledFirst = false;
+    const limited = reserveFree(
+      freeStep({ runId: c, stepKey: 'model:2', tokens: 10, limits: { dailyTokens: 250 } }),
+    ).finally(() => (settledFirst = true));
+    // the limited step waits for the open hold's transaction…
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(settledFirst).toBe(false);
+    commit();
+    expect((await open).outcome).toBe('reserved');
+    // …and counts it: 80 spent + 5 + 160 held + 10 passes 250
+    expect(await limited).toEqual({ outcome: 'exceeded', limitName: 'dailyTokens' });
+    expect(await periods()).toEqual([
+      [`day:${DAY}`, 165, 80],
+      ['month:2026-12', 165, 80],
+    ]);
   });
 });

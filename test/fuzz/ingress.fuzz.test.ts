@@ -42,7 +42,7 @@ beforeAll(async () => {
     lineBaseUrl: 'http://127.0.0.1:9/',
   });
   clientKey = await pipeline.createKey(PROJECT, ['client']);
-  operatorKey = await pipeline.createKey(PROJECT, ['operator']);
+  operatorKey = await pipeline.createKey(PROJECT, ['operator', 'approver']);
   mcpKey = (
     await withProject(db().pool, PROJECT, (tx) =>
       createApiKey(tx, {

@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import type { DatabasePool } from 'slonik';
 import { putSecret } from '../../db/secrets.ts';
 import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
-import { createApiKey } from '../../db/apiKeys.ts';
+import { createApiKey, type ApiKeyRole } from '../../db/apiKeys.ts';
 import { readMigrations } from '../../db/migrate.ts';
 import { withProject } from '../../db/withProject.ts';
 import { createAccountLookup } from '../../ingress/createAccountLookup.ts';
@@ -36,6 +36,8 @@ import { TEST_REDIS_URL } from './useRedisPrefix.ts';
 /** The whole pipeline in this test process: ingress on a local port and a worker per stage. */
 export type Pipeline = {
   url: string;
+  /** The ingress app's Koa middleware, its routers' dispatchers among them (`.router`). */
+  middleware: readonly unknown[];
   ctx: StageContext;
   queues: StageQueues;
   secretKey: Buffer;
@@ -46,7 +48,7 @@ export type Pipeline = {
   /** One sweep with the given stall time (and page size), on the sweeper's pool. */
   sweep(stallMs?: number, limit?: number): Promise<SweepReport>;
   setSecret(projectId: string, name: string, value: string): Promise<void>;
-  createKey(projectId: string, roles?: ('client' | 'operator' | 'admin')[]): Promise<string>;
+  createKey(projectId: string, roles?: Exclude<ApiKeyRole, 'mcp'>[]): Promise<string>;
   close(): Promise<void>;
 };
 
@@ -201,6 +203,7 @@ export async function startPipeline({
 
   return {
     url,
+    middleware: app.middleware,
     ctx,
     queues,
     secretKey,
