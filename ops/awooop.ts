@@ -13,6 +13,7 @@ import { channelsCommand } from './cli/channelsCommand.ts';
 import { contractsCommand } from './cli/contractsCommand.ts';
 import { jobsCommand } from './cli/jobsCommand.ts';
 import { keysCommand } from './cli/keysCommand.ts';
+import { providersCommand } from './cli/providersCommand.ts';
 import { runsCommand } from './cli/runsCommand.ts';
 import { secretsCommand } from './cli/secretsCommand.ts';
 import { usageCommand } from './cli/usageCommand.ts';
@@ -36,6 +37,7 @@ usage: awooop [--actor WHO | --key KEY] <command> ...
   usage --project P [--by ...]  spend: tokens, USD, tool calls, runs (today, this month, a range)
   jobs failed|retry|inspect ... failed stage jobs
   keys create|list|revoke ...   API keys of a project
+  providers list|add|open|close|reset ...   model provider endpoints and their circuit breakers (platform)
   secrets set|list|rm ...       encrypted channel and provider credentials of a project
   hash FILE...                 print the SHA-256 of files (for prompt and schema refs)
   web                          run the HTTP process (webhooks, API, /admin/queues, /metrics, health)
@@ -68,6 +70,7 @@ const COMMANDS: Record<string, Command> = {
   usage: usageCommand,
   jobs: jobsCommand,
   keys: keysCommand,
+  providers: providersCommand,
   secrets: secretsCommand,
   hash: async (ctx, files) => {
     if (files.length === 0) throw new UsageError('hash: name at least one FILE');

@@ -2,6 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { createDbPool } from '../db/createDbPool.ts';
 import type { Login } from '../db/loginUrl.ts';
 import type { Logger } from '../ops/createLogger.ts';
+import { createProviderHealth } from '../pipeline/providerHealth/createProviderHealth.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../pipeline/channels/builtinChannelPlugins.ts';
 import { createChannelRegistry } from '../pipeline/channels/registry.ts';
 import { createBulkheads } from '../pipeline/bulkheads/createBulkheads.ts';
@@ -76,11 +77,16 @@ export async function createRuntime(
     key: secretKeyBytes(config),
     envAllowed: config.AWOOOP_ENV_SECRETS,
   });
-  const ctx: StageContext = {
+  const base = {
     pool,
     logger,
     redis,
     redisPrefix: config.AWOOOP_REDIS_PREFIX,
+    actor,
+    now: Date.now,
+  };
+  const ctx: StageContext = {
+    ...base,
     secrets,
     channels: createChannelRegistry(BUILTIN_CHANNEL_PLUGINS),
     contracts: createContractReader(),
@@ -92,6 +98,13 @@ export async function createRuntime(
     }),
     actor,
     now: Date.now,
+    providerHealth: createProviderHealth(base, {
+      failures: config.AWOOOP_BREAKER_FAILURES,
+      windowMs: config.AWOOOP_BREAKER_WINDOW_MS,
+      cooldownMs: config.AWOOOP_BREAKER_COOLDOWN_MS,
+      probes: config.AWOOOP_BREAKER_PROBES,
+      registration: config.AWOOOP_PROVIDER_REGISTRATION,
+    }),
   };
   return {
     ctx,

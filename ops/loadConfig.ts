@@ -97,6 +97,19 @@ const EnvSchema = z.object({
   AWOOOP_PROJECT_MAX_BACKLOG: z.coerce.number().int().min(1).max(10_000_000).default(1000),
   /** The `Retry-After` of a backlog refusal, in seconds. */
   AWOOOP_BACKLOG_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3600).default(10),
+  /** Consecutive retryable failures of a provider endpoint that open its circuit breaker. */
+  AWOOOP_BREAKER_FAILURES: z.coerce.number().int().min(1).max(10_000).default(5),
+  /** A failure older than this (ms) no longer counts toward a breaker's run of failures. */
+  AWOOOP_BREAKER_WINDOW_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+  /** How long an open breaker waits (ms) before it admits a probe call. */
+  AWOOOP_BREAKER_COOLDOWN_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  /** Probe calls a half-open breaker admits at once, across every process. */
+  AWOOOP_BREAKER_PROBES: z.coerce.number().int().min(1).max(100).default(1),
+  /**
+   * `first_use`: an endpoint a route names becomes a platform resource on its first call;
+   * `operator`: only endpoints registered with `awooop providers add` may be called.
+   */
+  AWOOOP_PROVIDER_REGISTRATION: z.enum(['first_use', 'operator']).default('first_use'),
   /** The env variables tenants' `env:` refs may read, comma-separated; none by default. */
   AWOOOP_ENV_SECRETS: z
     .string()

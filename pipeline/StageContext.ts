@@ -1,4 +1,5 @@
 import type { Bulkheads } from './bulkheads/createBulkheads.ts';
+import type { ProviderHealth } from './providerHealth/createProviderHealth.ts';
 import type { ChannelContext } from './channels/ChannelContext.ts';
 import type { McpGateway } from './mcp/createMcpGateway.ts';
 import type { ContractReader } from './runs/createContractReader.ts';
@@ -13,4 +14,9 @@ export type StageContext = ChannelContext & {
   gateway: McpGateway;
   /** Shares of each stage's concurrency per project and per outside dependency. */
   bulkheads: Bulkheads;
+  /**
+   * The provider endpoints' circuit breakers the model route obeys; every process builds one
+   * (`createRuntime`). Absent only in a test that wants no breaker.
+   */
+  providerHealth?: ProviderHealth;
 };

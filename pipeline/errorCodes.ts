@@ -71,6 +71,10 @@ export const ERROR_CODES = {
   MODEL_BAD_RESPONSE: "A model provider's 2xx answer was not JSON or not the expected shape.",
   MODEL_UNAVAILABLE:
     'Every target on the model route failed, and at least one failure could pass with time: retried later.',
+  MODEL_CIRCUIT_OPEN:
+    "Every target on the model route is behind an open circuit breaker (provider health): retried once a breaker's cool-down passes.",
+  MODEL_ENDPOINT_NOT_ALLOWED:
+    'A route names a provider endpoint the platform has not registered (`AWOOOP_PROVIDER_REGISTRATION=operator`): it is skipped, never called.',
   MODEL_REJECTED:
     'Every target on the model route refused the request as configured (or the route is empty): not retried.',
 

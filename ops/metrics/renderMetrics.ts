@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { ACTUAL_STATES } from '../../db/channelAccounts.ts';
+import { BREAKER_STATES, type BreakerState } from '../../db/providerEndpoints.ts';
 import { withSweeper } from '../../db/withSweeper.ts';
 import { admissionKeys } from '../../pipeline/admission/admissionKeys.ts';
 import type { Stage } from '../../pipeline/contracts/runJob.ts';
@@ -13,10 +14,12 @@ import {
   STAGE_BUCKETS_MS,
 } from '../../workers/recordStageMetrics.ts';
 
+const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+
 /**
  * The Prometheus text exposition of the platform: runs by project and state, failed runs by
  * code, outbound messages by kind and status (gauges from Postgres, read with the column-limited sweeper
- * role), queue depth per stage (BullMQ), and stage latency histograms, outcomes and failures by
+ * role), provider endpoints' breakers, queue depth per stage (BullMQ), and stage latency histograms, outcomes and failures by
  * code (the counters the workers keep in Redis).
  */
 export async function renderMetrics({
@@ -38,9 +41,8 @@ export async function renderMetrics({
       .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
       .join(',')}}`;
 
-  const { runs, failures, outbound, toolCalls, approvals, accounts, alerts } = await withSweeper(
-    pool,
-    async (tx) => {
+  const { runs, failures, outbound, toolCalls, approvals, accounts, alerts, breakers } =
+    await withSweeper(pool, async (tx) => {
       const runs = await tx.any(sql.type(
         z.object({ projectId: z.string(), state: z.string(), n: z.number() }),
       )`
@@ -84,9 +86,19 @@ export async function renderMetrics({
       )`
       SELECT project_id AS "projectId", limit_name AS "limitName", count(*) AS n FROM budget_alerts
        GROUP BY 1, 2 ORDER BY 1, 2`);
-      return { runs, failures, outbound, toolCalls, approvals, accounts, alerts };
-    },
-  );
+      const breakers = await tx.any(sql.type(
+        z.object({
+          provider: z.string(),
+          baseUrl: z.string(),
+          state: z.enum(BREAKER_STATES),
+          failures: z.number(),
+          openedCount: z.number(),
+        }),
+      )`
+      SELECT provider, base_url AS "baseUrl", state, failures, opened_count AS "openedCount"
+        FROM provider_endpoints ORDER BY provider, base_url`);
+      return { runs, failures, outbound, toolCalls, approvals, accounts, alerts, breakers };
+    });
   // Counts of rows now, not events since start: they go down (a message is sent, retention
   // deletes), so they are gauges.
   metric('awooop_runs', 'gauge', 'Runs by project and state.');
@@ -150,6 +162,25 @@ export async function renderMetrics({
   );
   for (const r of alerts)
     out.push(`awooop_budget_alerts${label({ project: r.projectId, limit: r.limitName })} ${r.n}`);
+
+  metric(
+    'awooop_provider_breaker_state',
+    'gauge',
+    "A provider endpoint's circuit breaker: 0 closed, 1 half-open (probing), 2 open (skipped).",
+  );
+  for (const b of breakers)
+    out.push(
+      `awooop_provider_breaker_state${label({ provider: b.provider, endpoint: b.baseUrl })} ${BREAKER_STATE_VALUE[b.state]}`,
+    );
+  metric(
+    'awooop_provider_breaker_opened_total',
+    'counter',
+    "How often a provider endpoint's breaker opened (an operator's reset sets it back to 0).",
+  );
+  for (const b of breakers)
+    out.push(
+      `awooop_provider_breaker_opened_total${label({ provider: b.provider, endpoint: b.baseUrl })} ${b.openedCount}`,
+    );
 
   metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
   for (const [stage, queue] of Object.entries(queues)) {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ModelTarget } from '../contracts/policyContract.ts';
 import { AppError, NonRetryableError, RetryAfterError } from '../errors.ts';
+import type { ProviderHealth } from '../providerHealth/createProviderHealth.ts';
 import type { ModelRequest, ModelResult, ProviderDeps } from './modelTypes.ts';
 import { ProviderError } from './ProviderError.ts';
 import { anthropic } from './providers/anthropic.ts';
@@ -19,26 +20,48 @@ export type ModelAttempt = { provider: string; model: string; code?: ErrorCode; 
  * sent `Retry-After`, so the next attempt waits the soonest of those) if any failure could
  * pass with time, else `MODEL_REJECTED` (not retried). Both carry
  * `detail.attempts`; their messages are short and never quote a provider.
+ *
+ * With `health`, a target whose endpoint's breaker is open is skipped at once (recorded as a
+ * `MODEL_CIRCUIT_OPEN` attempt, no call made) and every call's outcome is recorded; a route
+ * whose every target was skipped fails `MODEL_CIRCUIT_OPEN`, retried like `MODEL_UNAVAILABLE`.
  */
 export async function callModelRoute(
   targets: readonly ModelTarget[],
   request: ModelRequest,
-  deps: ProviderDeps & { logger?: Logger },
+  deps: ProviderDeps & { logger?: Logger; health?: ProviderHealth | undefined },
 ): Promise<ModelResult & { attempts: ModelAttempt[] }> {
-  const { logger, ...providerDeps } = deps;
+  const { logger, health, ...providerDeps } = deps;
   const attempts: ModelAttempt[] = [];
   const failures: ProviderError[] = [];
   for (const target of targets) {
     request.signal?.throwIfAborted();
+    // Provider health: an open breaker skips its target without a call (so without a wait).
+    const admission = (await health?.admit(target)) ?? null;
+    if (admission && !admission.admitted) {
+      const { code, message, retryable, retryAfterMs } = admission;
+      const { provider, model } = target;
+      attempts.push({ provider, model, code, ms: 0 });
+      failures.push(
+        new ProviderError(code, message, {
+          provider,
+          model,
+          retryable,
+          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        }),
+      );
+      continue;
+    }
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
     try {
       const result = await callTarget(target, request, providerDeps);
+      if (admission) await health?.settle(admission, null);
       attempts.push({ provider: target.provider, model: target.model, ms: elapsed() });
       return { ...result, attempts };
     } catch (error) {
       if (request.signal?.aborted) throw request.signal.reason;
       if (!(error instanceof ProviderError)) throw error;
+      if (admission) await health?.settle(admission, error);
       const ms = elapsed();
       attempts.push({ provider: target.provider, model: target.model, code: error.code, ms });
       failures.push(error);
@@ -52,6 +75,9 @@ export async function callModelRoute(
   const retryable = failures.filter((f) => f.retryable);
   if (retryable.length > 0) {
     const waits = failures.flatMap((f) => (f.retryAfterMs === undefined ? [] : [f.retryAfterMs]));
+    const code = failures.every((f) => f.code === 'MODEL_CIRCUIT_OPEN')
+      ? 'MODEL_CIRCUIT_OPEN'
+      : 'MODEL_UNAVAILABLE';
     const message = 'No model on this route is available right now.';
     const options = {
       cause: failures.at(-1),
@@ -61,12 +87,12 @@ export async function callModelRoute(
     // them. One that gave no time (a 5xx, a timeout) may be back at the usual backoff.
     if (retryable.every((f) => f.retryAfterMs !== undefined)) {
       const soonest = Math.min(...retryable.map((f) => f.retryAfterMs ?? 0));
-      throw new RetryAfterError('MODEL_UNAVAILABLE', message, soonest, {
+      throw new RetryAfterError(code, message, soonest, {
         ...options,
         spendsAttempt: true,
       });
     }
-    throw new AppError('MODEL_UNAVAILABLE', message, { status: 503, ...options });
+    throw new AppError(code, message, { status: 503, ...options });
   }
   throw new NonRetryableError(
     'MODEL_REJECTED',

@@ -203,7 +203,11 @@ export async function runToolLoop(ctx: StageContext, input: LoopInput): Promise<
           ...(tools.length > 0 ? { tools } : {}),
           ...(signal ? { signal } : {}),
         },
-        { resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref), logger: ctx.logger },
+        {
+          resolveSecret: (ref) => ctx.secrets.resolve(run.projectId, ref),
+          logger: ctx.logger,
+          health: ctx.providerHealth,
+        },
       ).catch((error: unknown) => {
         budget.checkWallTime();
         throw pastDeadline(error, run.deadlineAt - ctx.now());

@@ -43,6 +43,16 @@ export const AUDIT_ACTIONS = {
   'run.requeued': "The sweeper enqueued a run's stage job again (Redis lost it, or it stalled).",
   'run.retried': '`awooop runs retry` put a failed run back in the state it failed from.',
 
+  // Provider health (platform resources, project `platform`, chain `provider:<endpoint id>`)
+  'provider.registered':
+    'A model provider endpoint became a platform resource (its first use by a route, or an operator).',
+  'provider.breaker.opened':
+    "An endpoint's circuit breaker opened: consecutive failures, a failed probe, or an operator's hold (`detail.forced`).",
+  'provider.breaker.half_opened': "An open breaker's cool-down passed: probe calls are admitted.",
+  'provider.breaker.closed': 'A breaker closed: a probe answered, or an operator closed it.',
+  'provider.breaker.reset':
+    'An operator reset a breaker: closed, with its failure count and open count cleared.',
+
   // Budgets
   'budget.alert':
     "A project's spend passed its budget's `alertAtPercent` for a day or month (once per period and limit).",

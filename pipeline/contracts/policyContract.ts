@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { HttpUrl, isWellFormed, PiiClass, SecretRef } from './common.ts';
 
+/** Where an `anthropic` target without a `baseUrl` sends its calls. */
+export const ANTHROPIC_BASE_URL = 'https://api.anthropic.com';
+
 /** One model a route can call. `echo` is offline and needs no key. */
 export const ModelTarget = z.discriminatedUnion('provider', [
   z.strictObject({ provider: z.literal('echo'), model: z.string().min(1).default('echo') }),

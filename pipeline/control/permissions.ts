@@ -113,6 +113,12 @@ export const COMMAND_GATES: Record<string, Gate> = {
   'channels start': 'channels.manage',
   'channels stop': 'channels.manage',
   'channels restart': 'channels.manage',
+  // Provider endpoints are platform resources: only the platform operator lists or moves them.
+  'providers list': 'platform',
+  'providers add': 'platform',
+  'providers open': 'platform',
+  'providers close': 'platform',
+  'providers reset': 'platform',
   hash: 'open',
   web: 'platform',
   worker: 'platform',

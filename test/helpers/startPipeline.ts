@@ -16,6 +16,10 @@ import { createApp, type AppDeps } from '../../ingress/createApp.ts';
 import { ENQUEUE_TIMEOUT_MS, FAIL_FAST_REDIS } from '../../ops/createRuntime.ts';
 import { STAGE_HANDLERS } from '../../ops/runWorker.ts';
 import { Stage } from '../../pipeline/contracts/runJob.ts';
+import {
+  createProviderHealth,
+  type ProviderHealthOptions,
+} from '../../pipeline/providerHealth/createProviderHealth.ts';
 import { BUILTIN_CHANNEL_PLUGINS } from '../../pipeline/channels/builtinChannelPlugins.ts';
 import type { AnyChannelPlugin } from '../../pipeline/channels/ChannelPlugin.ts';
 import { createChannelRegistry } from '../../pipeline/channels/registry.ts';
@@ -73,6 +77,7 @@ export async function startPipeline({
   channels = BUILTIN_CHANNEL_PLUGINS,
   admission,
   bulkheads = {},
+  providerHealth,
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -104,6 +109,8 @@ export async function startPipeline({
   admission?: AdmissionBounds;
   /** Share sizes (the platform's defaults for what is unset). */
   bulkheads?: Partial<BulkheadLimits>;
+  /** The provider breakers' settings; without it the model route runs with no breaker. */
+  providerHealth?: Partial<ProviderHealthOptions>;
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -129,6 +136,7 @@ export async function startPipeline({
     actor: 'worker:test',
     now: Date.now,
   };
+  if (providerHealth) ctx.providerHealth = createProviderHealth(ctx, providerHealth);
   const app = createApp({
     pool,
     ...(admission

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ModelTarget } from '../../contracts/policyContract.ts';
+import { ANTHROPIC_BASE_URL, type ModelTarget } from '../../contracts/policyContract.ts';
 import type {
   ChatMessage,
   ModelRequest,
@@ -10,7 +10,6 @@ import type {
 import { postJson } from './postJson.ts';
 import { resolveApiKey } from './resolveApiKey.ts';
 
-const ANTHROPIC_URL = 'https://api.anthropic.com';
 const ANTHROPIC_VERSION = '2023-06-01';
 
 /**
@@ -62,7 +61,7 @@ export async function anthropic(
   const message = await postJson({
     provider,
     model,
-    url: `${(target.baseUrl ?? ANTHROPIC_URL).replace(/\/+$/, '')}/v1/messages`,
+    url: `${(target.baseUrl ?? ANTHROPIC_BASE_URL).replace(/\/+$/, '')}/v1/messages`,
     headers: { 'x-api-key': key, 'anthropic-version': ANTHROPIC_VERSION },
     body: {
       model,
