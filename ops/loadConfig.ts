@@ -78,14 +78,14 @@ const EnvSchema = z.object({
   AWOOOP_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   AWOOOP_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   /** Jobs of one project each stage runs at once, across all of its workers (a bulkhead). */
-  AWOOOP_BULKHEAD_PROJECT_SLOTS: z.coerce.number().int().min(1).max(10_000).default(8),
+  AWOOOP_BULKHEAD_PROJECT_SLOTS: z.coerce.number().int().min(1).max(10_000).default(12),
   /**
    * Jobs of one project waiting on one outside dependency at once (an MCP server, a channel
    * account's API, a model endpoint), unless the contract sets its own.
    */
-  AWOOOP_BULKHEAD_DEPENDENCY_SLOTS: z.coerce.number().int().min(1).max(10_000).default(4),
+  AWOOOP_BULKHEAD_DEPENDENCY_SLOTS: z.coerce.number().int().min(1).max(10_000).default(8),
   /** How long a dead worker's place in a share stays taken. */
-  AWOOOP_BULKHEAD_LEASE_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  AWOOOP_BULKHEAD_LEASE_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
   /** Failed credential attempts per source address per window before 429. */
   AWOOOP_AUTH_FAILURES_PER_SOURCE: z.coerce.number().int().min(1).max(1_000_000).default(20),
   /** Failed credential attempts per project per window before sources that failed get 429. */
