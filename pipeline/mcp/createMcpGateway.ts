@@ -84,6 +84,13 @@ export function createMcpGateway({
    * request aborted) and rejects: the SDK's `initialize` would otherwise wait 60 s, and the
    * `initialized` notification after it has no bound at all.
    */
+  /**
+   * Closes of connects that timed out, still running: a stdio child is killed only after its
+   * stdin has been ended for 2 s, so `close` waits for them, or a process shutting down right
+   * after a hung connect would leave the child running with no parent.
+   */
+  const abandoned = new Set<Promise<void>>();
+
   async function open(
     projectId: string,
     server: GatewayServer,
@@ -98,7 +105,9 @@ export function createMcpGateway({
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
             reject(new Error(`MCP server "${server.name}" did not connect within ${timeoutMs} ms`));
-            void client.close().catch(() => {});
+            const closing = client.close().catch(() => {});
+            abandoned.add(closing);
+            void closing.finally(() => abandoned.delete(closing));
           }, timeoutMs);
         }),
       ]);
@@ -260,8 +269,9 @@ export function createMcpGateway({
       return [...new Set(refs)].sort();
     },
 
-    close() {
-      return pool.close();
+    async close() {
+      await pool.close();
+      await Promise.all(abandoned);
     },
   };
 }

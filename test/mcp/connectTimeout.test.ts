@@ -1,5 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GatewayServer } from '../../pipeline/contracts/mcpGatewayContract.ts';
@@ -101,12 +104,19 @@ describe('a server that hangs at connect', () => {
   }, 60_000);
 
   it('fails discovery of a stdio server that never answers initialize within the bound given', async () => {
-    const gateway = startGateway();
-    // A process that reads nothing and writes nothing: started, never initialized.
+    const gateway = createMcpGateway({ secrets: noSecrets, logger: pino({ level: 'silent' }) });
+    const dir = await mkdtemp(join(tmpdir(), 'awooop-hung-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const pidFile = join(dir, 'pid');
+    // A process that reads nothing and writes nothing: started, never initialized. It keeps
+    // running when its stdin ends, as a hung server would, so only a kill stops it.
     const s = server({
       type: 'stdio',
       command: process.execPath,
-      args: ['-e', 'setInterval(() => {}, 1000)'],
+      args: [
+        '-e',
+        `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); process.stdin.resume(); process.stdin.on('end', () => {}); setInterval(() => {}, 1000)`,
+      ],
       env: {},
     });
 
@@ -115,5 +125,19 @@ describe('a server that hangs at connect', () => {
     );
     expect(error).toMatchObject({ code: 'TOOL_SERVER_UNAVAILABLE', maybeSent: false });
     expect(ms).toBeLessThan(NOT_THE_SDK_DEFAULT_MS);
+
+    // Closing the gateway at once (a worker shutting down) still ends the child it started.
+    const pid = Number(await readFile(pidFile, 'utf8'));
+    await gateway.close();
+    expect(isRunning(pid)).toBe(false);
   }, 60_000);
 });
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
