@@ -36,40 +36,52 @@ export default async function setup(project: TestProject) {
       throw error;
     }
   }
-  const admin = new pg.Client({ connectionString: serverUrl('postgres') });
-  await admin.connect();
+  const stopEmbedded = async () => {
+    if (!embedded) return;
+    await embedded.server.stop();
+    await rm(embedded.folder, { recursive: true, force: true });
+    delete process.env.DATABASE_URL;
+  };
+  let template: string;
   try {
-    const { rows } = await admin.query<{ datname: string }>(
-      "SELECT datname FROM pg_database WHERE datname ~ '^awooop_(t|tpl)_[0-9]+_'",
-    );
-    const now = Date.now() / 1000;
-    for (const { datname } of rows) {
-      const created = Number(datname.split('_')[2]);
-      if (now - created > STALE_AFTER_SECONDS) {
-        await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+    const admin = new pg.Client({ connectionString: serverUrl('postgres') });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ datname: string }>(
+        "SELECT datname FROM pg_database WHERE datname ~ '^awooop_(t|tpl)_[0-9]+_'",
+      );
+      const now = Date.now() / 1000;
+      for (const { datname } of rows) {
+        const created = Number(datname.split('_')[2]);
+        if (now - created > STALE_AFTER_SECONDS) {
+          await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+        }
       }
+    } finally {
+      await admin.end();
     }
-  } finally {
-    await admin.end();
+
+    template = uniqueDatabaseName('awooop_tpl');
+    await ensureDatabase(serverUrl(template));
+    await migrate(serverUrl(template));
+    project.provide('templateDatabase', template);
+  } catch (error) {
+    // a setup that fails leaves no server behind (it runs detached, in its own group)
+    await stopEmbedded();
+    throw error;
   }
 
-  const template = uniqueDatabaseName('awooop_tpl');
-  await ensureDatabase(serverUrl(template));
-  await migrate(serverUrl(template));
-  project.provide('templateDatabase', template);
-
   return async () => {
-    const client = new pg.Client({ connectionString: serverUrl('postgres') });
-    await client.connect();
     try {
-      await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(template)} WITH (FORCE)`);
-    } finally {
-      await client.end();
-      if (embedded) {
-        await embedded.server.stop();
-        await rm(embedded.folder, { recursive: true, force: true });
-        delete process.env.DATABASE_URL;
+      const client = new pg.Client({ connectionString: serverUrl('postgres') });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(template)} WITH (FORCE)`);
+      } finally {
+        await client.end();
       }
+    } finally {
+      await stopEmbedded();
     }
   };
 }
