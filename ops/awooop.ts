@@ -18,7 +18,8 @@ import { runsCommand } from './cli/runsCommand.ts';
 import { secretsCommand } from './cli/secretsCommand.ts';
 import { usageCommand } from './cli/usageCommand.ts';
 import { UsageError } from './cli/UsageError.ts';
-import { ConfigError, loadConfig } from './loadConfig.ts';
+import { embeddedUrl, EMBEDDED_DATA_FOLDER, runningEmbeddedPort } from './embeddedPostgres.ts';
+import { ConfigError, loadConfig, ownerUrl } from './loadConfig.ts';
 
 const USAGE = `awooop — multi-tenant agent platform
 
@@ -46,15 +47,17 @@ usage: awooop [--actor WHO | --key KEY] <command> ...
   channels                     run the ChannelManager (account snapshots, registrations, held connections)
   channels status|start|stop|restart --project P [--account A]   channel accounts and their state
   dev                          migrate, then run every Procfile process under one supervisor
+                               (no DATABASE_URL: first starts an embedded Postgres in .awooop/postgres)
 
-environment: see README (DATABASE_URL, REDIS_URL, PORT, HOST, LOG_LEVEL, AWOOOP_* ...)`;
+environment: see README (DATABASE_URL (unset: the embedded Postgres of dev), REDIS_URL, PORT, HOST, LOG_LEVEL, AWOOOP_* ...)`;
 
 type Command = (ctx: CliContext, args: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   migrate: async (ctx) => {
-    if (await ensureDatabase(ctx.config.DATABASE_URL)) ctx.print('created the database');
-    const result = await migrate(ctx.config.DATABASE_URL, { log: (line) => ctx.print(line) });
+    const url = ownerUrl(ctx.config);
+    if (await ensureDatabase(url)) ctx.print('created the database');
+    const result = await migrate(url, { log: (line) => ctx.print(line) });
     ctx.print(
       result.applied.length
         ? `migrated to ${result.current}`
@@ -125,6 +128,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command "${name}"\n\n${USAGE}`);
+  // No DATABASE_URL: the embedded server `npm start` runs, found from its data folder. With
+  // none running, `dev` starts one and every other command that needs the database refuses
+  // (ownerUrl): a server started by a single command would outlive it or die with it, under
+  // the processes that share it.
+  if (!process.env.DATABASE_URL && name !== 'dev') {
+    const port = runningEmbeddedPort(EMBEDDED_DATA_FOLDER);
+    if (port !== undefined) process.env.DATABASE_URL = embeddedUrl(port, 'awooop');
+  }
   const config = loadConfig();
   key ??= config.AWOOOP_API_KEY;
   if (key !== undefined && actor !== undefined)

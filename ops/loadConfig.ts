@@ -36,7 +36,9 @@ const HOST_NAME =
 
 /** The whitelist: only these variables are read, each parsed once at start. */
 const EnvSchema = z.object({
-  DATABASE_URL: postgresUrl.default('postgres://postgres@127.0.0.1:5432/awooop'),
+  // Unset: `npm start` runs an embedded Postgres (ops/embeddedPostgres.ts) and gives its URL
+  // to its children; the other commands use the one it runs (see ownerUrl).
+  DATABASE_URL: postgresUrl.optional(),
   // Each process's own login (migration 0007); unset: DATABASE_URL's server and database
   // with the login role as user and no password (see databaseUrlFor).
   AWOOOP_DB_RUNTIME_URL: postgresUrl.optional(),
@@ -224,5 +226,17 @@ export function databaseUrlFor(
     sweeper: config.AWOOOP_DB_SWEEPER_URL,
     platform: config.AWOOOP_DB_PLATFORM_URL,
   }[login];
-  return configured ?? loginUrl(config.DATABASE_URL, login);
+  return configured ?? loginUrl(ownerUrl(config), login);
+}
+
+/**
+ * DATABASE_URL, the owner's URL; a ConfigError naming it when it is unset (the command line
+ * sets it from the embedded server `npm start` runs, when one runs).
+ */
+export function ownerUrl(config: Pick<Config, 'DATABASE_URL'>): string {
+  if (config.DATABASE_URL === undefined)
+    throw new ConfigError([
+      'DATABASE_URL: not set, and no embedded Postgres is running from .awooop/postgres: run `npm start` (it starts one), or set DATABASE_URL to a Postgres server',
+    ]);
+  return config.DATABASE_URL;
 }

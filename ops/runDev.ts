@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ensureDatabase, migrate } from '../db/migrate.ts';
 import { createLogger } from './createLogger.ts';
+import { EMBEDDED_DATA_FOLDER, startProjectPostgres } from './embeddedPostgres.ts';
 import type { Config } from './loadConfig.ts';
 import { onShutdown } from './onShutdown.ts';
 import { waitForReady } from './waitForReady.ts';
@@ -32,14 +33,35 @@ export function parseProcfile(text: string): ProcessType[] {
  * passes on before exiting. The children run exactly what a Procfile host would run.
  * It says "AwoooP is starting" before anything else and "AwoooP is running" only
  * when the web process's `/readyz` answers 200 (Postgres, Redis and migrations in order).
+ * With no DATABASE_URL it first starts an embedded Postgres (ops/embeddedPostgres.ts) and
+ * stops it last, after the children.
  */
 export async function runDev(config: Config): Promise<number> {
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'dev' });
   const types = parseProcfile(await readFile(`${ROOT}/Procfile`, 'utf8'));
   const names = types.map((t) => t.name).join(', ');
   logger.info(`AwoooP is starting (processes: ${names})`);
-  if (await ensureDatabase(config.DATABASE_URL)) logger.info('created the database');
-  await migrate(config.DATABASE_URL, { log: (line) => logger.info(line) });
+  // No DATABASE_URL: an embedded Postgres from the project's data folder, for this
+  // supervisor's lifetime; its URL goes to every child (each derives its login's URL from it).
+  const embedded =
+    config.DATABASE_URL === undefined
+      ? await startProjectPostgres((line) => logger.debug(line))
+      : undefined;
+  const databaseUrl = embedded ? embedded.url('awooop') : config.DATABASE_URL!;
+  if (embedded) {
+    logger.info(
+      { port: embedded.port, dataFolder: EMBEDDED_DATA_FOLDER },
+      `embedded Postgres on 127.0.0.1:${embedded.port} (data in ${EMBEDDED_DATA_FOLDER})`,
+    );
+  }
+  const env = { ...process.env, DATABASE_URL: databaseUrl };
+  try {
+    if (await ensureDatabase(databaseUrl)) logger.info('created the database');
+    await migrate(databaseUrl, { log: (line) => logger.info(line) });
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
   const children = new Map<string, ChildProcess>();
   let stopping = false;
 
@@ -49,7 +71,7 @@ export async function runDev(config: Config): Promise<number> {
     const child = spawn('sh', ['-c', `exec ${command}`], {
       cwd: ROOT,
       stdio: ['ignore', 'inherit', 'inherit'],
-      env: process.env,
+      env,
     });
     const startedAt = Date.now();
     children.set(type.name, child);
@@ -98,6 +120,8 @@ export async function runDev(config: Config): Promise<number> {
       }, 18_000);
       await Promise.all(exits);
       clearTimeout(straggler);
+      // after the children, which hold connections to it until they exit
+      await embedded?.stop();
     },
     { deadlineMs: 20_000 },
   );

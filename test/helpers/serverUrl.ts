@@ -1,4 +1,7 @@
-/** The Postgres server tests use: `DATABASE_URL`'s server, or the local default. */
+/**
+ * The Postgres server tests use: `DATABASE_URL`'s server (the run's embedded one when it was
+ * unset, see globalSetup), or the local default.
+ */
 export function serverUrl(database: string): string {
   const url = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
   url.pathname = `/${database}`;

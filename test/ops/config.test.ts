@@ -1,19 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, databaseUrlFor, loadConfig } from '../../ops/loadConfig.ts';
+import { ConfigError, databaseUrlFor, loadConfig, ownerUrl } from '../../ops/loadConfig.ts';
 import { parseProcfile } from '../../ops/runDev.ts';
 
 describe('config', () => {
   it('has working defaults for a fresh machine', () => {
     const config = loadConfig({});
+    // no DATABASE_URL: the embedded server of `npm start` (see ownerUrl)
+    expect(config.DATABASE_URL).toBeUndefined();
     expect(config).toMatchObject({
-      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/awooop',
       REDIS_URL: 'redis://127.0.0.1:6379',
       PORT: 3000,
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
     });
+  });
+
+  it('refuses to connect with no DATABASE_URL, naming it and saying to run npm start', () => {
+    const config = loadConfig({});
+    expect(() => ownerUrl(config)).toThrow(ConfigError);
+    expect(() => databaseUrlFor(config, 'platform')).toThrow(/DATABASE_URL: not set.*npm start/);
+    expect(ownerUrl(loadConfig({ DATABASE_URL: 'postgres://db/x' }))).toBe('postgres://db/x');
   });
 
   it('limits failed credential attempts by default, configurably', () => {
