@@ -30,7 +30,8 @@ export const ERROR_CODES = {
   POLICY_NOT_CONFIGURED: "No active policy contract has the name the agent's contract points at.",
   RUNTIME_NOT_CONFIGURED: 'The project has no active runtime contract.',
   MODE_NOT_CONFIGURED: 'The flow has no migration mode (`project_migration_state`).',
-  RATE_LIMITED: "The policy's rate gate refused the run: too many runs in the window.",
+  RATE_LIMITED:
+    "Over the policy's rate gate: the run waits in the queue for the next minute's window (the wait's reason in the log). Runs failed with it before the gate delayed keep the code.",
   BUDGET_EXCEEDED:
     "A model step or tool call would pass a budget (the run's, or the project's day or month); the run ends and spends no more.",
   PRIVACY_BLOCKED:

@@ -165,7 +165,10 @@ export function createStageWorker({
       const outcome = await handler(ctx, data, signal ? { signal } : {});
       if ('waitMs' in outcome) {
         observe({ stage, outcome: 'waited', ms: elapsed() });
-        ctx.logger.info(line('waited', { waitMs: outcome.waitMs }), 'stage done');
+        ctx.logger.info(
+          line('waited', { waitMs: outcome.waitMs, reason: outcome.reason }),
+          'stage done',
+        );
         await forgetOutage();
         await job.moveToDelayed(Date.now() + outcome.waitMs, token);
         throw new DelayedError();

@@ -15,8 +15,9 @@ import type { ErrorCode } from '../errorCodes.ts';
 /**
  * policy: the run's effective policy — migration mode (and whether it may speak), rate gates
  * and the model route with its fallbacks. A refusal ends the run with a code
- * (`RATE_LIMITED`, `MODE_NOT_CONFIGURED`). Harmless twice: it acts only on a `RESOLVED` run,
- * the transition is conditional on that state, and the rate windows rank a run by its id.
+ * (`MODE_NOT_CONFIGURED`); a run over the policy's rate waits for the next minute's window.
+ * Harmless twice: it acts only on a `RESOLVED` run, the transition is conditional on that
+ * state, and the rate windows rank a run by its id.
  */
 export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutcome> {
   const startedAt = ctx.now();
@@ -53,31 +54,38 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
       senderId: event.sender.id,
     });
 
+    // The policy's rate gate delays, never fails: the run was accepted, and admission's limits
+    // are the ones that refuse before anything is written. A run over it waits in the queue
+    // for the next minute's window (spread over a second, so the waiting runs do not all ask
+    // at once), and keeps its place in the backlog; one still waiting at its deadline is timed
+    // out by the sweeper as any late run is.
     const rate = contracts.policy.rate;
     const base = `${ctx.redisPrefix}:rate:${run.projectId}`;
-    const peer = await admitToWindow(ctx.redis, {
-      key: `${base}:peer:${run.channel}:${run.accountId}:${event.sender.id}`,
-      runId: run.runId,
-      limit: rate.perPeerPerMinute,
-      now: ctx.now(),
-    });
-    if (!peer.admitted) {
-      return fail(
-        'RATE_LIMITED',
-        `more than ${rate.perPeerPerMinute} messages a minute from this peer`,
-      );
-    }
-    const project = await admitToWindow(ctx.redis, {
-      key: `${base}:project`,
-      runId: run.runId,
-      limit: rate.perProjectPerMinute,
-      now: ctx.now(),
-    });
-    if (!project.admitted) {
-      return fail(
-        'RATE_LIMITED',
-        `more than ${rate.perProjectPerMinute} messages a minute for the project`,
-      );
+    const gates = [
+      {
+        key: `${base}:peer:${run.channel}:${run.accountId}:${event.sender.id}`,
+        limit: rate.perPeerPerMinute,
+        reason: `more than ${rate.perPeerPerMinute} messages a minute from this peer`,
+      },
+      {
+        key: `${base}:project`,
+        limit: rate.perProjectPerMinute,
+        reason: `more than ${rate.perProjectPerMinute} messages a minute for the project`,
+      },
+    ];
+    for (const gate of gates) {
+      const window = await admitToWindow(ctx.redis, {
+        key: gate.key,
+        runId: run.runId,
+        limit: gate.limit,
+        now: ctx.now(),
+      });
+      if (!window.admitted) {
+        return {
+          waitMs: window.nextWindowMs + Math.floor(Math.random() * 1000),
+          reason: `RATE_LIMITED: ${gate.reason}`,
+        };
+      }
     }
 
     const route = [contracts.policy.modelRoute.primary, ...contracts.policy.modelRoute.fallbacks];

@@ -78,6 +78,7 @@ export async function startPipeline({
   admission,
   bulkheads = {},
   providerHealth,
+  now = Date.now,
 }: {
   pool: DatabasePool;
   /** The sweeper's login (`db().sweeperPool`); needed only by `sweep()`. */
@@ -111,6 +112,8 @@ export async function startPipeline({
   bulkheads?: Partial<BulkheadLimits>;
   /** The provider breakers' settings; without it the model route runs with no breaker. */
   providerHealth?: Partial<ProviderHealthOptions>;
+  /** The stages' clock (`ctx.now`), read on every call. @defaultValue Date.now */
+  now?: () => number;
 }): Promise<Pipeline> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const ingressRedis = failFastIngress ? new Redis(redisUrl, FAIL_FAST_REDIS) : redis;
@@ -134,7 +137,7 @@ export async function startPipeline({
     gateway: createMcpGateway({ secrets, logger }),
     bulkheads: createBulkheads(redis, prefix, { ...DEFAULT_BULKHEAD_LIMITS, ...bulkheads }),
     actor: 'worker:test',
-    now: Date.now,
+    now: () => now(),
   };
   if (providerHealth) ctx.providerHealth = createProviderHealth(ctx, providerHealth);
   const app = createApp({
