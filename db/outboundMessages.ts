@@ -7,7 +7,7 @@ const OutboundRow = z.object({
   projectId: z.string(),
   runId: z.string(),
   traceId: z.string(),
-  kind: z.enum(['reply', 'status', 'failure', 'approval']),
+  kind: z.enum(['reply', 'status', 'failure', 'approval', 'alert']),
   chunkIndex: z.number(),
   chunkCount: z.number(),
   text: z.string(),
@@ -20,16 +20,20 @@ const OutboundRow = z.object({
   errorCode: z.string().nullable(),
   createdAt: z.number(),
   sentAt: z.number().nullable(),
-  /** An `approval` row's approval, recipient (no subject prefix) and the buttons it offers. */
+  /**
+   * An `approval` row's approval, recipient (no subject prefix) and the buttons it offers; an
+   * `alert` row's recipient and its alert's key (`<period>/<limit>`).
+   */
   approvalId: z.string().nullable(),
   recipient: z.string().nullable(),
   buttons: z.array(z.enum(['approved', 'rejected'])).nullable(),
+  alertKey: z.string().nullable(),
 });
 /** One row of the outbound ledger. */
 export type OutboundRow = z.infer<typeof OutboundRow>;
 export type OutboundKind = OutboundRow['kind'];
-/** The kinds that answer a run's conversation (all but an approver's notice). */
-export type AnswerKind = Exclude<OutboundKind, 'approval'>;
+/** The kinds that answer a run's conversation (not an approver's notice, not an owner's alert). */
+export type AnswerKind = Exclude<OutboundKind, 'approval' | 'alert'>;
 const ANSWER_KINDS = ['reply', 'status', 'failure'] as const satisfies readonly AnswerKind[];
 
 const COLUMNS = sql.fragment`
@@ -37,7 +41,7 @@ const COLUMNS = sql.fragment`
   kind, chunk_index AS "chunkIndex", chunk_count AS "chunkCount", text, format, status, method,
   attempts, lease_until AS "leaseUntil", external_message_id AS "externalMessageId",
   error_code AS "errorCode", created_at AS "createdAt", sent_at AS "sentAt",
-  approval_id AS "approvalId", recipient, buttons`;
+  approval_id AS "approvalId", recipient, buttons, alert_key AS "alertKey"`;
 
 /**
  * Adds a run's chunks of one kind to the ledger, `queued` (or `suppressed` when the run is not
@@ -56,22 +60,26 @@ export async function enqueueOutbound(
     SELECT ${run.projectId}, ${run.runId}, ${run.traceId}, ${kind}, i - 1, ${chunks.length}, t, ${format},
            ${suppressed ? 'suppressed' : 'queued'}
       FROM unnest(${sql.array(chunks, 'text')}) WITH ORDINALITY AS c(t, i)
-    ON CONFLICT (run_id, kind, chunk_index) WHERE kind <> 'approval' DO NOTHING`);
+    ON CONFLICT (run_id, kind, chunk_index) WHERE kind IN ('reply', 'status', 'failure') DO NOTHING`);
 }
 
 /**
- * A run's answer rows in send order: status first, then reply chunks, then failure notices.
- * Approval notices are not among them (they go to approvers, not the run's conversation):
- * see {@link listApprovalNotices}.
+ * A run's answer rows in send order: status first, then reply chunks, then failure notices;
+ * with `alerts`, the owners' alerts the run crossed after them (in the same statement, for
+ * the deliver stage, which sends both). Approval notices are not among them (they go to
+ * approvers, not the run's conversation): see {@link listApprovalNotices}.
  */
 export async function listOutbound(
   db: CommonQueryMethods,
   runId: string,
+  { alerts = false }: { alerts?: boolean } = {},
 ): Promise<readonly OutboundRow[]> {
+  const kinds: readonly OutboundKind[] = alerts ? [...ANSWER_KINDS, 'alert'] : ANSWER_KINDS;
   return db.any(sql.type(OutboundRow)`
     SELECT ${COLUMNS} FROM outbound_messages
-     WHERE run_id = ${runId} AND kind = ANY(${sql.array([...ANSWER_KINDS], 'text')})
-     ORDER BY CASE kind WHEN 'status' THEN 0 WHEN 'reply' THEN 1 ELSE 2 END, chunk_index`);
+     WHERE run_id = ${runId} AND kind = ANY(${sql.array([...kinds], 'text')})
+     ORDER BY CASE kind WHEN 'status' THEN 0 WHEN 'reply' THEN 1 WHEN 'failure' THEN 2 ELSE 3 END,
+              chunk_index, created_at, recipient`);
 }
 
 /**
@@ -92,6 +100,36 @@ export async function enqueueApprovalNotices(
            ${notice.approvalId}, r, ${sql.array([...notice.buttons], 'text')}
       FROM unnest(${sql.array([...recipients], 'text')}) r
     ON CONFLICT (approval_id, recipient) WHERE kind = 'approval' DO NOTHING`);
+}
+
+/**
+ * Queues one budget alert to each owner (`alert` rows, on the run that crossed the share).
+ * The (project, alert key, recipient) key makes a second call harmless: existing rows are kept.
+ */
+export async function enqueueOwnerAlerts(
+  db: CommonQueryMethods,
+  run: { projectId: string; runId: string; traceId: string },
+  alert: { alertKey: string; text: string },
+  recipients: readonly string[],
+): Promise<void> {
+  if (recipients.length === 0) return;
+  await db.query(sql.unsafe`
+    INSERT INTO outbound_messages (project_id, run_id, trace_id, kind, chunk_index, chunk_count,
+                                   text, format, recipient, alert_key)
+    SELECT ${run.projectId}, ${run.runId}, ${run.traceId}, 'alert', 0, 1, ${alert.text}, 'plain',
+           r, ${alert.alertKey}
+      FROM unnest(${sql.array([...recipients], 'text')}) r
+    ON CONFLICT (project_id, alert_key, recipient) WHERE kind = 'alert' DO NOTHING`);
+}
+
+/** The owners' alerts a run crossed, by creation and recipient. */
+export async function listOwnerAlerts(
+  db: CommonQueryMethods,
+  runId: string,
+): Promise<readonly OutboundRow[]> {
+  return db.any(sql.type(OutboundRow)`
+    SELECT ${COLUMNS} FROM outbound_messages WHERE run_id = ${runId} AND kind = 'alert'
+     ORDER BY created_at, alert_key, recipient`);
 }
 
 /** The approval notices of one approval, or of every approval of a run, by approval and recipient. */

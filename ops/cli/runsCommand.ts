@@ -123,7 +123,7 @@ export async function runsCommand(ctx: CliContext, [sub, ...args]: string[]): Pr
       ctx.print('outbound:');
       for (const o of view.outbound)
         ctx.print(
-          `  ${o.kind === 'approval' ? `approval ${o.approval_id} to ${o.recipient}` : `${o.kind} #${o.chunk}`}  ${o.status}${o.method ? ` via ${o.method}` : ''}  attempts ${o.attempts}${o.error ? `  ${o.error}` : ''}`,
+          `  ${o.kind === 'approval' ? `approval ${o.approval_id} to ${o.recipient}` : o.kind === 'alert' ? `alert ${o.alert} to ${o.recipient}` : `${o.kind} #${o.chunk}`}  ${o.status}${o.method ? ` via ${o.method}` : ''}  attempts ${o.attempts}${o.error ? `  ${o.error}` : ''}`,
         );
       if (view.outbound.length === 0) ctx.print('  (none)');
       if (view.output !== null) ctx.print(`output:\n${view.output}`);

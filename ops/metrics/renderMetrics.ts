@@ -110,7 +110,7 @@ export async function renderMetrics({
   metric(
     'awooop_outbound_messages',
     'gauge',
-    'Outbound ledger rows by project, kind (reply, status, failure, approval) and status.',
+    'Outbound ledger rows by project, kind (reply, status, failure, approval, alert) and status.',
   );
   for (const r of outbound)
     out.push(

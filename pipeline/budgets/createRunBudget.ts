@@ -11,7 +11,9 @@ import type { Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
 import type { ModelTarget, PolicyContract } from '../contracts/policyContract.ts';
 import type { ProjectContract } from '../contracts/projectContract.ts';
+import { queueOwnerAlert } from '../alerts/ownerAlerts.ts';
 import type { Context } from '../context.ts';
+import type { StageContext } from '../StageContext.ts';
 import { NonRetryableError } from '../errors.ts';
 
 /**
@@ -83,7 +85,10 @@ export function budgetLimits(project: ProjectContract, policy: PolicyContract): 
  * that ends first gives it back ({@link releaseRunBudget}, from `failRun`). Periods are UTC.
  */
 export function createRunBudget(
-  ctx: Context & { actor: string; now: () => number },
+  ctx: Context & { actor: string; now: () => number } & Pick<
+      StageContext,
+      'contracts' | 'channels'
+    >,
   { run, project, policy }: { run: Run; project: ProjectContract; policy: PolicyContract },
 ): RunBudget {
   const limits = budgetLimits(project, policy);
@@ -191,13 +196,13 @@ export function createRunBudget(
 
 /**
  * Tells the project's owners, once per period and limit, that spend passed the alert share:
- * a `budget_alerts` row (its key admits one), a `budget.alert` audit row, a log line; the
- * metrics count the rows. Harmless twice: only the first insert of the key goes on.
- * Seam: the notice to owners over a channel belongs to the approval-notice outbox; until it
- * exists, the audit row and the log line are the notice.
+ * a `budget_alerts` row (its key admits one), a `budget.alert` audit row, a log line, and an
+ * `alert` row of the outbound ledger per owner (an admin on the approvals account), which the
+ * run's deliver stage sends; the metrics count the rows. Harmless twice: only the first
+ * insert of the key goes on.
  */
 async function alertOwners(
-  ctx: Context & { actor: string },
+  ctx: Context & { actor: string } & Pick<StageContext, 'contracts' | 'channels'>,
   tx: CommonQueryMethods,
   run: Run,
   project: ProjectContract,
@@ -257,6 +262,33 @@ async function alertOwners(
         },
         'budget alert: spend passed the alert share',
       );
+      await queueOwnerAlert(ctx, tx, run, project, {
+        alertKey: `${total.period}/${name}`,
+        text: alertText(run.projectId, total.period, name, b.alertAtPercent, spent, limit),
+      });
     }
   }
+}
+
+/** What an owner is told: the project, the period, the limit, and the spend against it. */
+function alertText(
+  projectId: string,
+  period: string,
+  limitName: string,
+  percent: number,
+  spent: number,
+  limit: number,
+): string {
+  const money = limitName.endsWith('Usd');
+  const amount = (v: number) => (money ? `${v.toFixed(4)} USD` : `${Math.round(v)} tokens`);
+  const [kind, when] = period.split(':');
+  return [
+    'Budget alert',
+    '',
+    `Project: ${projectId}`,
+    `${kind === 'day' ? 'Day' : 'Month'}: ${when ?? period}`,
+    `Spend passed ${percent}% of ${limitName}: ${amount(spent)} of ${amount(limit)}`,
+    '',
+    `See it with: awooop usage --project ${projectId}`,
+  ].join('\n');
 }

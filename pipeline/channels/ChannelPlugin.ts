@@ -158,6 +158,11 @@ export type ChannelSender<T extends ChannelType> = {
    * channel's message id. Present when the plugin has {@link ApprovalAdapter}.
    */
   askApprover?(recipient: string, prompt: ApprovalPrompt): Promise<{ externalMessageId: string }>;
+  /**
+   * Tells one member (a recipient id without the subject prefix, as `askApprover` asks one)
+   * a plain text, with no buttons: an owner's budget alert. Present with `askApprover`.
+   */
+  tellMember?(recipient: string, text: string): Promise<{ externalMessageId: string }>;
   /** Answers a button press with a short text the presser sees (best effort). */
   acknowledge?(answer: ApproverAnswer, text: string): Promise<void>;
 };

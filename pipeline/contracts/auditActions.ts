@@ -56,6 +56,8 @@ export const AUDIT_ACTIONS = {
   // Budgets
   'budget.alert':
     "A project's spend passed its budget's `alertAtPercent` for a day or month (once per period and limit).",
+  'budget.alert_sent':
+    "A budget alert was sent to one of the project's owners on its approvals account.",
 
   // Privacy
   'retention.applied':

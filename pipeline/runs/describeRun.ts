@@ -30,7 +30,7 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
     const attachments = EventAttachments.safeParse(found.eventBody);
     const timeline = await listTransitions(tx, runId);
     const outbound = [
-      ...(await listOutbound(tx, runId)),
+      ...(await listOutbound(tx, runId, { alerts: true })),
       ...(await listApprovalNotices(tx, { runId })),
     ];
     const calls = await listToolCalls(tx, { runId });
@@ -96,6 +96,7 @@ export async function describeRun(pool: DatabasePool, projectId: string, runId: 
         sent_at: o.sentAt ? new Date(o.sentAt).toISOString() : null,
         error: o.errorCode,
         ...(o.kind === 'approval' ? { approval_id: o.approvalId, recipient: o.recipient } : {}),
+        ...(o.kind === 'alert' ? { alert: o.alertKey, recipient: o.recipient } : {}),
       })),
     };
   });

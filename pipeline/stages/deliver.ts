@@ -4,9 +4,11 @@ import {
   storeOutbound,
   withdrawOutbound,
   type AnswerKind,
+  type OutboundRow,
 } from '../../db/outboundMessages.ts';
 import { transitionRun, type Run } from '../../db/runs.ts';
 import { withProject } from '../../db/withProject.ts';
+import { sendOwnerAlerts } from '../alerts/ownerAlerts.ts';
 import { sendOutboundRows } from '../channels/sendOutboundRows.ts';
 import type { RunJob } from '../contracts/runJob.ts';
 import { failRun } from '../runs/failRun.ts';
@@ -23,7 +25,9 @@ import type { StageOutcome } from './StageOutcome.ts';
  * run. A progress note the answer overtook is withdrawn, not sent late. For a failed run it
  * sends only the pending failure notice. Shadow rows are `suppressed` and never reach a
  * channel. A chunk the channel refuses fails the run: later chunks are withdrawn and the user
- * gets the failure notice instead of half an answer.
+ * gets the failure notice instead of half an answer. Owners' budget alerts the run crossed go
+ * out after its own rows, through the approvals account (`sendOwnerAlerts`), whatever the
+ * run's channel; they never hold the run up.
  * Harmless twice: each row is claimed and settled in the ledger (a stored row changes only
  * from `queued`), so a sent (or uncertain) row is never sent again, and completing is
  * conditional on the `SANITIZED` state. Under `privacy.storeTranscripts: false` the run's
@@ -51,8 +55,11 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
    * before its ledger rows — so the two cannot deadlock. Null when a row is still held by an
    * earlier claim: the general path settles it.
    */
-  const deliverStored = async (tx: CommonQueryMethods, run: Run): Promise<StageOutcome | null> => {
-    const rows = await listOutbound(tx, run.runId);
+  const deliverStored = async (
+    tx: CommonQueryMethods,
+    run: Run,
+    rows: readonly OutboundRow[],
+  ): Promise<StageOutcome | null> => {
     if (rows.some((r) => r.status === 'sending')) return null;
     const stored = async (kind: AnswerKind) => {
       const chunks = await storeOutbound(tx, run.runId, [kind]);
@@ -94,24 +101,45 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
     const found = await loadRunWithEvent(tx, job);
     const run = found.run;
     if (run.state !== 'SANITIZED' && run.state !== 'FAILED')
-      return { done: alreadyDone(run) } as const;
+      return { done: alreadyDone(run), run, alerts: [] as readonly OutboundRow[] } as const;
     const channel = await loadPinnedChannel(ctx, tx, run);
-    if (channel && ctx.channels.find(channel.type)?.delivery(channel) === 'store') {
-      const done = await deliverStored(tx, run);
-      if (done) return { done } as const;
+    const stores =
+      channel !== null && ctx.channels.find(channel.type)?.delivery(channel) === 'store';
+    if (!stores && run.state === 'SANITIZED')
+      await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
+    // One listing serves both: the run's own rows and the owners' alerts it crossed.
+    let listed = await listOutbound(tx, run.runId, { alerts: true });
+    const alerts = listed.filter((r) => r.kind === 'alert');
+    if (stores) {
+      const done = await deliverStored(
+        tx,
+        run,
+        listed.filter((r) => r.kind !== 'alert'),
+      );
+      if (done) return { done, run, alerts } as const;
+      // A row is still held by an earlier claim: the general path settles it.
+      if (run.state === 'SANITIZED') {
+        await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
+        listed = await listOutbound(tx, run.runId);
+      }
     }
-    if (run.state === 'SANITIZED') await withdrawOutbound(tx, run.runId, ['status'], 'OVERTAKEN');
-    const rows = (await listOutbound(tx, run.runId)).filter(
-      (r) => run.state === 'SANITIZED' || r.kind === 'failure',
+    const rows = listed.filter(
+      (r) => r.kind !== 'alert' && (run.state === 'SANITIZED' || r.kind === 'failure'),
     );
-    return { run, rows, channel, event: found.event() } as const;
+    return { run, rows, alerts, channel, event: found.event() } as const;
   });
-  if ('done' in loaded) return loaded.done;
-  const { run, rows, channel, event } = loaded;
+  if ('done' in loaded) {
+    await sendOwnerAlerts(ctx, loaded.run, loaded.alerts);
+    return loaded.done;
+  }
+  const { run, rows, alerts, channel, event } = loaded;
   const sent = channel
     ? await sendOutboundRows({ ctx, run, channel, event }, rows)
     : { sent: 0, uncertain: 0, failed: null };
-  if (run.state !== 'SANITIZED') return { next: null };
+  if (run.state !== 'SANITIZED') {
+    await sendOwnerAlerts(ctx, run, alerts);
+    return { next: null };
+  }
 
   const counts = {
     sent: sent.sent,
@@ -137,5 +165,8 @@ export async function deliver(ctx: StageContext, job: RunJob): Promise<StageOutc
     // Every row is settled now: the answer has left, and its text with it.
     if (completed && removesTranscripts(run)) await removeRunText(tx, [run.runId]);
     return { next: null };
+  }).then(async (outcome) => {
+    if (!sent.failed) await sendOwnerAlerts(ctx, run, alerts);
+    return outcome;
   });
 }

@@ -133,6 +133,17 @@ describe('Discord approval buttons', () => {
     });
   });
 
+  it('tells an owner a budget alert in a DM, with no buttons and nothing in it markup', async () => {
+    const sender = discordPlugin.createSender(account, [TOKEN]);
+    await sender.tellMember!(APPROVER, 'Budget alert @everyone **x**');
+    const post = rest.posts.at(-1)!;
+    expect(post.channelId).toBe(rest.dms.get(APPROVER));
+    expect(post.body).toMatchObject({ allowed_mentions: { parse: [] } });
+    expect(post.body.components ?? []).toEqual([]);
+    expect(String(post.body.content)).toContain('Budget alert');
+    expect(String(post.body.content)).not.toContain('**x**');
+  });
+
   it('changes nothing when someone outside the approver ACL presses Approve', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const counts = await tableCounts(owner);

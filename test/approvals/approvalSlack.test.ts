@@ -122,6 +122,15 @@ describe('Slack approval buttons', () => {
     ]);
   });
 
+  it('tells an owner a budget alert by DM, with no buttons and nothing in it markup', async () => {
+    const sender = slackPlugin.createSender(account, [BOT_TOKEN]);
+    await sender.tellMember!(APPROVER, 'Budget alert <!channel> & more');
+    const post = slack.posts.at(-1)!;
+    expect(post.channel).toBe(APPROVER);
+    expect(post.text).toBe('Budget alert &lt;!channel&gt; &amp; more');
+    expect(post.blocks).toBeUndefined();
+  });
+
   it('changes nothing when someone outside the approver ACL presses Approve', async () => {
     const { run, approval } = await waitingApproval(pipeline, PROJECT);
     const counts = await tableCounts(owner);

@@ -50,6 +50,8 @@ type Budgets = {
   projectBudget?: Record<string, number>;
   prices?: Record<string, { inputUsdPerMTok: number; outputUsdPerMTok: number }>;
   tools?: boolean;
+  /** Telegram user ids in the ACL as admins (owners), with the `ops` approvals account. */
+  owners?: readonly string[];
 };
 
 /** Applies a test tenant with the given budgets (validated as apply validates a file). */
@@ -59,6 +61,7 @@ async function applyBudgetTenant(projectId: string, b: Budgets) {
     telegramApiRoot: telegram.apiRoot,
     lineBaseUrl: telegram.apiRoot,
     modelBaseUrl: model.url,
+    ...(b.owners ? { approvers: [] } : {}),
   });
   const policy = base.tenant.policies.default!;
   const tenant = TenantFile.parse({
@@ -66,6 +69,12 @@ async function applyBudgetTenant(projectId: string, b: Budgets) {
     project: {
       ...base.tenant.project,
       ...(b.projectBudget ? { budget: b.projectBudget } : {}),
+      acl: {
+        members: [
+          ...base.tenant.project.acl.members,
+          ...(b.owners ?? []).map((id) => ({ subject: `telegram:${id}`, roles: ['admin'] })),
+        ],
+      },
     },
     policies: {
       default: {
@@ -381,6 +390,79 @@ describe('budgets, reserved before spending', () => {
       queues: pipeline.queues.queues,
     });
     expect(metrics).toContain('awooop_budget_alerts{project="day",limit="dailyLimitTokens"} 1');
+  });
+});
+
+describe("budget alerts reach the project's owners", () => {
+  it('tells each owner on the approvals account once, after the run that crossed the share', async () => {
+    const OWNER = '7001';
+    await applyBudgetTenant('alerted', {
+      projectBudget: { dailyLimitTokens: 1_000_000, alertAtPercent: 1 },
+      owners: [OWNER],
+    });
+    // Each run reports 15,000 tokens: the first passes 1% of the day's million, the second
+    // passes it again, and the owner is told once.
+    model.setBehaviour((request) => {
+      const text = request.body.messages.at(-1)?.content;
+      if (typeof text !== 'string' || !text.startsWith('alert run ')) return undefined;
+      return {
+        body: {
+          id: 'chatcmpl-alert',
+          object: 'chat.completion',
+          created: 0,
+          model: 'test-model',
+          choices: [
+            { index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' },
+          ],
+          usage: { prompt_tokens: 14_999, completion_tokens: 1, total_tokens: 15_000 },
+        },
+      };
+    });
+    try {
+      const first = await runOnce('alerted', 'alert run 1');
+      expect(first.state).toBe('COMPLETED');
+      const told = await waitFor(
+        () => {
+          const sent = telegram.sent.filter((m) => String(m.chat_id) === OWNER);
+          return sent.length > 0 ? sent : undefined;
+        },
+        { what: 'the alert to the owner', timeoutMs: 30_000 },
+      );
+      expect(told).toHaveLength(1);
+      expect(told[0]!.text).toContain('Budget alert');
+      expect(told[0]!.text).toContain('Project: alerted');
+      expect(told[0]!.text).toContain('dailyLimitTokens: 15000 tokens of 1000000 tokens');
+      // The owner's alert is no answer to the user: the user's chat got only its reply.
+      expect(sentTo(first.chatId)).toEqual(['ok']);
+      const second = await runOnce('alerted', 'alert run 2');
+      expect(second.state).toBe('COMPLETED');
+      expect(sentTo(second.chatId)).toEqual(['ok']);
+    } finally {
+      model.setBehaviour(null);
+    }
+    expect(telegram.sent.filter((m) => String(m.chat_id) === OWNER)).toHaveLength(1);
+    const owner = await db().owner();
+    const { rows } = await owner.query(
+      `SELECT kind, status, recipient, alert_key, method FROM outbound_messages
+        WHERE project_id = 'alerted' AND kind = 'alert'`,
+    );
+    expect(rows).toEqual([
+      {
+        kind: 'alert',
+        status: 'sent',
+        recipient: OWNER,
+        alert_key: expect.stringMatching(/^day:\d{4}-\d{2}-\d{2}\/dailyLimitTokens$/),
+        method: 'tellMember',
+      },
+    ]);
+    const { rows: audit } = await owner.query(
+      `SELECT action, detail->>'recipient' AS recipient FROM audit_events
+        WHERE project_id = 'alerted' AND action LIKE 'budget.alert%' ORDER BY audit_id`,
+    );
+    expect(audit).toEqual([
+      { action: 'budget.alert', recipient: null },
+      { action: 'budget.alert_sent', recipient: `telegram:${OWNER}` },
+    ]);
   });
 });
 

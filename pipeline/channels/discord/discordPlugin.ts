@@ -103,6 +103,13 @@ export const discordPlugin: ChannelPlugin<'discord'> = {
           nonce: nonceOf(`${prompt.approvalId}:${recipient}`),
         });
       },
+      async tellMember(recipient, text) {
+        const channelId = await discord.openDm(recipient);
+        return discord.createMessage(channelId, {
+          content: formatForChannel(text, 'discord', 2000)[0] ?? text.slice(0, 2000),
+          nonce: nonceOf(`tell:${recipient}:${text}`),
+        });
+      },
       acknowledge(answer, text) {
         const [channelId, messageId] = answer.answerId.split(':');
         if (!channelId) return Promise.resolve();

@@ -96,6 +96,8 @@ export const slackPlugin: ChannelPlugin<'slack'> = {
         slack.postMessage(recipient, escapeMrkdwn(prompt.text.slice(0, 3000)), {
           blocks: slackApprovalBlocks(prompt),
         }),
+      tellMember: (recipient, text) =>
+        slack.postMessage(recipient, escapeMrkdwn(text.slice(0, 3000))),
     };
   },
   approvals: { subjectPrefix: 'slack', via: 'slack' },

@@ -99,6 +99,7 @@ export const telegramPlugin: ChannelPlugin<'telegram'> = {
             ],
           },
         }),
+      tellMember: (recipient, text) => bot.sendText(recipient, text, { parseMode: 'plain' }),
       acknowledge: (answer, text) => bot.answerCallback(answer.answerId, text),
     };
   },
