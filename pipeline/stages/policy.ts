@@ -12,6 +12,9 @@ import type { StageContext } from '../StageContext.ts';
 import type { StageOutcome } from './StageOutcome.ts';
 import type { ErrorCode } from '../errorCodes.ts';
 
+/** The code a wait over a rate gate is logged with (no run fails with it any more). */
+const RATE_LIMITED: ErrorCode = 'RATE_LIMITED';
+
 /**
  * policy: the run's effective policy — migration mode (and whether it may speak), rate gates
  * and the model route with its fallbacks. A refusal ends the run with a code
@@ -83,7 +86,7 @@ export async function policy(ctx: StageContext, job: RunJob): Promise<StageOutco
       if (!window.admitted) {
         return {
           waitMs: window.nextWindowMs + Math.floor(Math.random() * 1000),
-          reason: `RATE_LIMITED: ${gate.reason}`,
+          reason: `${RATE_LIMITED}: ${gate.reason}`,
         };
       }
     }
