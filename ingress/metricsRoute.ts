@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
+import { Registry } from 'prom-client';
 import { AppError } from '../pipeline/errors.ts';
 import type { AppState } from './AppState.ts';
 
@@ -41,7 +42,7 @@ export function metricsRoute({
         status: 401,
       });
     }
-    ctx.type = 'text/plain; version=0.0.4';
+    ctx.type = Registry.PROMETHEUS_CONTENT_TYPE;
     ctx.body = await render();
   });
   return router;

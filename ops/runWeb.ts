@@ -8,7 +8,7 @@ import { configuredAdmission } from './configuredAdmission.ts';
 import { createLogger } from './createLogger.ts';
 import { createRuntime } from './createRuntime.ts';
 import { databaseUrlFor, type Config } from './loadConfig.ts';
-import { renderMetrics } from './metrics/renderMetrics.ts';
+import { createProcessMetrics, renderMetrics } from './metrics/renderMetrics.ts';
 import { onShutdown } from './onShutdown.ts';
 
 /** The `web` process: ingress, the API, bull-board and `/metrics` on HOST:PORT until SIGTERM. */
@@ -24,6 +24,8 @@ export async function runWeb(config: Config): Promise<number> {
   const { ctx, queues } = runtime;
   // The scrape counts rows across projects as awooop_sweeper, which the web's own login
   // cannot become: it gets a one-connection pool of the sweeper's login.
+  // The web process's own CPU, memory and event loop, beside the platform's series.
+  const processMetrics = createProcessMetrics();
   const metricsPool = await createDbPool(databaseUrlFor(config, 'sweeper'), {
     applicationName: 'awooop-web-metrics',
     maxPoolSize: 1,
@@ -59,6 +61,7 @@ export async function runWeb(config: Config): Promise<number> {
         redis: ctx.redis,
         prefix: config.AWOOOP_REDIS_PREFIX,
         queues: queues.queues,
+        processMetrics,
       }),
   });
   const server = app.listen(config.PORT, config.HOST);

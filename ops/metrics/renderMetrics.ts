@@ -1,5 +1,14 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  type MetricObjectWithValues,
+  type MetricValueWithName,
+} from 'prom-client';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { ACTUAL_STATES } from '../../db/channelAccounts.ts';
@@ -17,29 +26,96 @@ import {
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
 
 /**
- * The Prometheus text exposition of the platform: runs by project and state, failed runs by
- * code, outbound messages by kind and status (gauges from Postgres, read with the column-limited sweeper
- * role), provider endpoints' breakers, queue depth per stage (BullMQ), and stage latency histograms, outcomes and failures by
- * code (the counters the workers keep in Redis).
+ * The rendering process's own metrics (prom-client's defaults: CPU, memory, event loop lag,
+ * GC, handles), made once per process: their collectors watch the process from creation, so a
+ * registry made per scrape would start new watchers each time.
+ */
+export function createProcessMetrics(): Registry {
+  const register = new Registry();
+  collectDefaultMetrics({ register });
+  return register;
+}
+
+type StageSeries = { stage: string; buckets: number[]; sumSeconds: number; count: number };
+
+/**
+ * A histogram whose samples were counted elsewhere: the workers (separate processes) keep
+ * their stage durations as cumulative bucket counts in Redis, and prom-client's Histogram only
+ * counts observations made in this process. Set from those counts per scrape, it is exposed
+ * exactly as prom-client exposes a histogram (`_bucket` with `le`, `_sum`, `_count`).
+ */
+class CountedHistogram extends Histogram<'stage'> {
+  private readonly series: StageSeries[] = [];
+
+  private readonly config: { name: string; help: string; buckets: readonly number[] };
+
+  constructor(config: { name: string; help: string; buckets: readonly number[] }) {
+    super({ ...config, buckets: [...config.buckets], labelNames: ['stage'], registers: [] });
+    this.config = config;
+  }
+
+  load(series: StageSeries): void {
+    this.series.push(series);
+  }
+
+  /** What the registry renders (it asks this before `get`). */
+  getForPromString(): Promise<HistogramValues> {
+    const { name, help, buckets: bounds } = this.config;
+    const bucket = `${name}_bucket`;
+    const values = this.series.flatMap(({ stage, buckets, sumSeconds, count }) => [
+      ...bounds.map((le, i) => ({
+        labels: { stage, le },
+        value: buckets[i] ?? 0,
+        metricName: bucket,
+      })),
+      { labels: { stage, le: '+Inf' }, value: count, metricName: bucket },
+      { labels: { stage }, value: sumSeconds, metricName: `${name}_sum` },
+      { labels: { stage }, value: count, metricName: `${name}_count` },
+    ]);
+    // prom-client declares `type` as an enum, but its registry prints the string it holds.
+    return Promise.resolve({
+      name,
+      help,
+      type: 'histogram',
+      values,
+      aggregator: 'sum',
+    } as unknown as HistogramValues);
+  }
+
+  override get(): Promise<HistogramValues> {
+    return this.getForPromString();
+  }
+}
+
+type HistogramValues = MetricObjectWithValues<MetricValueWithName<'stage'>>;
+
+/**
+ * The Prometheus text exposition of the platform, rendered by prom-client (its escaping of
+ * label values and help text): runs by project and state, failed runs by code, outbound
+ * messages by kind and status (gauges from Postgres, read with the column-limited sweeper
+ * role), provider endpoints' breakers, queue depth per stage (BullMQ), stage latency
+ * histograms in seconds, outcomes and failures by code (the counters the workers keep in
+ * Redis), and, with `processMetrics`, the rendering process's own default metrics. A registry
+ * is built per scrape from what is read, so no series outlives the row it counts.
  */
 export async function renderMetrics({
   pool,
   redis,
   prefix,
   queues,
+  processMetrics,
 }: {
   pool: DatabasePool;
   redis: Redis;
   prefix: string;
   queues: Record<Stage, Queue>;
+  processMetrics?: Registry;
 }): Promise<string> {
-  const out: string[] = [];
-  const metric = (name: string, type: string, help: string) =>
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-  const label = (labels: Record<string, string>) =>
-    `{${Object.entries(labels)
-      .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
-      .join(',')}}`;
+  const register = new Registry();
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Gauge<L>({ name, help, labelNames: [...labelNames], registers: [register] });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Counter<L>({ name, help, labelNames: [...labelNames], registers: [register] });
 
   const { runs, failures, outbound, toolCalls, approvals, accounts, alerts, breakers } =
     await withSweeper(pool, async (tx) => {
@@ -101,88 +177,97 @@ export async function renderMetrics({
     });
   // Counts of rows now, not events since start: they go down (a message is sent, retention
   // deletes), so they are gauges.
-  metric('awooop_runs', 'gauge', 'Runs by project and state.');
-  for (const r of runs)
-    out.push(`awooop_runs${label({ project: r.projectId, state: r.state })} ${r.n}`);
-  metric('awooop_runs_failed', 'gauge', 'Failed runs by project and failure code.');
-  for (const r of failures)
-    out.push(`awooop_runs_failed${label({ project: r.projectId, code: r.code })} ${r.n}`);
-  metric(
+  const runsGauge = gauge('awooop_runs', 'Runs by project and state.', ['project', 'state']);
+  for (const r of runs) runsGauge.set({ project: r.projectId, state: r.state }, r.n);
+  const failedGauge = gauge('awooop_runs_failed', 'Failed runs by project and failure code.', [
+    'project',
+    'code',
+  ]);
+  for (const r of failures) failedGauge.set({ project: r.projectId, code: r.code }, r.n);
+  const outboundGauge = gauge(
     'awooop_outbound_messages',
-    'gauge',
     'Outbound ledger rows by project, kind (reply, status, failure, approval, alert) and status.',
+    ['project', 'kind', 'status'],
   );
   for (const r of outbound)
-    out.push(
-      `awooop_outbound_messages${label({ project: r.projectId, kind: r.kind, status: r.status })} ${r.n}`,
-    );
-  metric('awooop_tool_calls', 'gauge', 'Tool calls the gateway saw, by project and status.');
-  for (const r of toolCalls)
-    out.push(`awooop_tool_calls${label({ project: r.projectId, status: r.status })} ${r.n}`);
-  metric('awooop_approvals', 'gauge', 'Approvals by project and status (pending: waiting now).');
-  for (const r of approvals)
-    out.push(`awooop_approvals${label({ project: r.projectId, status: r.status })} ${r.n}`);
+    outboundGauge.set({ project: r.projectId, kind: r.kind, status: r.status }, r.n);
+  const toolGauge = gauge(
+    'awooop_tool_calls',
+    'Tool calls the gateway saw, by project and status.',
+    ['project', 'status'],
+  );
+  for (const r of toolCalls) toolGauge.set({ project: r.projectId, status: r.status }, r.n);
+  const approvalGauge = gauge(
+    'awooop_approvals',
+    'Approvals by project and status (pending: waiting now).',
+    ['project', 'status'],
+  );
+  for (const r of approvals) approvalGauge.set({ project: r.projectId, status: r.status }, r.n);
 
-  metric(
+  const accountState = gauge(
     'awooop_channel_account_state',
-    'gauge',
     'Channel accounts by state (1 for the state the channels process last reported).',
+    ['project', 'account', 'channel', 'state'],
   );
-  for (const a of accounts)
-    for (const state of ACTUAL_STATES)
-      out.push(
-        `awooop_channel_account_state${label({ project: a.projectId, account: a.accountId, channel: a.channel, state })} ${a.actual === state ? 1 : 0}`,
-      );
-  metric(
+  const accountStopped = gauge(
     'awooop_channel_account_stopped',
-    'gauge',
     'Whether an operator has stopped the channel account (1) or wants it running (0).',
+    ['project', 'account'],
   );
-  for (const a of accounts)
-    out.push(
-      `awooop_channel_account_stopped${label({ project: a.projectId, account: a.accountId })} ${a.desired === 'stopped' ? 1 : 0}`,
-    );
-  for (const [name, help, field] of [
-    ['awooop_channel_inbound_total', 'Messages a channel account took in (new runs).', 'inbound'],
-    ['awooop_channel_outbound_total', 'Messages a channel account sent.', 'outbound'],
+  const accountCounts = (
     [
-      'awooop_channel_errors_total',
-      'Errors of a channel account (refused sends, failed starts).',
-      'errors',
-    ],
-  ] as const) {
-    metric(name, 'counter', `${help} Flushed from Redis every few seconds.`);
-    for (const a of accounts)
-      out.push(`${name}${label({ project: a.projectId, account: a.accountId })} ${a[field]}`);
+      ['awooop_channel_inbound_total', 'Messages a channel account took in (new runs).', 'inbound'],
+      ['awooop_channel_outbound_total', 'Messages a channel account sent.', 'outbound'],
+      [
+        'awooop_channel_errors_total',
+        'Errors of a channel account (refused sends, failed starts).',
+        'errors',
+      ],
+    ] as const
+  ).map(
+    ([name, help, field]) =>
+      [
+        counter(name, `${help} Flushed from Redis every few seconds.`, ['project', 'account']),
+        field,
+      ] as const,
+  );
+  for (const a of accounts) {
+    for (const state of ACTUAL_STATES)
+      accountState.set(
+        { project: a.projectId, account: a.accountId, channel: a.channel, state },
+        a.actual === state ? 1 : 0,
+      );
+    const account = { project: a.projectId, account: a.accountId };
+    accountStopped.set(account, a.desired === 'stopped' ? 1 : 0);
+    for (const [metric, field] of accountCounts) metric.inc(account, a[field]);
   }
-  metric(
+  const alertGauge = gauge(
     'awooop_budget_alerts',
-    'gauge',
     'Budget alerts raised (one per period and limit), by project and limit.',
+    ['project', 'limit'],
   );
-  for (const r of alerts)
-    out.push(`awooop_budget_alerts${label({ project: r.projectId, limit: r.limitName })} ${r.n}`);
+  for (const r of alerts) alertGauge.set({ project: r.projectId, limit: r.limitName }, r.n);
 
-  metric(
+  const breakerState = gauge(
     'awooop_provider_breaker_state',
-    'gauge',
     "A provider endpoint's circuit breaker: 0 closed, 1 half-open (probing), 2 open (skipped).",
+    ['provider', 'endpoint'],
   );
-  for (const b of breakers)
-    out.push(
-      `awooop_provider_breaker_state${label({ provider: b.provider, endpoint: b.baseUrl })} ${BREAKER_STATE_VALUE[b.state]}`,
-    );
-  metric(
+  const breakerOpened = counter(
     'awooop_provider_breaker_opened_total',
-    'counter',
     "How often a provider endpoint's breaker opened (an operator's reset sets it back to 0).",
+    ['provider', 'endpoint'],
   );
-  for (const b of breakers)
-    out.push(
-      `awooop_provider_breaker_opened_total${label({ provider: b.provider, endpoint: b.baseUrl })} ${b.openedCount}`,
-    );
+  for (const b of breakers) {
+    const endpoint = { provider: b.provider, endpoint: b.baseUrl };
+    breakerState.set(endpoint, BREAKER_STATE_VALUE[b.state]);
+    breakerOpened.inc(endpoint, b.openedCount);
+  }
 
-  metric('awooop_queue_jobs', 'gauge', 'Jobs per stage queue and job state.');
+  const queueJobs = gauge('awooop_queue_jobs', 'Jobs per stage queue and job state.', [
+    'stage',
+    'state',
+  ]);
   for (const [stage, queue] of Object.entries(queues)) {
     const counts = await queue.getJobCounts(
       'waiting',
@@ -191,76 +276,62 @@ export async function renderMetrics({
       'failed',
       'prioritized',
     );
-    for (const [state, n] of Object.entries(counts))
-      out.push(`awooop_queue_jobs${label({ stage, state })} ${n}`);
+    for (const [state, n] of Object.entries(counts)) queueJobs.set({ stage, state }, n);
   }
 
-  metric('awooop_stage_duration_ms', 'histogram', 'Stage job duration in milliseconds.');
-  const outcomes: string[] = [];
-  const failed: string[] = [];
-  const waits: string[] = [];
+  const durations = new CountedHistogram({
+    name: 'awooop_stage_duration_seconds',
+    help: 'Stage job duration in seconds.',
+    buckets: STAGE_BUCKETS_MS.map((ms) => ms / 1000),
+  });
+  register.registerMetric(durations);
+  const outcomes = counter(
+    'awooop_stage_jobs_total',
+    'Stage jobs by outcome (advanced, waited, retried, failed).',
+    ['stage', 'outcome'],
+  );
+  const failed = counter(
+    'awooop_stage_failures_total',
+    'Stage jobs that failed for good (their run failed), by stage and error code.',
+    ['stage', 'code'],
+  );
+  const waits = counter(
+    'awooop_bulkhead_waits_total',
+    'Stage jobs sent back to the queue because a share they need was full, by stage and share kind.',
+    ['stage', 'share'],
+  );
   for (const stage of Object.keys(queues)) {
     const h = await redis.hgetall(`${prefix}:metrics:stage:${stage}`);
-    const count = Number(h.count ?? 0);
-    for (const le of STAGE_BUCKETS_MS)
-      out.push(
-        `awooop_stage_duration_ms_bucket${label({ stage, le: String(le) })} ${Number(h[`le_${le}`] ?? 0)}`,
-      );
-    out.push(`awooop_stage_duration_ms_bucket${label({ stage, le: '+Inf' })} ${count}`);
-    out.push(`awooop_stage_duration_ms_sum${label({ stage })} ${Number(h.sum_ms ?? 0)}`);
-    out.push(`awooop_stage_duration_ms_count${label({ stage })} ${count}`);
+    durations.load({
+      stage,
+      buckets: STAGE_BUCKETS_MS.map((le) => Number(h[`le_${le}`] ?? 0)),
+      sumSeconds: Number(h.sum_ms ?? 0) / 1000,
+      count: Number(h.count ?? 0),
+    });
     for (const [field, n] of Object.entries(h)) {
       if (field.startsWith(OUTCOME_FIELD))
-        outcomes.push(
-          `awooop_stage_jobs_total${label({ stage, outcome: field.slice(OUTCOME_FIELD.length) })} ${n}`,
-        );
+        outcomes.inc({ stage, outcome: field.slice(OUTCOME_FIELD.length) }, Number(n));
       if (field.startsWith(FAILURE_FIELD))
-        failed.push(
-          `awooop_stage_failures_total${label({ stage, code: field.slice(FAILURE_FIELD.length) })} ${n}`,
-        );
+        failed.inc({ stage, code: field.slice(FAILURE_FIELD.length) }, Number(n));
       if (field.startsWith(BULKHEAD_FIELD))
-        waits.push(
-          `awooop_bulkhead_waits_total${label({ stage, share: field.slice(BULKHEAD_FIELD.length) })} ${n}`,
-        );
+        waits.inc({ stage, share: field.slice(BULKHEAD_FIELD.length) }, Number(n));
     }
   }
-  metric(
-    'awooop_stage_jobs_total',
-    'counter',
-    'Stage jobs by outcome (advanced, waited, retried, failed).',
-  );
-  out.push(...outcomes);
-  metric(
-    'awooop_stage_failures_total',
-    'counter',
-    'Stage jobs that failed for good (their run failed), by stage and error code.',
-  );
-  out.push(...failed);
 
-  metric(
+  const admission = counter(
     'awooop_admission_total',
-    'counter',
     'Messages ingress refused (reason rate, project_backlog, platform_backlog) or absorbed past a limit (absorbed: written, run delayed), by project.',
+    ['project', 'reason'],
   );
   const refusals = await redis.hgetall(admissionKeys.refusals(prefix));
   for (const [field, n] of Object.entries(refusals).sort()) {
     const [project = '', reason = ''] = field.split('|');
-    out.push(`awooop_admission_total${label({ project, reason })} ${n}`);
+    admission.inc({ project, reason }, Number(n));
   }
-  metric(
-    'awooop_backlog_runs',
-    'gauge',
-    'Runs accepted and not finished, as admission counts them.',
-  );
-  out.push(
-    `awooop_backlog_runs ${await redis.zcount(admissionKeys.allRuns(prefix), Date.now(), '+inf')}`,
+  gauge('awooop_backlog_runs', 'Runs accepted and not finished, as admission counts them.', []).set(
+    await redis.zcount(admissionKeys.allRuns(prefix), Date.now(), '+inf'),
   );
 
-  metric(
-    'awooop_bulkhead_waits_total',
-    'counter',
-    'Stage jobs sent back to the queue because a share they need was full, by stage and share kind.',
-  );
-  out.push(...waits);
-  return `${out.join('\n')}\n`;
+  const merged = processMetrics ? Registry.merge([processMetrics, register]) : register;
+  return merged.metrics();
 }

@@ -151,13 +151,23 @@ describe('/metrics', () => {
     expect(text).toContain('# TYPE awooop_runs_failed gauge');
     expect(sample(text, 'awooop_runs_failed{project="acme",code="MODEL_REJECTED"}')).toBe(1);
 
-    expect(text).toContain('# TYPE awooop_stage_duration_ms histogram');
-    expect(sample(text, 'awooop_stage_duration_ms_count{stage="execute"}')).toBeGreaterThanOrEqual(
-      2,
+    // histograms in seconds, as Prometheus names them: buckets' bounds and the sum
+    expect(text).toContain('# TYPE awooop_stage_duration_seconds histogram');
+    const executed = sample(text, 'awooop_stage_duration_seconds_count{stage="execute"}') ?? 0;
+    expect(executed).toBeGreaterThanOrEqual(2);
+    expect(sample(text, 'awooop_stage_duration_seconds_bucket{stage="execute",le="+Inf"}')).toBe(
+      executed,
     );
     expect(
-      sample(text, 'awooop_stage_duration_ms_bucket{stage="execute",le="+Inf"}'),
-    ).toBeGreaterThanOrEqual(2);
+      sample(text, 'awooop_stage_duration_seconds_bucket{stage="execute",le="0.005"}'),
+    ).toBeLessThanOrEqual(executed);
+    expect(
+      sample(text, 'awooop_stage_duration_seconds_bucket{stage="execute",le="60"}'),
+    ).toBeLessThanOrEqual(executed);
+    const seconds = sample(text, 'awooop_stage_duration_seconds_sum{stage="execute"}') ?? -1;
+    expect(seconds).toBeGreaterThan(0);
+    expect(seconds).toBeLessThan(60 * executed);
+    expect(text).not.toContain('awooop_stage_duration_ms');
 
     expect(text).toContain('# TYPE awooop_queue_jobs gauge');
     expect(sample(text, 'awooop_queue_jobs{stage="resolve",state="waiting"}')).toBe(0);
@@ -207,6 +217,26 @@ describe('/metrics', () => {
     // every family is declared once
     const declared = text.split('\n').filter((l) => l.startsWith('# TYPE '));
     expect(new Set(declared).size).toBe(declared.length);
+  });
+});
+
+describe('/metrics exposition', () => {
+  it('escapes label values as the text format says, not by rewriting them', async () => {
+    // A field name the counters hold verbatim: a quote, a backslash and a newline in a label.
+    await pipeline.ctx.redis.hincrby(`${prefix}:metrics:stage:deliver`, 'failed_A"B\\C\nD', 3);
+    const text = await scrape();
+    expect(sample(text, 'awooop_stage_failures_total{stage="deliver",code="A\\"B\\\\C\\nD"}')).toBe(
+      3,
+    );
+    await pipeline.ctx.redis.hdel(`${prefix}:metrics:stage:deliver`, 'failed_A"B\\C\nD');
+  });
+
+  it('is served with the Prometheus text content type', async () => {
+    const res = await fetch(`${web.url}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+    });
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    await res.text();
   });
 });
 

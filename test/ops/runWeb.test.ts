@@ -75,6 +75,11 @@ describe('awooop web', () => {
     expect(await open.json()).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
     const scraped = await fetch(url, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     expect(scraped.status).toBe(200);
-    expect(await scraped.text()).toContain('# TYPE awooop_runs gauge');
+    const text = await scraped.text();
+    expect(text).toContain('# TYPE awooop_runs gauge');
+    // the web process's own default metrics, beside the platform's
+    expect(text).toContain('# TYPE process_cpu_user_seconds_total counter');
+    expect(text).toContain('# TYPE nodejs_eventloop_lag_seconds gauge');
+    expect(text).toMatch(/^process_resident_memory_bytes \d+$/m);
   });
 });
