@@ -124,8 +124,12 @@ function tenantFile(projectId: string, peerUrl: string | null): TenantFile {
 async function startHungPeer() {
   const held: ServerResponse[] = [];
   let requests = 0;
-  const server = createServer((_req, res) => {
+  const byKind = new Map<string, number>();
+  const server = createServer((req, res) => {
     requests += 1;
+    // `/mcp`, or the Bot API method (`/bot<token>/sendMessage` → sendMessage)
+    const kind = req.url?.startsWith('/mcp') ? 'mcp' : (req.url?.split('/').pop() ?? '?');
+    byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
     held.push(res);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -133,6 +137,7 @@ async function startHungPeer() {
   return {
     url: `http://127.0.0.1:${port}`,
     requests: () => requests,
+    byKind: () => [...byKind].map(([k, n]) => `${k} ${n}`).join(', '),
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -340,7 +345,7 @@ async function main(): Promise<void> {
       );
     });
     lines.push(
-      `A's hung peer received ${peer.requests()} requests (MCP connects and Bot API calls)`,
+      `A's hung peer received ${peer.requests()} requests (${peer.byKind()})`,
     );
     if (args.json) process.stdout.write(`${JSON.stringify(results)}\n`);
     else process.stdout.write(`${lines.join('\n')}\n`);

@@ -312,7 +312,15 @@ export type ChannelPlugin<T extends ChannelType = ChannelType> = {
 export type AnyChannelPlugin = { [T in ChannelType]: ChannelPlugin<T> }[ChannelType];
 
 /** A sender and what it was built for, as the registry hands it out. */
-export type AccountSender = { plugin: ChannelPlugin; sender: ChannelSender<ChannelType> };
+export type AccountSender = {
+  plugin: ChannelPlugin;
+  sender: ChannelSender<ChannelType>;
+  /**
+   * The account's typing indicators in this process (see `startProgress`): how many are in
+   * flight, and until when none is sent because a recent one was slow or failed.
+   */
+  typing: { inFlight: number; quietUntil: number };
+};
 
 /**
  * The plugins a process knows, keyed by contract type, and the per-account sender cache.

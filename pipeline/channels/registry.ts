@@ -65,6 +65,7 @@ export function createChannelRegistry(plugins: readonly AnyChannelPlugin[]): Cha
       const built: AccountSender = {
         plugin: found,
         sender: found.createSender(account, credentials),
+        typing: { inFlight: 0, quietUntil: 0 },
       };
       if (senders.size >= MAX_CACHED_SENDERS) senders.clear();
       senders.set(cacheKey, { fingerprint, built });

@@ -45,18 +45,50 @@ export function startProgress(
   };
 }
 
+/** Typing calls of one account a process keeps in flight at most; past them it sends none. */
+const TYPING_IN_FLIGHT_MAX = 2;
+/** A typing call slower than this (the indicator shows ~5 s) marks the account's API slow. */
+const TYPING_SLOW_MS = 3000;
+/** How long an account whose typing call was slow or failed is sent none. */
+const TYPING_QUIET_MS = 30_000;
+
+/**
+ * The typing indicator, skipped (not queued) while the account's API is slow: at most
+ * {@link TYPING_IN_FLIGHT_MAX} calls in flight per account and process, and none for
+ * {@link TYPING_QUIET_MS} after one took longer than {@link TYPING_SLOW_MS} or failed. It is
+ * sent on every execute attempt and bounded by no share (it is cosmetic), so without this a
+ * hung Bot API held a socket open per attempt of every run of the account until the sender's
+ * timeout: thousands a minute, whose timers and sockets slowed every tenant's runs.
+ */
 async function typing(
   ctx: ChannelContext,
   run: Run,
   channel: ChannelContract,
   event: ConversationEvent,
 ) {
-  const { sender } = await ctx.channels.sender(
+  const built = await ctx.channels.sender(
     (ref) => ctx.secrets.resolve(run.projectId, ref),
     { projectId: run.projectId, accountId: run.accountId },
     channel,
   );
-  await sender.typing?.({ run, account: channel, event, now: ctx.now() });
+  const gate = built.typing;
+  const started = Date.now();
+  if (!built.sender.typing || gate.inFlight >= TYPING_IN_FLIGHT_MAX || started < gate.quietUntil)
+    return;
+  gate.inFlight += 1;
+  const slow = setTimeout(() => {
+    gate.quietUntil = Date.now() + TYPING_QUIET_MS;
+  }, TYPING_SLOW_MS);
+  slow.unref();
+  try {
+    await built.sender.typing({ run, account: channel, event, now: ctx.now() });
+  } catch (error) {
+    gate.quietUntil = Date.now() + TYPING_QUIET_MS;
+    throw error;
+  } finally {
+    clearTimeout(slow);
+    gate.inFlight -= 1;
+  }
 }
 
 async function sendStatus(
