@@ -344,9 +344,7 @@ async function main(): Promise<void> {
         (r.aAccepted > 0 ? `  A accepted ${r.aAccepted}, finished ${r.aFinished}` : '')
       );
     });
-    lines.push(
-      `A's hung peer received ${peer.requests()} requests (${peer.byKind()})`,
-    );
+    lines.push(`A's hung peer received ${peer.requests()} requests (${peer.byKind()})`);
     if (args.json) process.stdout.write(`${JSON.stringify(results)}\n`);
     else process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
