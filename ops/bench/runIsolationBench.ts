@@ -1,17 +1,21 @@
 // `npm run bench:isolation`: how much one tenant's hung dependencies slow another. Tenant B
-// (API channel, no tools) is measured alone, then while tenant A's MCP server and Telegram
-// API both hang (they take every request and answer none). With `--compare`, a third round
-// runs with the bulkheads' shares set past any load (as if there were none). Creates its own
-// database and Redis prefix and removes both at the end. Loopback only.
+// (API channel, no tools) is measured alone, then while tenant A sends as much through a
+// healthy MCP server and Telegram API (A's plain load), then while A's MCP server and
+// Telegram API both hang (they take every request and answer none). With `--compare`, a last
+// round runs with the bulkheads' shares set past any load (as if there were none). Creates
+// its own database and Redis prefix and removes both at the end. Loopback only.
 //
 //   npm run bench:isolation -- [--runs 150] [--rate 10] [--a-rate 10] [--compare] [--json]
 import { randomBytes } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { pino } from 'pino';
+import { z } from 'zod';
 import { createApiKey } from '../../db/apiKeys.ts';
 import { createDbPool } from '../../db/createDbPool.ts';
 import { putSecret } from '../../db/secrets.ts';
@@ -21,6 +25,7 @@ import { TenantFile } from '../../pipeline/contracts/tenantFile.ts';
 import { applyTenant } from '../../pipeline/control/applyTenant.ts';
 import { sealSecret, secretAad } from '../../pipeline/secrets/secretBox.ts';
 import { deleteRedisPrefix } from '../deleteRedisPrefix.ts';
+import { startTelegramServer } from '../fakes/telegramServer.ts';
 import { freePort } from '../freePort.ts';
 import { createBenchDatabase, dropBenchDatabase } from './benchDatabase.ts';
 import { benchPrefix } from './benchPrefix.ts';
@@ -34,6 +39,7 @@ const DATABASE = 'awooop_bench_isolation';
 const PROMPT = Buffer.from('You are the bench agent. Answer briefly.\n');
 const CALM = 'calm';
 const STUCK = 'stuck';
+const WELL = 'well';
 
 const { values: args } = parseArgs({
   options: {
@@ -59,8 +65,11 @@ const RATE = positive('rate', args.rate);
 const A_RATE = positive('a-rate', args['a-rate']);
 const CONCURRENCY = Math.floor(positive('concurrency', args.concurrency));
 
-/** The two tenants: B answers on the API channel with no tools; A has a tool and Telegram. */
-function tenantFile(projectId: string, peerUrl: string | null): TenantFile {
+/** A's outside services: its MCP server's endpoint and its Bot API root. */
+type Peers = { mcpUrl: string; apiRoot: string };
+
+/** The tenants: B answers on the API channel with no tools; A has a tool and Telegram. */
+function tenantFile(projectId: string, peers: Peers | null): TenantFile {
   return TenantFile.parse({
     apiVersion: 'awooop/v1',
     project: {
@@ -76,17 +85,17 @@ function tenantFile(projectId: string, peerUrl: string | null): TenantFile {
         prompt: { ref: 'prompts/agent.md', sha256: sha256Hex(PROMPT) },
         contextDomain: 'general',
         safetyCeiling: 'read',
-        ...(peerUrl ? { tools: ['ops.lookup'] } : {}),
+        ...(peers ? { tools: ['ops.lookup'] } : {}),
       },
     },
-    mcpGateway: peerUrl
+    mcpGateway: peers
       ? {
           servers: [
             {
               name: 'ops',
               contextDomain: 'general',
               environment: 'prod',
-              transport: { type: 'streamable_http', url: `${peerUrl}/mcp`, sseFallback: false },
+              transport: { type: 'streamable_http', url: peers.mcpUrl, sseFallback: false },
               tools: [{ name: 'lookup', risk: 'read', timeoutMs: 5000 }],
             },
           ],
@@ -105,13 +114,13 @@ function tenantFile(projectId: string, peerUrl: string | null): TenantFile {
     },
     channels: {
       api: { type: 'api' },
-      ...(peerUrl
+      ...(peers
         ? {
             tg: {
               type: 'telegram',
               botToken: 'secret:tg-token',
               webhookSecret: 'secret:tg-webhook',
-              apiRoot: peerUrl,
+              apiRoot: peers.apiRoot,
               parseMode: 'HTML',
             },
           }
@@ -138,6 +147,41 @@ async function startHungPeer() {
     url: `http://127.0.0.1:${port}`,
     requests: () => requests,
     byKind: () => [...byKind].map(([k, n]) => `${k} ${n}`).join(', '),
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/**
+ * A healthy MCP server: Streamable HTTP, stateless (a server and transport per request, as the
+ * SDK's stateless example does), with the one tool A is granted, answering at once.
+ */
+async function startHealthyMcp() {
+  let calls = 0;
+  const server = createServer((req, res) => {
+    const mcp = new McpServer({ name: 'bench-ops', version: '1.0.0' });
+    mcp.registerTool(
+      'lookup',
+      { description: 'Looks a key up', inputSchema: { key: z.string().optional() } },
+      () => {
+        calls += 1;
+        return { content: [{ type: 'text', text: 'found' }] };
+      },
+    );
+    const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true });
+    res.on('close', () => void transport.close().then(() => mcp.close()));
+    void mcp
+      .connect(transport)
+      .then(() => transport.handleRequest(req, res))
+      .catch(() => res.writeHead(500).end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    calls: () => calls,
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -184,12 +228,16 @@ async function main(): Promise<void> {
   const prefix = benchPrefix('awiso');
   const redis = new Redis(REDIS_URL, { lazyConnect: true });
   const peer = await startHungPeer();
+  const mcp = await startHealthyMcp();
+  const bot = await startTelegramServer();
   let db: pg.Client | undefined;
   let running: RunningSystem | undefined;
   const cleanup = async () => {
     await running?.stop().catch(() => {});
     await db?.end().catch(() => {});
     await peer.close().catch(() => {});
+    await mcp.close().catch(() => {});
+    await bot.close().catch(() => {});
     log(`deleted ${await deleteRedisPrefix(redis, prefix).catch(() => 0)} Redis keys`);
     redis.disconnect();
     if (!args.keep) await dropBenchDatabase(DATABASE).catch(() => {});
@@ -202,14 +250,15 @@ async function main(): Promise<void> {
     const pool = await createDbPool(url, { applicationName: 'awooop-bench', maxPoolSize: 2 });
     const keys: Record<string, string> = {};
     try {
-      for (const [projectId, peerUrl] of [
+      for (const [projectId, peers] of [
         [CALM, null],
-        [STUCK, peer.url],
+        [STUCK, { mcpUrl: `${peer.url}/mcp`, apiRoot: peer.url }],
+        [WELL, { mcpUrl: mcp.url, apiRoot: bot.apiRoot }],
       ] as const) {
         await applyTenant(
           { pool, logger: pino({ level: 'silent' }) },
           {
-            tenant: tenantFile(projectId, peerUrl),
+            tenant: tenantFile(projectId, peers),
             artifacts: [
               {
                 ref: 'prompts/agent.md',
@@ -251,9 +300,9 @@ async function main(): Promise<void> {
       body: (i) => JSON.stringify({ text: `hello ${i}`, conversation_id: `c-${tag}-${i}` }),
     });
     let nextUpdate = 1;
-    const stuckTarget = (port: number): PostTarget => ({
+    const aTarget = (port: number, projectId: string): PostTarget => ({
       port,
-      path: `/webhooks/telegram/${STUCK}/tg`,
+      path: `/webhooks/telegram/${projectId}/tg`,
       headers: { 'x-telegram-bot-api-secret-token': webhookSecret },
       body: () => telegramBody(nextUpdate++),
     });
@@ -283,14 +332,15 @@ async function main(): Promise<void> {
       return port;
     };
 
-    const roundOf = async (name: string, port: number, withStuck: boolean): Promise<Figures> => {
+    /** A round: B's runs, and A's at the same time when `a` names A's project. */
+    const roundOf = async (name: string, port: number, a: string | null): Promise<Figures> => {
       const from = await mark(db!);
-      log(`${name}: B ${RUNS} runs at ${RATE}/s${withStuck ? `, A at ${A_RATE}/s` : ''}`);
+      log(`${name}: B ${RUNS} runs at ${RATE}/s${a ? `, A at ${A_RATE}/s` : ''}`);
       const durationS = RUNS / RATE;
       const [calm, stuck] = await Promise.all([
         postRuns(calmTarget(port, name), { count: RUNS, connections: 32, rate: RATE }),
-        withStuck
-          ? postRuns(stuckTarget(port), {
+        a
+          ? postRuns(aTarget(port, a), {
               count: Math.ceil(durationS * A_RATE),
               connections: 32,
               rate: A_RATE,
@@ -304,34 +354,38 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 250));
         figures = await measure(db!, CALM, from);
       }
-      const a = withStuck ? await measure(db!, STUCK, from) : null;
+      const aFigures = a ? await measure(db!, a, from) : null;
       if (calm.refused > 0) log(`  B refused: ${JSON.stringify(calm.refusals)}`);
       log(`  B p50 ${round(figures.p50Ms)} ms, p99 ${round(figures.p99Ms)} ms`);
       return {
         round: name,
         ...figures,
         aAccepted: stuck?.accepted ?? 0,
-        aFinished: a?.runs ?? 0,
+        aFinished: aFigures?.runs ?? 0,
       };
     };
 
     const results: Figures[] = [];
     let port = await start(null);
     // Warm-up (not reported): the first runs pay for connections, caches and JIT.
-    await roundOf('warm-up', port, false);
-    results.push(await roundOf('B alone', port, false));
+    await roundOf('warm-up', port, null);
+    results.push(await roundOf('B alone', port, null));
+    // A's plain load: as many runs through a healthy MCP server and Bot API, what B pays
+    // for sharing the process at all (its first round warms A's paths up).
+    await roundOf('warm-up with A healthy', port, WELL);
+    results.push(await roundOf('B while A is healthy', port, WELL));
     // A's paths warm up too (not reported): the first Telegram send and the first MCP connect
     // of the process load and compile code no B run uses, all at once when the first connects
     // time out. A keeps hanging into the measured round, its backlog with it.
-    await roundOf('warm-up with A', port, true);
-    results.push(await roundOf('B while A hangs', port, true));
+    await roundOf('warm-up with A hung', port, STUCK);
+    results.push(await roundOf('B while A hangs', port, STUCK));
     if (args.compare) {
       await running!.stop();
       running = undefined;
       port = await start({ project: 10_000, dependency: 10_000 });
-      await roundOf('warm-up', port, false);
-      await roundOf('warm-up with A', port, true);
-      results.push(await roundOf('B while A hangs, shares off', port, true));
+      await roundOf('warm-up', port, null);
+      await roundOf('warm-up with A hung', port, STUCK);
+      results.push(await roundOf('B while A hangs, shares off', port, STUCK));
     }
     const alone = results[0]!;
     const lines = results.map((r) => {
@@ -345,6 +399,7 @@ async function main(): Promise<void> {
       );
     });
     lines.push(`A's hung peer received ${peer.requests()} requests (${peer.byKind()})`);
+    lines.push(`A's healthy peers: ${bot.sent.length} messages sent, ${mcp.calls()} tool calls`);
     if (args.json) process.stdout.write(`${JSON.stringify(results)}\n`);
     else process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
